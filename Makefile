@@ -1,0 +1,31 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+# Each creates .venv and installs what it needs when missing; a stamp file keeps reruns quick.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+
+.PHONY: demo test install clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.installed-demo: pyproject.toml | $(PY)
+	$(PIP) install -q -e ".[tokenize]"
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(PY)
+	$(PIP) install -q -e ".[tokenize,end,cloud,test]"
+	touch $@ $(VENV)/.installed-demo
+
+install: $(VENV)/.installed-test
+
+demo: $(VENV)/.installed-demo
+	$(VENV)/bin/endcloud demo
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest -q
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,3 @@
+from endcloud.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""Command line: `endcloud <stage> <command> --config X.yaml key=value ...`.
+
+Dispatch only. Each stage registers its commands from its own `cli` module; those modules
+import heavy dependencies inside the handlers, so `endcloud --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+from endcloud import __version__
+from endcloud.errors import EndcloudError
+
+# Modules with a `register(subparsers)` function, in the order shown by --help.
+COMMAND_MODULES = [
+    "endcloud.data.cli",
+    "endcloud.demo",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="endcloud",
+        description="End-cloud collaborative AI customer service: the cloud teaches a small "
+                    "private end model and keeps improving it.")
+    parser.add_argument("--version", action="version", version=f"endcloud {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="stage", metavar="<stage>")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except EndcloudError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def add_config_args(p: argparse.ArgumentParser, default_config: str | None = None) -> None:
+    """The common `--config FILE` + `key=value` overrides of every job."""
+    p.add_argument("--config", default=default_config, metavar="FILE",
+                   help="YAML config" + (f" (default: {default_config})" if default_config else ""))
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="override a config key, e.g. split.seed=7")

@@ -1,0 +1,1 @@
+"""The data stage: corpus loaders, cleaning, PII masking, multi-turn samples and splits."""
