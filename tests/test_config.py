@@ -1,0 +1,87 @@
+"""Config loading: every shipped YAML loads; unknown keys and bad values are rejected by name."""
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from endcloud.config import ConfigError, from_dict, load_config
+from endcloud.data.config import DataConfig
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+# Every file in configs/ must be listed here with the dataclass it configures.
+CONFIG_CLASSES = {
+    "data.yaml": "endcloud.data.config:DataConfig",
+    "jddc.yaml": "endcloud.data.config:DataConfig",
+    "jddc2018.yaml": "endcloud.data.config:DataConfig",
+    "ecd.yaml": "endcloud.data.config:DataConfig",
+    "bitext.yaml": "endcloud.data.config:DataConfig",
+}
+
+
+def _cls(spec):
+    module, name = spec.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_every_shipped_config_loads(name):
+    assert name in CONFIG_CLASSES, f"configs/{name} has no entry in CONFIG_CLASSES"
+    cfg = load_config(_cls(CONFIG_CLASSES[name]), CONFIGS / name)
+    assert cfg is not None
+
+
+def test_overrides_are_typed_and_dotted():
+    cfg = load_config(DataConfig, CONFIGS / "data.yaml",
+                      ["split.seed=7", "context_turns=3", "privacy.enabled=false",
+                       "output_formats=[messages,sharegpt]"])
+    assert cfg.split.seed == 7 and cfg.context_turns == 3 and cfg.privacy.enabled is False
+    assert cfg.output_formats == ["messages", "sharegpt"]
+
+
+@pytest.mark.parametrize("override, key", [
+    ("contxt_turns=3", "contxt_turns"),
+    ("split.sed=1", "split.sed"),
+    ("context_turns=three", "context_turns"),
+    ("privacy.enabled=maybe", "privacy.enabled"),
+    ("clean.urls=hide", "clean.urls"),
+    ("split.train=0.5", "split"),
+    ("length.max_input_tokens=0", "length.max_input_tokens"),
+    ("sources=[{format: jddc2019}]", "path"),
+    ("sources=[{format: nope, path: x}]", "sources[0].format"),
+])
+def test_bad_keys_and_values_are_named(override, key):
+    with pytest.raises(ConfigError) as err:
+        load_config(DataConfig, CONFIGS / "data.yaml", [override])
+    assert key in str(err.value)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(DataConfig, tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sources: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(DataConfig, bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(DataConfig, listy)
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(DataConfig, None, ["novalue"])
+
+
+def test_int_is_accepted_for_float_but_bool_is_not_int():
+    @dataclass
+    class C:
+        x: float = 0.0
+        n: int = 0
+        tags: list[str] = field(default_factory=list)
+
+    assert from_dict(C, {"x": 1}).x == 1.0
+    with pytest.raises(ConfigError, match="n"):
+        from_dict(C, {"n": True})
+    with pytest.raises(ConfigError, match=r"tags\[1\]"):
+        from_dict(C, {"tags": ["a", [1]]})

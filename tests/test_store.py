@@ -1,0 +1,68 @@
+"""The SQLite store from a blank database: WAL, migrations forward-only, the run log."""
+
+import sqlite3
+
+import pytest
+
+from endcloud.errors import StoreError
+from endcloud.store import MIGRATIONS, Store
+
+
+def test_blank_database_gets_all_migrations(tmp_path):
+    path = tmp_path / "s.db"
+    with Store.open(path) as store:
+        assert store.applied_migrations() == [name for name, _ in MIGRATIONS]
+        assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    # Reopening applies nothing new.
+    with Store.open(path) as store:
+        assert store.migrate(MIGRATIONS) == []
+
+
+def test_migration_names_are_unique_and_ordered():
+    names = [name for name, _ in MIGRATIONS]
+    assert len(names) == len(set(names))
+    assert names == sorted(names), "migrations are applied in list order; keep names sorted"
+
+
+def test_new_migration_is_applied_once_and_failed_one_rolls_back(tmp_path):
+    path = tmp_path / "s.db"
+    extra = MIGRATIONS + [("9000_t", "CREATE TABLE t (x INTEGER);\nINSERT INTO t VALUES (1);")]
+    with Store.open(path, migrations=extra) as store:
+        assert store.conn.execute("SELECT x FROM t").fetchone()[0] == 1
+    broken = extra + [("9001_bad", "CREATE TABLE u (x);\nTHIS IS NOT SQL;")]
+    with pytest.raises(StoreError, match="9001_bad"):
+        Store.open(path, migrations=broken)
+    with Store.open(path, migrations=extra) as store:
+        tables = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master")}
+        assert "u" not in tables  # the failed migration left nothing behind
+
+
+def test_database_from_a_newer_version_is_refused(tmp_path):
+    path = tmp_path / "s.db"
+    Store.open(path, migrations=MIGRATIONS + [("9999_future", "SELECT 1;")]).close()
+    with pytest.raises(StoreError, match="newer endcloud"):
+        Store.open(path)
+
+
+def test_not_a_database(tmp_path):
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError):
+        Store.open(path)
+
+
+def test_run_log(tmp_path):
+    with Store.open(tmp_path / "s.db") as store:
+        rid = store.start_run("data", tmp_path / "runs" / "x", {"a": 1})
+        assert store.runs("data")[0]["status"] == "running"
+        store.finish_run(rid, stats={"samples": 3})
+        row = store.runs("data")[0]
+        assert row["status"] == "ok" and '"samples": 3' in row["stats_json"]
+        rid2 = store.start_run("data", "y", {})
+        store.finish_run(rid2, error="boom")
+        assert store.runs()[1]["status"] == "failed"
+    # Committed: visible from a fresh connection.
+    conn = sqlite3.connect(tmp_path / "s.db")
+    assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 2
