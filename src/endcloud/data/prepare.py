@@ -166,13 +166,16 @@ def _keep(sample: Sample, cfg: DataConfig, counter: TokenCounter, unsendable: se
         counts["samples_dropped_long_query"] += 1
         return False
     if cfg.clean.dedup != "none":
-        key = exact_key(*(t.text for t in sample.context), sample.query, sample.reply)
+        # A sample is its whole (context, query, reply): the same generic exchange ("谢谢" ->
+        # "不客气") after different histories is a different sample, not a duplicate.
+        parts = (*(t.text for t in sample.context), sample.query, sample.reply)
+        key = exact_key(*parts)
         if key in seen_exact:
             counts["samples_dropped_duplicate_exact"] += 1
             return False
         seen_exact.add(key)
         if cfg.clean.dedup == "near":
-            nkey = near_key(sample.query, sample.reply)
+            nkey = near_key(*parts)
             if nkey in seen_near:
                 counts["samples_dropped_duplicate_near"] += 1
                 return False

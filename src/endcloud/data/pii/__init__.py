@@ -1,0 +1,1 @@
+"""Rule detectors and word lists behind `endcloud.data.privacy` (import the API from there)."""

@@ -1,0 +1,95 @@
+"""Word lists the detectors lean on: surnames, place names, cue words, carrier names.
+
+Kept apart from the regexes so a newcomer can extend a list without reading a pattern. Every
+list here is data, not logic; `detectors.py` compiles them once at import.
+"""
+
+from __future__ import annotations
+
+# The ~250 most common single-character Chinese surnames (covers > 90% of the population) and
+# the compound surnames still in use. Left out on purpose: rare surnames that are everyday
+# function words (和 时 成 边 单 安 全 应 向), which cost far more precision than they add recall.
+ZH_SURNAMES_1 = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程"
+    "苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付傅方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝"
+    "龚邵万钱严覃武戴莫孔汤常温康施文牛樊葛邢齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左"
+    "柳甘祝包宁尚符舒阮柯纪梅童凌毕季裴霍涂苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶"
+    "解牟艾尤阳穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂佟臧闵苟邬"
+    "卞姬师仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝"
+)
+ZH_SURNAMES_2 = ("欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容", "长孙",
+                 "宇文", "司徒", "夏侯", "令狐", "端木", "南宫", "西门", "独孤")
+
+# Characters that end a Chinese given name: a name never runs into these (function words and
+# the first characters of words that follow a name: 电话, 地址, 收件…). Single characters only;
+# 先生/女士 are handled as suffix cues, so 生/小/士 may still appear in a given name.
+ZH_NAME_STOP = (
+    "的了吗呢吧啊呀哦哈嘛是在和与及或就都也还要把被给从到对向跟请您你我他她它们这那哪个些么什怎"
+    "电话手机号码地址邮箱收寄送件人说问讲叫看买卖退换货款单订快递"
+    "不没有已经会能可以想让帮麻烦谢好吧嗯喂哎啦咯呗么一二三四五六七八九十百千万元块"
+)
+
+# Words that look like surname + given name but are not names.
+ZH_NOT_NAMES = frozenset({
+    "谢谢", "谢了", "高兴", "高手", "方便", "方法", "方式", "文件", "明天", "明白", "时间", "时候",
+    "安全", "安装", "全部", "全新", "成功", "成本", "常见", "常用", "包装", "包邮", "包裹", "金额",
+    "和谐", "关于", "关注", "关系", "关闭", "应该", "应用", "向您", "于是", "石头", "白色", "黄色",
+    "蓝色", "单号", "单子", "路上", "路过", "华为", "小米", "毕竟", "连接", "连续", "管理", "简单",
+    "车子", "米色", "商品", "商家", "宁可", "尚未", "左右", "万一", "万元", "古典", "吉利",
+    "麻烦", "查询", "查看", "查到", "查一下", "查下", "迟到", "江湖", "曲线", "解决", "解释", "席位",
+    "卫生", "宗旨", "师傅", "和您", "仲裁", "池子", "艾特", "申请", "申诉", "任何", "沈阳", "杭州",
+})
+
+ZH_NAME_PREFIX_CUES = (
+    "我叫", "我的名字是", "我的名字叫", "名字叫", "名字是", "本人", "收件人", "收货人", "联系人",
+    "签收人", "寄件人", "持卡人", "姓名", "户名", "用户名叫", "买家", "客户", "顾客",
+)
+# Only these: "师傅", "老师", "姐" follow ordinary words far too often ("和师傅说", "安排师傅").
+ZH_NAME_SUFFIX_CUES = ("先生", "女士", "小姐")
+
+# Provinces, municipalities, autonomous regions, SARs and the larger cities: an address that is
+# not introduced by a cue word must start with one of these.
+ZH_PLACES = (
+    "北京", "天津", "上海", "重庆", "河北", "山西", "辽宁", "吉林", "黑龙江", "江苏", "浙江",
+    "安徽", "福建", "江西", "山东", "河南", "湖北", "湖南", "广东", "海南", "四川", "贵州", "云南",
+    "陕西", "甘肃", "青海", "台湾", "内蒙古", "广西", "西藏", "宁夏", "新疆", "香港", "澳门",
+    "广州", "深圳", "杭州", "南京", "苏州", "成都", "武汉", "西安", "郑州", "长沙", "沈阳", "青岛",
+    "济南", "大连", "厦门", "福州", "宁波", "无锡", "合肥", "昆明", "南昌", "贵阳", "南宁", "太原",
+    "石家庄", "哈尔滨", "长春", "呼和浩特", "乌鲁木齐", "兰州", "西宁", "银川", "拉萨", "海口",
+    "三亚", "东莞", "佛山", "珠海", "中山", "惠州", "温州", "绍兴", "嘉兴", "金华", "台州", "常州",
+    "南通", "徐州", "扬州", "烟台", "潍坊", "洛阳", "宜昌", "襄阳", "株洲", "岳阳", "赣州", "泉州",
+    "漳州", "桂林", "柳州", "绵阳", "遵义", "唐山", "保定", "邯郸",
+)
+ZH_ADDRESS_CUES = (
+    "收货地址", "收件地址", "配送地址", "家庭地址", "详细地址", "新地址", "地址", "住址", "寄到",
+    "送到", "发到", "送货到", "配送到", "寄往", "住在", "家住", "家在",
+)
+# Characters that cannot be part of a Chinese address component (they end the address).
+ZH_ADDRESS_STOP = "的了吗呢吧啊呀哦是我你他她就也还要把被给从送寄哪么什怎这那个请您谢在,，。.!?！？:：;；、 "
+
+EN_STREET_TYPES = ("Street", "Avenue", "Road", "Boulevard", "Lane", "Drive", "Court", "Way",
+                   "Place", "Terrace", "Parkway", "Circle", "Highway", "Square")
+EN_STREET_ABBREVIATIONS = ("St", "Ave", "Rd", "Blvd", "Ln", "Dr", "Ct", "Pl", "Pkwy", "Cir", "Hwy", "Sq")
+EN_HONORIFICS = r"(?:Mrs|Mr|Ms|Miss|Mx|Dr|Prof)\.?"
+EN_NAME_CUES = (
+    r"my name is", r"my name's", r"name is", r"this is", r"I am", r"I'm", EN_HONORIFICS, r"name:", r"recipient:", r"recipient is", r"addressed to",
+    r"ship(?:ped)? (?:it |this |them )?to", r"deliver(?:ed)? (?:it |this |them )?to",  # 2+ words
+    r"(?:best |kind |warm )?regards,?", r"thanks,", r"thank you,", r"cheers,", r"sincerely,",
+    r"dear", r"hi", r"hello", r"signed,?", r"cardholder:?", r"account holder:?",
+)
+# Capitalised words that follow a cue but are not names ("Hi there", "This is Amazing").
+EN_NOT_NAMES = frozenset({
+    "There", "Team", "Support", "Sir", "Madam", "Customer", "Everyone", "All", "The", "This", "That",
+    "It", "Is", "A", "An", "My", "Your", "Our", "Not", "Very", "So", "Sorry", "Just", "Still",
+    "Here", "Again", "Please", "Thanks", "Thank", "Hello", "Hi", "Dear", "Regards", "Amazon",
+    "Order", "Customer Service", "Service", "In", "On", "At", "Going", "Looking", "Writing",
+    "Trying", "Waiting", "Calling", "Having", "Unable", "Happy", "Glad", "Interested", "Ready",
+    "Frustrated", "Confused", "Concerned", "New", "Back", "Done", "Good", "Fine", "OK", "Okay",
+    "Yes", "No", "Urgent", "Annoyed", "Disappointed", "About", "Following", "Reaching",
+})
+
+# Express carriers whose name (followed by a number) marks a tracking number.
+CARRIERS = (
+    "顺丰", "圆通", "中通", "申通", "韵达", "百世", "极兔", "德邦", "京东物流", "京东快递", "邮政",
+    "EMS", "ems", "UPS", "FedEx", "DHL", "USPS", "SF Express", "YTO", "ZTO", "STO",
+)
