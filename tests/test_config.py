@@ -18,6 +18,7 @@ CONFIG_CLASSES = {
     "jddc2018.yaml": "endcloud.data.config:DataConfig",
     "ecd.yaml": "endcloud.data.config:DataConfig",
     "bitext.yaml": "endcloud.data.config:DataConfig",
+    "label.yaml": "endcloud.cloud.config:LabelConfig",
 }
 
 

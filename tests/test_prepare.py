@@ -110,6 +110,7 @@ def test_cli_bad_input_fails_cleanly_and_writes_no_partial_output(tmp_path):
 @pytest.mark.parametrize("content, problem", [
     (b"", "empty"),
     (b"s\tu\t0\t0\t0\tnan\t\xff\xfe bad\n", "UTF-8"),
+    (b"s\tu\t0\t0\t0\tnan\t" + b"x" * 10_000_000 + b"\n", "longer than"),
 ])
 def test_cli_bad_files(tmp_path, content, problem):
     src = tmp_path / "bad.tsv"

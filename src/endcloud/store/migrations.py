@@ -24,4 +24,64 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX runs_stage ON runs (stage, started_at);
         """,
     ),
+    (
+        "0002_cloud",
+        """
+        CREATE TABLE cloud_labels (
+            id                INTEGER PRIMARY KEY,
+            sample_id         TEXT NOT NULL,
+            prompt_hash       TEXT NOT NULL,
+            run_id            INTEGER,
+            model             TEXT NOT NULL,
+            query             TEXT NOT NULL,
+            context_json      TEXT NOT NULL,
+            reply             TEXT NOT NULL,
+            finish_reason     TEXT NOT NULL,
+            prompt_tokens     INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            cost              REAL NOT NULL,
+            latency_ms        REAL NOT NULL,
+            attempts          INTEGER NOT NULL,
+            created_at        TEXT NOT NULL,
+            UNIQUE (sample_id, prompt_hash)
+        );
+        CREATE INDEX cloud_labels_prompt ON cloud_labels (prompt_hash);
+        CREATE TABLE cloud_quarantine (
+            id          INTEGER PRIMARY KEY,
+            sample_id   TEXT NOT NULL,
+            prompt_hash TEXT NOT NULL,
+            run_id      INTEGER,
+            reason      TEXT NOT NULL,
+            detail      TEXT NOT NULL,
+            attempts    INTEGER NOT NULL,
+            created_at  TEXT NOT NULL,
+            UNIQUE (sample_id, prompt_hash)
+        );
+        CREATE TABLE cloud_failures (
+            sample_id   TEXT NOT NULL,
+            prompt_hash TEXT NOT NULL,
+            failures    INTEGER NOT NULL,
+            last_error  TEXT NOT NULL,
+            updated_at  TEXT NOT NULL,
+            PRIMARY KEY (sample_id, prompt_hash)
+        );
+        CREATE TABLE cloud_egress (
+            id                INTEGER PRIMARY KEY,
+            ts                TEXT NOT NULL,
+            run_id            INTEGER,
+            endpoint          TEXT NOT NULL,
+            model             TEXT NOT NULL,
+            payload_sha256    TEXT NOT NULL,
+            request_bytes     INTEGER NOT NULL,
+            response_bytes    INTEGER NOT NULL,
+            prompt_tokens     INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            latency_ms        REAL NOT NULL,
+            cost              REAL NOT NULL,
+            status            TEXT NOT NULL,
+            attempt           INTEGER NOT NULL
+        );
+        CREATE INDEX cloud_egress_run ON cloud_egress (run_id, ts);
+        """,
+    ),
 ]

@@ -1,0 +1,540 @@
+"""The teacher client: OpenAI chat completions over httpx, with privacy at the boundary.
+
+    client = CloudClient(CloudConfig(base_url="http://127.0.0.1:8765/v1", model="local"))
+    reply = client.chat([{"role": "user", "content": "我的订单什么时候发货？"}])
+    reply.text, reply.prompt_tokens, reply.attempts
+
+One call, step by step:
+  1. mask every message with one masker conversation; any message not sendable (or a masker
+     crash) raises PrivacyError and nothing is sent (fail closed);
+  2. circuit breaker -> rate limiter -> concurrency slot -> one HTTP attempt, read under the
+     call's wall-clock deadline (a server that trickles bytes cannot hold the call);
+  3. the single retry layer: timeouts, connection errors, 408/409/429/5xx and malformed
+     replies are retried with exponential backoff and full jitter, honouring Retry-After
+     when it fits in the remaining deadline; other 4xx fail at once;
+  4. every attempt is written to the egress audit (hashes and sizes, never text or key);
+  5. placeholders in the reply are restored locally.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import random
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable, Iterator
+from urllib.parse import urlsplit
+
+from endcloud.cloud.config import API_KEY_ENV, CloudConfig
+from endcloud.cloud.errors import (AuthError, CircuitOpenError, CloudError, DeadlineError,
+                                   MalformedReplyError, RequestRejectedError, TransientError)
+from endcloud.errors import MissingExtraError, PrivacyError
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = {408, 409, 429}
+MAX_ERROR_BODY = 64 * 1024
+
+
+@dataclass
+class Reply:
+    """A validated teacher reply. `text` has placeholders restored; `masked_text` is as received."""
+
+    text: str
+    masked_text: str
+    finish_reason: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    attempts: int
+    cost: float
+    payload_sha256: str
+
+
+@dataclass
+class EgressRecord:
+    """One HTTP request that left the machine, as the audit log keeps it."""
+
+    endpoint: str
+    model: str
+    payload_sha256: str
+    request_bytes: int
+    response_bytes: int
+    status: str  # ok | http_503 | timeout | truncated | ...
+    attempt: int
+    latency_ms: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+
+AuditSink = Callable[[EgressRecord], None]
+
+
+# -- circuit breaker ---------------------------------------------------------------------------
+class CircuitBreaker:
+    """closed -> open (after too many failures) -> half-open (one probe) -> closed or open."""
+
+    def __init__(self, consecutive: int = 3, ratio: float = 0.5, min_calls: int = 5,
+                 window: int = 20, open_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.consecutive, self.ratio, self.min_calls, self.open_s = consecutive, ratio, min_calls, open_s
+        self.clock = clock
+        self.outcomes: deque[bool] = deque(maxlen=window)  # True = failure
+        self.streak = 0
+        self.opened_at: float | None = None
+        self.probing = False
+        self.lock = threading.Lock()
+
+    @property
+    def state(self) -> str:
+        with self.lock:
+            return self._state()
+
+    def _state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "half_open" if self.clock() - self.opened_at >= self.open_s else "open"
+
+    def before_call(self) -> None:
+        """Raise CircuitOpenError unless a call may go out now (half-open lets one probe pass)."""
+        with self.lock:
+            state = self._state()
+            if state == "closed":
+                return
+            if state == "half_open" and not self.probing:
+                self.probing = True
+                return
+            assert self.opened_at is not None
+            raise CircuitOpenError(max(0.0, self.opened_at + self.open_s - self.clock()))
+
+    def record(self, failed: bool) -> None:
+        with self.lock:
+            if self.probing:  # the half-open probe decides alone
+                self.probing = False
+                if failed:
+                    self.opened_at = self.clock()
+                else:
+                    self.opened_at, self.streak = None, 0
+                    self.outcomes.clear()
+                return
+            if self.opened_at is not None:
+                return  # a call that started before the breaker opened
+            self.outcomes.append(failed)
+            self.streak = self.streak + 1 if failed else 0
+            n = len(self.outcomes)
+            too_many = n >= self.min_calls and sum(self.outcomes) / n > self.ratio
+            if self.streak >= self.consecutive or too_many:
+                self.opened_at = self.clock()
+                log.warning("circuit breaker open for %.1f s after repeated failures", self.open_s)
+
+
+# -- rate limiter -------------------------------------------------------------------------------
+class RateLimiter:
+    """Token buckets for requests/minute and tokens/minute (0 = unlimited)."""
+
+    def __init__(self, requests_per_minute: int = 0, tokens_per_minute: int = 0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = (float(requests_per_minute), float(tokens_per_minute))
+        self.levels = list(self.limits)  # start full: a burst of one minute's budget
+        self.clock = clock
+        self.last = clock()
+        self.lock = threading.Lock()
+
+    def acquire(self, tokens: int, deadline: float) -> None:
+        need = (1.0, float(tokens))
+        while True:
+            with self.lock:
+                now = self.clock()
+                for i, limit in enumerate(self.limits):
+                    if limit:
+                        self.levels[i] = min(limit, self.levels[i] + (now - self.last) * limit / 60)
+                self.last = now
+                waits = [0.0 if not lim else max(0.0, min(n, lim) - lvl) * 60 / lim
+                         for n, lim, lvl in zip(need, self.limits, self.levels)]
+                wait = max(waits)
+                if wait == 0:
+                    for i, limit in enumerate(self.limits):
+                        if limit:
+                            self.levels[i] -= min(need[i], limit)
+                    return
+            if now + wait > deadline:
+                raise DeadlineError("rate_limited", f"the rate limit needs {wait:.1f} s, "
+                                    "more than the call's remaining deadline")
+            time.sleep(min(wait, 0.5))
+
+
+# -- the client ---------------------------------------------------------------------------------
+class CloudClient:
+    """A chat-completions client for any OpenAI-compatible endpoint. Thread-safe."""
+
+    def __init__(self, cfg: CloudConfig, *, masker: Any = None, audit: AuditSink | None = None,
+                 transport: Any = None, rng: random.Random | None = None) -> None:
+        try:
+            import httpx
+        except ImportError:
+            raise MissingExtraError("httpx", "cloud") from None
+        self.cfg = cfg
+        self.url = cfg.base_url.rstrip("/") + "/chat/completions"
+        self.endpoint = _safe_endpoint(cfg.base_url)
+        self._key = os.environ.get(API_KEY_ENV, "") or None
+        if self._key is None and not is_local(cfg.base_url):
+            raise AuthError("no_api_key", f"no API key found - set {API_KEY_ENV} "
+                            f"(export {API_KEY_ENV}=...) to call {self.endpoint}")
+        self.masker = masker if masker is not None else _default_masker()
+        self.audit = audit or (lambda record: None)
+        self.breaker = CircuitBreaker(cfg.breaker_consecutive, cfg.breaker_ratio,
+                                      cfg.breaker_min_calls, cfg.breaker_window, cfg.breaker_open_s)
+        self.limiter = RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute)
+        self.slots = threading.BoundedSemaphore(cfg.concurrency)
+        self.rng = rng or random.Random()
+        self.refusals = [re.compile(p, re.IGNORECASE) for p in cfg.refusal_patterns]
+        self.http = httpx.Client(transport=transport, follow_redirects=False,
+                                 limits=httpx.Limits(max_connections=cfg.concurrency * 2))
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> "CloudClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- public ---------------------------------------------------------------------------------
+    def chat(self, messages: list[dict[str, str]], deadline_s: float | None = None) -> Reply:
+        """Mask, send (with retries), validate and restore one chat completion."""
+        masked, conversation = self.mask_messages(messages)
+        payload = json.dumps(self.request_body(masked), ensure_ascii=False).encode("utf-8")
+        digest = hashlib.sha256(payload).hexdigest()
+        from endcloud.cloud.prompt import estimate_tokens
+
+        est_prompt = sum(estimate_tokens(m["content"]) for m in masked) + 4 * len(masked)
+        start = time.monotonic()
+        deadline = start + (deadline_s if deadline_s is not None else self.cfg.deadline_s)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                data = self._attempt(payload, digest, attempt, deadline, est_prompt)
+            except CloudError as exc:
+                exc.attempts = attempt
+                delay = self._retry_delay(exc, attempt, deadline)
+                if delay is None:
+                    raise
+                log.info("teacher call failed (%s); retry %d in %.2f s", exc.kind, attempt, delay)
+                time.sleep(delay)
+                continue
+            text = data["text"]
+            return Reply(text=self.restore(text, conversation), masked_text=text,
+                         finish_reason=data["finish_reason"], model=data["model"] or self.cfg.model,
+                         prompt_tokens=data["prompt_tokens"], completion_tokens=data["completion_tokens"],
+                         latency_s=time.monotonic() - start, attempts=attempt, cost=data["cost"],
+                         payload_sha256=digest)
+
+    def mask_messages(self, messages: list[dict[str, str]]) -> tuple[list[dict[str, str]], Any]:
+        """Mask every message with one conversation state; fail closed on anything unsendable."""
+        try:
+            conversation = self.masker.new_conversation()
+            results = [self.masker.mask(m["content"], conversation) for m in messages]
+        except Exception as exc:  # a broken masker must never let text through
+            raise PrivacyError(f"the masker failed ({type(exc).__name__}); nothing was sent") from None
+        for i, (m, r) in enumerate(zip(messages, results)):
+            if not r.sendable:
+                reasons = ", ".join(r.reasons) or "marked not sendable"
+                raise PrivacyError(f"message {i} ({m['role']}) is not safe to send after "
+                                   f"masking ({reasons}); nothing was sent")
+        return [{"role": m["role"], "content": r.text} for m, r in zip(messages, results)], conversation
+
+    def restore(self, text: str, conversation: Any) -> str:
+        return conversation.restore(text)
+
+    def request_body(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.cfg.model, "messages": messages,
+                                "temperature": self.cfg.temperature, "top_p": self.cfg.top_p,
+                                "max_tokens": self.cfg.max_tokens, "stream": self.cfg.stream}
+        if self.cfg.stream:
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    # -- one attempt ----------------------------------------------------------------------------
+    def _attempt(self, payload: bytes, digest: str, attempt: int, deadline: float,
+                 est_prompt: int) -> dict[str, Any]:
+        self.limiter.acquire(est_prompt + self.cfg.max_tokens, deadline)
+        self.breaker.before_call()
+        with self.slots:
+            t0 = time.monotonic()
+            received = 0
+            try:
+                raw, received = self._send(payload, deadline)
+                data = self._parse(raw)
+            except CloudError as exc:
+                self._audit(digest, len(payload), received, exc.kind, attempt, t0)
+                # A 400/401 proves the server is up: it closes a half-open breaker like a success.
+                self.breaker.record(failed=exc.counts_against_breaker)
+                raise
+            except BaseException:
+                self.breaker.record(failed=True)
+                raise
+        if data["prompt_tokens"] == 0:
+            data["prompt_tokens"] = est_prompt
+        data["cost"] = (data["prompt_tokens"] * self.cfg.price_prompt_per_1k
+                        + data["completion_tokens"] * self.cfg.price_completion_per_1k) / 1000
+        self._audit(digest, len(payload), received, "ok", attempt, t0, data)
+        self.breaker.record(failed=False)
+        return data
+
+    def _send(self, payload: bytes, deadline: float) -> tuple[bytes, int]:
+        """POST and read the whole body, never past the deadline nor over the size limit."""
+        import httpx
+
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise DeadlineError("deadline", "no time left for another attempt")
+        timeout = httpx.Timeout(connect=min(self.cfg.connect_timeout_s, remaining),
+                                read=min(self.cfg.read_timeout_s, remaining),
+                                write=min(self.cfg.read_timeout_s, remaining), pool=remaining)
+        try:
+            with self.http.stream("POST", self.url, content=payload, headers=self._headers(),
+                                  timeout=timeout) as resp:
+                if resp.status_code >= 400:
+                    body = b"".join(self._read(resp, deadline, MAX_ERROR_BODY, truncate=True))
+                    raise self._http_error(resp.status_code, resp.headers, body)
+                chunks = list(self._read(resp, deadline, self.cfg.max_response_bytes))
+                raw = b"".join(chunks)
+                ctype = resp.headers.get("content-type", "")
+        except httpx.TimeoutException:
+            if time.monotonic() >= deadline - 1e-3:
+                raise DeadlineError("deadline", "the server did not answer within the deadline") from None
+            raise TransientError("timeout", "the server did not answer in time") from None
+        except httpx.HTTPError as exc:  # connection refused/reset, protocol errors
+            raise TransientError("connection", type(exc).__name__) from None
+        if "html" in ctype.lower() or raw.lstrip()[:1] == b"<":
+            raise MalformedReplyError("html_body", "the server sent an HTML page, not JSON")
+        return raw, len(raw)
+
+    def _read(self, resp: Any, deadline: float, limit: int, truncate: bool = False) -> Iterator[bytes]:
+        size = 0
+        for chunk in resp.iter_bytes():  # decoded: the size limit also stops gzip bombs
+            size += len(chunk)
+            if size > limit:
+                if truncate:
+                    yield chunk[: max(0, limit - size + len(chunk))]
+                    return
+                raise MalformedReplyError("oversize", f"response larger than {limit} bytes")
+            if time.monotonic() > deadline:
+                raise DeadlineError("deadline", "the server was still sending at the deadline")
+            yield chunk
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"content-type": "application/json", **self.cfg.extra_headers}
+        if self.cfg.stream:
+            headers["accept"] = "text/event-stream"
+        if self._key:
+            headers["authorization"] = f"Bearer {self._key}"
+        return headers
+
+    def _http_error(self, status: int, headers: Any, body: bytes) -> CloudError:
+        detail = self.redact(_error_detail(body))
+        if status in (401, 403):
+            hint = (f"check {API_KEY_ENV}" if self._key else f"set {API_KEY_ENV} (the endpoint needs a key)")
+            return AuthError(f"http_{status}", f"the endpoint refused the request: {hint}. {detail}",
+                             status=status)
+        if status in RETRY_STATUSES or status >= 500:
+            return TransientError(f"http_{status}", detail, status=status,
+                                  retry_after=parse_retry_after(headers.get("retry-after")))
+        return RequestRejectedError(f"http_{status}", detail, status=status)
+
+    # -- parsing and validation -------------------------------------------------------------------
+    def _parse(self, raw: bytes) -> dict[str, Any]:
+        text = raw.decode("utf-8", errors="replace")
+        if self.cfg.stream and "data:" in text[:2000]:
+            data = parse_sse(text)
+        else:
+            data = parse_completion(text)
+        self._validate(data)
+        return data
+
+    def _validate(self, data: dict[str, Any]) -> None:
+        text, finish = data["text"], data["finish_reason"]
+        if data.get("refusal") or finish == "content_filter":
+            raise MalformedReplyError("refusal", "the model refused or the reply was filtered")
+        if finish == "length" and self.cfg.reject_truncated:
+            raise MalformedReplyError("truncated", f"finish_reason=length at max_tokens={self.cfg.max_tokens}")
+        if not text.strip():
+            raise MalformedReplyError("empty_content", "the reply has no text")
+        if len(text) > self.cfg.max_reply_chars:
+            raise MalformedReplyError("oversize", f"reply longer than {self.cfg.max_reply_chars} characters")
+        if any(p.search(text) for p in self.refusals):
+            raise MalformedReplyError("refusal", "the reply reads as a refusal")
+
+    def _retry_delay(self, exc: CloudError, attempt: int, deadline: float) -> float | None:
+        """Seconds to wait before the next attempt, or None to give up now."""
+        if not exc.retryable or attempt >= self.cfg.max_attempts:
+            return None
+        remaining = deadline - time.monotonic()
+        cap = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * 2 ** (attempt - 1))
+        delay = self.rng.uniform(0, cap)  # full jitter: spreads out a herd of retries
+        if exc.retry_after is not None:
+            if exc.retry_after >= remaining:
+                return None  # the server asks us to wait longer than we may
+            delay = max(delay, exc.retry_after)
+        return delay if delay < remaining else None
+
+    def _audit(self, digest: str, sent: int, received: int, status: str, attempt: int,
+               t0: float, data: dict[str, Any] | None = None) -> None:
+        data = data or {}
+        record = EgressRecord(self.endpoint, self.cfg.model, digest, sent, received, status, attempt,
+                              (time.monotonic() - t0) * 1000, data.get("prompt_tokens", 0),
+                              data.get("completion_tokens", 0), data.get("cost", 0.0))
+        try:
+            self.audit(record)
+        except Exception:  # the audit must not turn a good reply into a failure
+            log.exception("could not write the egress audit record")
+
+    def redact(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key else text
+
+
+# -- response parsing (pure functions, tested directly) ---------------------------------------------
+def parse_completion(text: str) -> dict[str, Any]:
+    """A non-streaming chat.completion body -> {text, finish_reason, usage, ...}."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        raise MalformedReplyError("invalid_json", "the body is not JSON") from None
+    if not isinstance(obj, dict):
+        raise MalformedReplyError("bad_schema", "the body is not a JSON object")
+    if "error" in obj and "choices" not in obj:
+        raise MalformedReplyError("error_body", "HTTP 200 with an error object")
+    choices = obj.get("choices")
+    if not isinstance(choices, list):
+        raise MalformedReplyError("bad_schema", "no choices list")
+    if not choices:
+        raise MalformedReplyError("empty_choices", "choices is empty")
+    choice = choices[0] if isinstance(choices[0], dict) else {}
+    message = choice.get("message") or {}
+    usage = obj.get("usage") or {}
+    return {"text": _content_text(message.get("content")), "finish_reason": choice.get("finish_reason") or "",
+            "refusal": message.get("refusal"), "model": obj.get("model", ""),
+            "prompt_tokens": int(usage.get("prompt_tokens") or 0),
+            "completion_tokens": int(usage.get("completion_tokens") or 0)}
+
+
+def parse_sse(text: str) -> dict[str, Any]:
+    """A streamed body (`data: {...}` lines, `data: [DONE]`) -> the same dict as parse_completion."""
+    parts: list[str] = []
+    finish, model, refusal, usage, saw_choice = "", "", None, {}, False
+    for line in text.splitlines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            break
+        try:
+            chunk = json.loads(data)
+        except json.JSONDecodeError:
+            raise MalformedReplyError("invalid_json", "a stream event is not JSON") from None
+        if not isinstance(chunk, dict):
+            raise MalformedReplyError("bad_schema", "a stream event is not an object")
+        if "error" in chunk:
+            raise MalformedReplyError("error_body", "the stream carried an error event")
+        model = chunk.get("model") or model
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices") or []:
+            saw_choice = True
+            delta = choice.get("delta") or {}
+            parts.append(_content_text(delta.get("content")))
+            refusal = refusal or delta.get("refusal")
+            finish = choice.get("finish_reason") or finish
+    if not saw_choice:
+        raise MalformedReplyError("empty_choices", "the stream had no choices")
+    return {"text": "".join(parts), "finish_reason": finish, "refusal": refusal, "model": model,
+            "prompt_tokens": int(usage.get("prompt_tokens") or 0),
+            "completion_tokens": int(usage.get("completion_tokens") or 0)}
+
+
+def _content_text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, list):  # content parts
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return str(content)
+
+
+def _error_detail(body: bytes) -> str:
+    text = body.decode("utf-8", errors="replace")
+    try:
+        obj = json.loads(text)
+        err = obj.get("error", obj) if isinstance(obj, dict) else obj
+        text = err.get("message", str(err)) if isinstance(err, dict) else str(err)
+    except (json.JSONDecodeError, AttributeError):
+        pass
+    text = " ".join(text.split())
+    return text[:200] + ("..." if len(text) > 200 else "")
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """`Retry-After: 3` or an HTTP date -> seconds (None when absent or unreadable)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def is_local(base_url: str) -> bool:
+    """Loopback endpoints (our serve-local, llama.cpp, Ollama) need no key."""
+    host = urlsplit(base_url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _safe_endpoint(base_url: str) -> str:
+    """scheme://host/path without user info or query (which could carry a key)."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def _default_masker() -> Any:
+    from endcloud.data.privacy import Masker
+
+    return Masker()
+
+
+@dataclass
+class Usage:
+    """Running totals across calls (the label job's progress bar shows them)."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, reply: Reply) -> None:
+        with self.lock:
+            self.calls += 1
+            self.prompt_tokens += reply.prompt_tokens
+            self.completion_tokens += reply.completion_tokens
+            self.cost += reply.cost

@@ -1,0 +1,186 @@
+"""The prompt of Table II, with fixed and retrieval-chosen few-shot examples.
+
+    pool = ExamplePool.from_jsonl("runs/data-.../train.jsonl")
+    builder = PromptBuilder(PromptConfig(n_examples=8, n_retrieved=4), pool)
+    messages = builder.messages(sample)   # [system, *context, user query]
+
+Layout (why): the system message holds the instruction, then the N fixed examples in one stable
+order, identical for every query, so providers' prompt caching (which keys on the token prefix)
+serves that part at a discount; examples retrieved for this query come after them; then the
+multi-turn context and the query itself as ordinary chat messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from endcloud.cloud.config import PromptConfig
+from endcloud.errors import DataFormatError
+from endcloud.records import Sample
+
+_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uff00-\uffef]|[A-Za-z]+|\d+|[^\sA-Za-z\d]")
+
+
+def estimate_tokens(text: str) -> int:
+    """A fast token estimate: one per CJK character, per word, per number, per punctuation mark."""
+    return len(_TOKEN.findall(text))
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    session_id: str
+    query: str
+    reply: str
+
+
+def read_samples(path: str | Path) -> Iterable[Sample]:
+    """Samples from a `messages` JSONL file; a bad line raises DataFormatError naming it."""
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                sample = Sample.from_messages(json.loads(line))
+            except (json.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
+                raise DataFormatError(path, n, f"not a `messages` sample: {exc}") from None
+            if not sample.id:
+                sample.id = f"line-{n}"
+            yield sample
+
+
+class ExamplePool:
+    """Question/answer pairs from the training split, with a small BM25 index over char n-grams.
+
+    Character uni+bigrams work for Chinese without a segmenter and for English well enough.
+    """
+
+    def __init__(self, examples: list[Example]) -> None:
+        self.examples = examples
+        self.postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        self.lengths: list[int] = []
+        for i, ex in enumerate(examples):
+            grams = Counter(_grams(ex.query))
+            self.lengths.append(sum(grams.values()))
+            for g, tf in grams.items():
+                self.postings[g].append((i, tf))
+        self.avg_len = (sum(self.lengths) / len(self.lengths)) if self.lengths else 1.0
+
+    @classmethod
+    def from_samples(cls, samples: Iterable[Sample]) -> "ExamplePool":
+        return cls([Example(s.id, s.session_id, s.query, s.reply) for s in samples])
+
+    @classmethod
+    def from_jsonl(cls, path: str | Path) -> "ExamplePool":
+        return cls.from_samples(read_samples(path))
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def search(self, query: str, k: int, exclude_session: str = "") -> list[int]:
+        """Indices of the k most similar examples (BM25), best first."""
+        if k <= 0 or not self.examples:
+            return []
+        n, k1, b = len(self.examples), 1.2, 0.75
+        scores: dict[int, float] = defaultdict(float)
+        for g, qtf in Counter(_grams(query)).items():
+            docs = self.postings.get(g)
+            if not docs or len(docs) > 0.5 * n and n > 20:  # near-stopwords: cost, no signal
+                continue
+            idf = math.log(1 + (n - len(docs) + 0.5) / (len(docs) + 0.5))
+            for i, tf in docs:
+                norm = tf * (k1 + 1) / (tf + k1 * (1 - b + b * self.lengths[i] / self.avg_len))
+                scores[i] += idf * norm * qtf
+        ranked = sorted(scores, key=lambda i: (-scores[i], i))
+        return [i for i in ranked if not _same_session(self.examples[i], exclude_session)][:k]
+
+
+def _grams(text: str) -> list[str]:
+    s = "".join(text.lower().split())
+    return list(s) + [s[i:i + 2] for i in range(len(s) - 1)]
+
+
+def _same_session(ex: Example, session_id: str) -> bool:
+    return bool(session_id) and ex.session_id == session_id
+
+
+class PromptBuilder:
+    """Builds the chat messages for one sample, and their hash (the label cache key)."""
+
+    def __init__(self, cfg: PromptConfig, pool: ExamplePool) -> None:
+        self.cfg = cfg
+        self.pool = pool
+        order = list(range(len(pool)))
+        if cfg.selection == "random":
+            random.Random(cfg.seed).shuffle(order)
+        # Spares replace fixed examples from the sample's own session (they would leak its reply).
+        self.fixed_order = order[: cfg.n_examples + 32]
+
+    def fixed_examples(self, session_id: str = "") -> list[Example]:
+        picked = [self.pool.examples[i] for i in self.fixed_order
+                  if not _same_session(self.pool.examples[i], session_id)]
+        return picked[: self.cfg.n_examples]
+
+    def system_text(self, sample: Sample) -> str:
+        cfg = self.cfg
+        parts = [cfg.system.strip()]
+        if cfg.rules.strip():
+            parts.append(cfg.rules.strip())
+        fixed = self.fixed_examples(sample.session_id)
+        chosen = {ex.id for ex in fixed}
+        retrieved = [self.pool.examples[i]
+                     for i in self.pool.search(sample.query, cfg.n_retrieved + len(fixed),
+                                               sample.session_id)
+                     if self.pool.examples[i].id not in chosen][: cfg.n_retrieved]
+        if fixed or retrieved:
+            parts.append("Here are some examples for your reference.")
+        if fixed:
+            parts.append(self._format(fixed, 1))
+        if retrieved:
+            parts.append("Examples similar to the customer's question:")
+            parts.append(self._format(retrieved, len(fixed) + 1))
+        return "\n\n".join(parts)
+
+    def _format(self, examples: list[Example], first: int) -> str:
+        cut = self.cfg.max_example_chars
+        return "\n\n".join(f"Customer {n}: {_clip(ex.query, cut)}\nCustomer Service {n}: {_clip(ex.reply, cut)}"
+                           for n, ex in enumerate(examples, first))
+
+    def messages(self, sample: Sample) -> list[dict[str, str]]:
+        """[system (instruction + examples), *last context turns, user query]."""
+        context = sample.context[-self.cfg.context_turns:] if self.cfg.context_turns else []
+        msgs = [{"role": "system", "content": self.system_text(sample)}]
+        msgs += [{"role": t.role, "content": t.text} for t in context if t.role in ("user", "assistant")]
+        msgs.append({"role": "user", "content": sample.query})
+        return _merge_same_role(msgs)
+
+
+def _merge_same_role(msgs: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Strict chat templates reject two user turns in a row; join them with a newline."""
+    out: list[dict[str, str]] = []
+    for m in msgs:
+        if out and out[-1]["role"] == m["role"] != "system":
+            out[-1] = {"role": m["role"], "content": out[-1]["content"] + "\n" + m["content"]}
+        else:
+            out.append(dict(m))
+    return out
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def prompt_hash(messages: list[dict[str, str]], params: dict[str, Any]) -> str:
+    """sha256 of the canonical request (model, sampling parameters, messages)."""
+    canonical = json.dumps({"params": params, "messages": messages}, ensure_ascii=False,
+                           sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
