@@ -19,6 +19,8 @@ CONFIG_CLASSES = {
     "ecd.yaml": "endcloud.data.config:DataConfig",
     "bitext.yaml": "endcloud.data.config:DataConfig",
     "label.yaml": "endcloud.cloud.config:LabelConfig",
+    "train.yaml": "endcloud.end.config:TrainConfig",
+    "generate.yaml": "endcloud.end.config:GenerateConfig",
 }
 
 

@@ -18,6 +18,7 @@ from endcloud.errors import EndcloudError
 # Modules with a `register(subparsers)` function, in the order shown by --help.
 COMMAND_MODULES = [
     "endcloud.data.cli",
+    "endcloud.end.cli",
     "endcloud.cloud.cli",
     "endcloud.demo",
 ]

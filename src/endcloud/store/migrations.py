@@ -84,4 +84,31 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX cloud_egress_run ON cloud_egress (run_id, ts);
         """,
     ),
+    (
+        "0003_end",
+        """
+        CREATE TABLE end_train_log (
+            id           INTEGER PRIMARY KEY,
+            run_id       INTEGER NOT NULL REFERENCES runs (id),
+            step         INTEGER NOT NULL,
+            loss         REAL NOT NULL,
+            lr           REAL NOT NULL,
+            tokens       INTEGER NOT NULL,
+            tokens_per_s REAL,
+            logged_at    TEXT NOT NULL
+        );
+        CREATE INDEX end_train_log_run ON end_train_log (run_id, step);
+        CREATE TABLE end_adapters (
+            id          INTEGER PRIMARY KEY,
+            run_id      INTEGER REFERENCES runs (id),
+            path        TEXT NOT NULL,
+            method      TEXT NOT NULL,
+            step        INTEGER NOT NULL,
+            base_id     TEXT NOT NULL,
+            base_sha256 TEXT NOT NULL,
+            data_sha256 TEXT NOT NULL,
+            created_at  TEXT NOT NULL
+        );
+        """,
+    ),
 ]

@@ -1,0 +1,152 @@
+"""Training throughput of each PEFT method on a real model: ours vs a plain HF Trainer + PEFT.
+
+    nice -n 10 .venv/bin/python bench/end_train.py --model qwen2.5-coder-0.5b --steps 3
+
+Each (method, implementation) runs in its own process so peak RSS is per run. Samples are
+built here from the JDDC 2019 sample (context, query, reply), so the bench does not depend on the
+data stage. Prints one JSON line per run and a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+JDDC = Path(__file__).resolve().parents[2] / "shared/data/jddc/jddc2019_chat_sample_v1.tsv.gz"
+METHODS = ["lora", "prefix-tuning", "p-tuning-v2"]
+
+
+def build_samples(out: Path, n: int = 400, context_turns: int = 4) -> Path:
+    """(context, query, reply) from JDDC: consecutive same-speaker lines merged, agent replies."""
+    sessions: dict[str, list[tuple[str, str]]] = {}
+    with gzip.open(JDDC, "rt", encoding="utf-8") as fh:
+        for row in csv.reader(fh, delimiter="\t"):
+            if len(row) < 7:
+                continue
+            role = "assistant" if row[2] == "1" else "user"
+            turns = sessions.setdefault(row[0], [])
+            if turns and turns[-1][0] == role:
+                turns[-1] = (role, turns[-1][1] + " " + row[6].strip())
+            else:
+                turns.append((role, row[6].strip()))
+    rows = []
+    for turns in sessions.values():
+        for i in range(1, len(turns)):
+            if turns[i][0] == "assistant" and turns[i - 1][0] == "user" and len(turns[i][1]) > 4:
+                ctx = turns[max(0, i - 1 - context_turns): i - 1]
+                while ctx and ctx[0][0] != "user":
+                    ctx = ctx[1:]
+                msgs = [{"role": r, "content": t} for r, t in ctx + turns[i - 1: i + 1]]
+                rows.append({"messages": msgs, "meta": {"id": f"jddc-{len(rows)}"}})
+    with open(out, "w", encoding="utf-8") as fh:
+        for r in rows[:n]:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return out
+
+
+def ours(args: argparse.Namespace, data: Path, work: Path) -> dict:
+    from endcloud.end.config import DataConfig, MethodConfig, ModelConfig, TrainConfig
+    from endcloud.end.train import run
+
+    cfg = TrainConfig(model=ModelConfig(name=args.model, dtype=args.dtype),
+                      method=MethodConfig(name=args.method), data=DataConfig(natural=str(data)),
+                      steps=args.steps, batch_size=args.batch, grad_accum=args.accum,
+                      lr_per_method=json.loads(args.lr_per_method), save_steps=[],
+                      save_every=0, log_every=1, store=False, run_dir=str(work / "run"))
+    t = time.perf_counter()
+    result = run(cfg)
+    rows = [json.loads(x) for x in (result.run_dir / "train_log.jsonl").read_text().splitlines()]
+    return {"tokens_per_s": result.tokens_per_s, "losses": [r["loss"] for r in rows],
+            "wall_s": time.perf_counter() - t}
+
+
+def hf_trainer(args: argparse.Namespace, data: Path, work: Path) -> dict:
+    """The plain recipe most tutorials show: Trainer + get_peft_model, same examples and batch."""
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    from endcloud.end.config import DataConfig, MethodConfig, ModelConfig
+    from endcloud.end.data import collate, load_mixture
+    from endcloud.end.methods import peft_config
+    from endcloud.end.models import load_base
+    from peft import get_peft_model
+
+    model, tok, _ = load_base(ModelConfig(name=args.model, dtype=args.dtype))
+    mix, _ = load_mixture(tok, DataConfig(natural=str(data)), 42)
+    n = args.steps * args.accum * args.batch
+    examples = [mix.at(k) for k in range(n)]
+    model = get_peft_model(model, peft_config(model, MethodConfig(name=args.method)))
+    tokens = sum(len(e.input_ids) for e in examples)
+    targs = TrainingArguments(output_dir=str(work / "hf"), max_steps=args.steps,
+                              per_device_train_batch_size=args.batch,
+                              gradient_accumulation_steps=args.accum, learning_rate=5e-5,
+                              logging_steps=1, save_strategy="no", report_to=[],
+                              dataloader_num_workers=0, use_cpu=True, seed=42,
+                              bf16=args.dtype == "bfloat16", remove_unused_columns=False)
+    trainer = Trainer(model=model, args=targs, train_dataset=examples,
+                      data_collator=lambda b: collate(b, tok.pad_token_id))
+    torch.manual_seed(42)
+    t = time.perf_counter()
+    out = trainer.train()
+    wall = time.perf_counter() - t
+    return {"tokens_per_s": tokens / wall, "loss": out.training_loss, "wall_s": wall}
+
+
+def one(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="end-bench-"))
+    data = build_samples(work / "jddc.jsonl")
+    fn = ours if args.impl == "ours" else hf_trainer
+    res = fn(args, data, work)
+    res.update(method=args.method, impl=args.impl, model=args.model, dtype=args.dtype,
+               batch=args.batch, accum=args.accum, steps=args.steps,
+               peak_rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+    print("RESULT " + json.dumps(res, ensure_ascii=False), flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default="qwen2.5-coder-0.5b")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--accum", type=int, default=4)
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--impls", default="ours,hf")
+    p.add_argument("--lr-per-method", default="{}")
+    p.add_argument("--method", help=argparse.SUPPRESS)
+    p.add_argument("--impl", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.method:
+        return one(args)
+    results = []
+    for method in args.methods.split(","):
+        for impl in args.impls.split(","):
+            cmd = [sys.executable, __file__, "--method", method, "--impl", impl,
+                   *[f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+                     if k not in ("method", "impl", "methods", "impls")]]
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+            if not line:
+                print(f"{method}/{impl} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
+                continue
+            results.append(json.loads(line[0][7:]))
+            print(line[0][7:], flush=True)
+    print("\nmethod          impl  tokens/s  peak RSS GB  ratio ours/hf")
+    for method in args.methods.split(","):
+        r = {x["impl"]: x for x in results if x["method"] == method}
+        for impl, x in r.items():
+            ratio = (f"{r['ours']['tokens_per_s'] / r['hf']['tokens_per_s']:.2f}"
+                     if impl == "ours" and "hf" in r else "")
+            print(f"{method:15} {impl:5} {x['tokens_per_s']:8.1f}  {x['peak_rss_gb']:10.2f}  {ratio}")
+
+
+if __name__ == "__main__":
+    main()
