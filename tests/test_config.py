@@ -21,6 +21,7 @@ CONFIG_CLASSES = {
     "label.yaml": "endcloud.cloud.config:LabelConfig",
     "train.yaml": "endcloud.end.config:TrainConfig",
     "generate.yaml": "endcloud.end.config:GenerateConfig",
+    "eval.yaml": "endcloud.evaluate.config:EvalConfig",
 }
 
 

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "endcloud.data.cli",
     "endcloud.end.cli",
     "endcloud.cloud.cli",
+    "endcloud.evaluate.cli",
     "endcloud.demo",
 ]
 

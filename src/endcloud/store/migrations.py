@@ -111,4 +111,43 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0004_evaluate",
+        """
+        CREATE TABLE eval_scores (
+            id              INTEGER PRIMARY KEY,
+            run_id          INTEGER REFERENCES runs (id),
+            system          TEXT NOT NULL,
+            sample_id       TEXT NOT NULL,
+            query           TEXT NOT NULL,
+            reply           TEXT NOT NULL,
+            reference       TEXT,
+            sim             REAL,
+            match           REAL NOT NULL,
+            match_reference REAL,
+            final           REAL NOT NULL,
+            rule            TEXT NOT NULL CHECK (rule IN ('eq1', 'sim_only', 'match_only')),
+            alpha           REAL NOT NULL,
+            theta           REAL NOT NULL,
+            scorers         TEXT NOT NULL,
+            created_at      TEXT NOT NULL
+        );
+        CREATE INDEX eval_scores_run ON eval_scores (run_id, system);
+        CREATE TABLE human_ratings (
+            id              INTEGER PRIMARY KEY,
+            sample_id       TEXT,
+            query           TEXT NOT NULL,
+            reply           TEXT NOT NULL,
+            reference       TEXT,
+            rating          INTEGER CHECK (rating BETWEEN 1 AND 5),
+            verdict         TEXT CHECK (verdict IN ('good', 'bad')),
+            corrected_reply TEXT,
+            rater           TEXT NOT NULL DEFAULT '',
+            source          TEXT NOT NULL,
+            created_at      TEXT NOT NULL,
+            CHECK (rating IS NOT NULL OR verdict IS NOT NULL)
+        );
+        CREATE INDEX human_ratings_pair ON human_ratings (query, reply);
+        """,
+    ),
 ]

@@ -1,0 +1,122 @@
+"""The evaluation stage, top to bottom: read queries -> get replies -> score -> report.
+
+    endcloud evaluate --config configs/eval.yaml
+    endcloud evaluate score --input pairs.jsonl --output scored.jsonl
+
+`run(cfg)` writes into `runs/evaluate-<stamp>/`: table_vi.md, table_vi.csv, fig3.png,
+scores.json (every component of every query × system), replies.jsonl, config.yaml.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from endcloud.config import to_dict
+from endcloud.evaluate.combine import combine
+from endcloud.evaluate.config import EvalConfig
+from endcloud.evaluate.metrics import corpus_metrics, reply_metrics
+from endcloud.evaluate.report import write_reports
+from endcloud.evaluate.scorers import get_scorer
+from endcloud.evaluate.systems import FileReplies, QueryItem, Reply, read_queries, source_for
+from endcloud.runs import new_run_dir, save_config, write_jsonl
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalResult:
+    run_dir: Path
+    results: dict[str, Any]  # what scores.json holds
+
+
+def score_pairs(queries: list[str], replies: list[str], references: list[str | None],
+                similarity: str = "similarity", match: str = "match",
+                alpha: float = 0.8, theta: float = 0.2) -> list[dict[str, Any]]:
+    """Eq. 1 per (query, reply, optional cloud reply): sim, match, match_reference, final, rule."""
+    sim_s, match_s = get_scorer(similarity), get_scorer(match)
+    m = match_s.score(queries, replies)
+    has = [i for i, r in enumerate(references) if r is not None]
+    sims = np.full(len(queries), np.nan)
+    m_ref = np.full(len(queries), np.nan)
+    if has:
+        refs = [references[i] or "" for i in has]
+        sims[has] = sim_s.score([replies[i] for i in has], refs)
+        m_ref[has] = match_s.score([queries[i] for i in has], refs)
+    out = []
+    for i in range(len(queries)):
+        ref_known = references[i] is not None
+        c = combine(float(sims[i]) if ref_known else None, float(m[i]),
+                    float(m_ref[i]) if ref_known else None, alpha, theta)
+        out.append(c.to_dict())
+    return out
+
+
+def run(cfg: EvalConfig) -> EvalResult:
+    """Evaluate every system of `cfg` on its query set; write Table VI, Fig. 3 and scores.json."""
+    items = read_queries(cfg.queries, cfg.limit)
+    references = _references(cfg, items)
+    run_dir = new_run_dir(cfg.output_dir, "evaluate")
+    save_config(run_dir, cfg)
+    systems: dict[str, Any] = {}
+    replies_rows = []
+    for system in cfg.systems:
+        log.info("system %s: %d queries", system.name, len(items))
+        replies = source_for(system, cfg.generation).replies(items)
+        t0 = time.perf_counter()
+        scored = score_pairs([it.query for it in items], [r.text for r in replies], references,
+                             cfg.similarity, cfg.match, cfg.alpha, cfg.theta)
+        seconds = time.perf_counter() - t0
+        systems[system.name] = _system_result(items, replies, references, scored, seconds)
+        replies_rows += [{"system": system.name, "id": it.id, "query": it.query, "reply": r.text,
+                          "latency_ms": r.latency_ms} for it, r in zip(items, replies)]
+    results = {
+        "alpha": cfg.alpha, "theta": cfg.theta,
+        "reference": cfg.reference or "dataset (the split's own agent reply)",
+        "scorers": {"similarity": get_scorer(cfg.similarity).describe(),
+                    "match": get_scorer(cfg.match).describe()},
+        "queries": [{"id": it.id, "query": it.query, "human_reply": it.human_reply,
+                     "reference": ref} for it, ref in zip(items, references)],
+        "systems": systems,
+        "config": to_dict(cfg),
+    }
+    write_jsonl(run_dir / "replies.jsonl", replies_rows)
+    write_reports(run_dir, results, cfg.figure_max_queries)
+    if cfg.store:
+        from endcloud.evaluate.human import save_scores
+
+        save_scores(run_dir, cfg, results)
+    return EvalResult(run_dir, results)
+
+
+def _references(cfg: EvalConfig, items: list[QueryItem]) -> list[str | None]:
+    """The cloud reply per query: from `cfg.reference`, else the split's own agent reply."""
+    if cfg.reference:
+        return [r.text for r in FileReplies(cfg.reference).replies(items)]
+    return [it.human_reply or None for it in items]
+
+
+def _system_result(items: list[QueryItem], replies: list[Reply], references: list[str | None],
+                   scored: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    per_query = []
+    for it, reply, ref, comp in zip(items, replies, references, scored):
+        bleu_refs = [it.human_reply] if it.human_reply else ([ref] if ref else [])
+        per_query.append({"id": it.id, "reply": reply.text, "latency_ms": reply.latency_ms,
+                          **comp, **reply_metrics(reply.text, bleu_refs)})
+    finals = [q["final"] for q in per_query]
+    lat = [q["latency_ms"] for q in per_query if q["latency_ms"] is not None]
+    summary = {
+        "final_mean": float(np.mean(finals)) if finals else 0.0,
+        **{f"{k}_mean": float(np.mean([q[k] for q in per_query if q[k] is not None] or [0.0]))
+           for k in ("sim", "match", "bleu", "rouge_l", "length_tokens", "length_chars")},
+        **corpus_metrics([r.text for r in replies]),
+        "latency_ms_mean": float(np.mean(lat)) if lat else None,
+        "rules": {r: sum(q["rule"] == r for q in per_query) for r in ("eq1", "sim_only", "match_only")},
+        "scoring_pairs_per_s": len(items) / seconds if seconds > 0 else None,
+    }
+    return {"summary": summary, "per_query": per_query}
