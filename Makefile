@@ -16,7 +16,7 @@ $(VENV)/.installed-demo: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(PY)
-	$(PIP) install -q -e ".[tokenize,end,cloud,eval,test]"
+	$(PIP) install -q -e ".[tokenize,end,cloud,eval,serve,test]"
 	touch $@ $(VENV)/.installed-demo
 
 install: $(VENV)/.installed-test

@@ -22,6 +22,7 @@ CONFIG_CLASSES = {
     "train.yaml": "endcloud.end.config:TrainConfig",
     "generate.yaml": "endcloud.end.config:GenerateConfig",
     "eval.yaml": "endcloud.evaluate.config:EvalConfig",
+    "serve.yaml": "endcloud.serve.config:ServeConfig",
 }
 
 

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "endcloud.end.cli",
     "endcloud.cloud.cli",
     "endcloud.evaluate.cli",
+    "endcloud.serve.cli",
     "endcloud.models",
     "endcloud.demo",
 ]

@@ -150,4 +150,73 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX human_ratings_pair ON human_ratings (query, reply);
         """,
     ),
+    (
+    "0005_serve",
+    """
+    CREATE TABLE serve_customers (
+        id           TEXT PRIMARY KEY,
+        token_sha256 TEXT NOT NULL UNIQUE,
+        created_at   TEXT NOT NULL
+    );
+    CREATE TABLE serve_conversations (
+        id          TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL REFERENCES serve_customers (id),
+        created_at  TEXT NOT NULL
+    );
+    CREATE INDEX serve_conversations_customer ON serve_conversations (customer_id, created_at);
+    CREATE TABLE serve_exchanges (
+        id                      TEXT PRIMARY KEY,
+        conversation_id         TEXT NOT NULL REFERENCES serve_conversations (id),
+        model                   TEXT NOT NULL,
+        context_json            TEXT NOT NULL,
+        query                   TEXT NOT NULL,
+        reply                   TEXT NOT NULL,
+        end_reply               TEXT,
+        answered_by             TEXT NOT NULL CHECK (answered_by IN ('end', 'cloud', 'handoff')),
+        escalation              TEXT,
+        cloud_status            TEXT,
+        cloud_request_masked    TEXT,
+        cloud_reply_masked      TEXT,
+        match_score             REAL,
+        confidence              REAL,
+        prompt_tokens           INTEGER NOT NULL DEFAULT 0,
+        completion_tokens       INTEGER NOT NULL DEFAULT 0,
+        cloud_prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+        cloud_completion_tokens INTEGER NOT NULL DEFAULT 0,
+        cost                    REAL NOT NULL DEFAULT 0,
+        first_token_ms          REAL,
+        latency_ms              REAL NOT NULL,
+        finish_reason           TEXT NOT NULL,
+        created_at              TEXT NOT NULL
+    );
+    CREATE INDEX serve_exchanges_conversation ON serve_exchanges (conversation_id, created_at);
+    CREATE INDEX serve_exchanges_created ON serve_exchanges (created_at);
+    CREATE TABLE serve_feedback (
+        id          INTEGER PRIMARY KEY,
+        exchange_id TEXT NOT NULL REFERENCES serve_exchanges (id),
+        thumb       TEXT CHECK (thumb IN ('up', 'down')),
+        rating      INTEGER CHECK (rating BETWEEN 1 AND 5),
+        comment     TEXT,
+        created_at  TEXT NOT NULL,
+        CHECK (thumb IS NOT NULL OR rating IS NOT NULL OR comment IS NOT NULL)
+    );
+    CREATE INDEX serve_feedback_exchange ON serve_feedback (exchange_id);
+    CREATE TABLE serve_reviews (
+        id              INTEGER PRIMARY KEY,
+        exchange_id     TEXT NOT NULL REFERENCES serve_exchanges (id),
+        rating          INTEGER CHECK (rating BETWEEN 1 AND 5),
+        verdict         TEXT CHECK (verdict IN ('approve', 'reject')),
+        corrected_reply TEXT,
+        reviewer        TEXT NOT NULL DEFAULT '',
+        created_at      TEXT NOT NULL,
+        CHECK (rating IS NOT NULL OR verdict IS NOT NULL OR corrected_reply IS NOT NULL)
+    );
+    CREATE INDEX serve_reviews_exchange ON serve_reviews (exchange_id);
+    CREATE VIEW serve_corrections AS
+        SELECT r.id AS review_id, e.id AS exchange_id, e.context_json, e.query,
+               r.corrected_reply AS reply, r.created_at
+        FROM serve_reviews r JOIN serve_exchanges e ON e.id = r.exchange_id
+        WHERE r.corrected_reply IS NOT NULL AND trim(r.corrected_reply) != '';
+    """,
+)
 ]

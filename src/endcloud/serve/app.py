@@ -1,0 +1,144 @@
+"""The app factory: `create_app(cfg)` builds the FastAPI app; its lifespan loads the model once.
+
+    app = create_app(load_config(ServeConfig, "configs/serve.yaml"))
+    uvicorn.run(app, host="127.0.0.1", port=8080)
+
+Errors are translated to OpenAI-style bodies here, at the edge: `{"error": {"message", "type",
+"code"}}`. A validation error names the field and the problem, never the submitted value (which
+may be a customer's personal data); an unexpected error is logged without the request body and
+answered with a generic 500.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import Any, AsyncIterator
+
+from endcloud.errors import MissingExtraError
+from endcloud.serve.config import ADMIN_TOKEN_ENV, ServeConfig
+
+log = logging.getLogger(__name__)
+
+
+def create_app(cfg: ServeConfig, *, backend: Any = None, admin_token: str | None = None,
+               cloud_client: Any = None, scorer: Any = None) -> Any:
+    """The service. `backend`, `cloud_client` and `scorer` replace the configured ones (tests)."""
+    try:
+        from fastapi import FastAPI, HTTPException, Request
+        from fastapi.exceptions import RequestValidationError
+        from fastapi.responses import Response
+        from fastapi.staticfiles import StaticFiles
+    except ImportError:
+        raise MissingExtraError("fastapi", "serve") from None
+
+    from endcloud.serve import routes
+    from endcloud.serve.backends import build_backend
+    from endcloud.serve.escalation import Cloud, Policy
+    from endcloud.serve.limits import Admission, BodyLimit, Refused, SessionLimiter
+    from endcloud.serve.store import ServeStore
+    from endcloud.serve.turn import Services
+    from endcloud.store import default_db_path
+
+    token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_ENV) or None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        engine = backend if backend is not None else build_backend(cfg.backend)
+        await engine.start()  # the model loads once, here
+        store = ServeStore(cfg.store or default_db_path())
+        audit = _egress_audit(store)
+        lim = cfg.limits
+        app.state.services = Services(
+            cfg=cfg, backend=engine, store=store, policy=Policy(cfg.escalation, scorer),
+            cloud=Cloud(cfg.escalation, audit, cloud_client),
+            admission=Admission(engine.slots, lim.queue_size, lim.queue_timeout_s, lim.retry_after_s),
+            limiter=SessionLimiter(lim.session_rate_per_minute, lim.session_burst), admin_token=token)
+        app.state.token_cache = {}
+        log.info("serving %s (staff console %s)", ", ".join(engine.models()),
+                 "enabled" if token else f"disabled: set {ADMIN_TOKEN_ENV}")
+        try:
+            yield
+        finally:
+            app.state.services.cloud.close()
+            await engine.close()
+            store.close()
+
+    app = FastAPI(title="endcloud", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.include_router(routes.router)
+    app.mount("/static", StaticFiles(directory=routes.STATIC), name="static")
+
+    def error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+        return Response(routes.error_body(status, message), status, headers=headers,
+                        media_type="application/json")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: Any) -> Response:
+        return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    @app.exception_handler(StarletteHTTPException)
+    async def starlette_error(request: Request, exc: Any) -> Response:  # 404/405 of unknown routes
+        return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: Any) -> Response:
+        problems = []
+        for e in exc.errors()[:5]:  # field and problem only: the input may hold personal data
+            where = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
+            problems.append(f"{where}: {e.get('msg', 'invalid')}")
+        return error(422, "; ".join(problems) or "invalid request")
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Any) -> Response:
+        return error(exc.status, exc.message, {"retry-after": str(exc.retry_after)})
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> Response:
+        log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path,
+                  exc_info=exc)
+        return error(500, "internal error")
+
+    # Outermost: an oversized body is refused before any routing or parsing.
+    return BodyLimit(app, cfg.limits.max_body_bytes) if cfg.limits.max_body_bytes else app
+
+
+def fastapi_app(app: Any) -> Any:
+    """The FastAPI object inside the middleware (for route listings and the OpenAPI schema)."""
+    return getattr(app, "app", app)
+
+
+def route_table(app: Any) -> list[tuple[str, str]]:
+    """Every (method, path) the app answers, flattening included routers (FastAPI >= 0.13x keeps
+    them as `_IncludedRouter` entries); a mount counts as GET on its prefix."""
+    out: list[tuple[str, str]] = []
+
+    def walk(routes: Any) -> None:
+        for route in routes:
+            inner = getattr(route, "original_router", None)
+            if inner is not None:
+                walk(inner.routes)
+                continue
+            for method in sorted((getattr(route, "methods", None) or {"GET"}) - {"HEAD"}):
+                out.append((method, route.path))
+
+    walk(fastapi_app(app).routes)
+    return out
+
+
+def _egress_audit(store: Any) -> Any:
+    """Every cloud request (hash, sizes, tokens, cost, status; never text) into cloud_egress."""
+    from endcloud.store.db import utcnow
+
+    def audit(r: Any) -> None:
+        store.write_nowait(lambda conn: conn.execute(
+            "INSERT INTO cloud_egress (ts, run_id, endpoint, model, payload_sha256, request_bytes,"
+            " response_bytes, prompt_tokens, completion_tokens, latency_ms, cost, status, attempt)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (utcnow(), None, r.endpoint, r.model, r.payload_sha256, r.request_bytes,
+             r.response_bytes, r.prompt_tokens, r.completion_tokens, round(r.latency_ms, 1),
+             r.cost, r.status, r.attempt)))
+
+    return audit

@@ -1,0 +1,138 @@
+"""Configuration of `endcloud serve` (`configs/serve.yaml`).
+
+The staff token is deliberately not a field: it comes from `ENDCLOUD_ADMIN_TOKEN` only, so it
+never lands in a config file or a run folder. The cloud key likewise (`ENDCLOUD_CLOUD_API_KEY`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from endcloud.cloud.config import CloudConfig
+from endcloud.config import check
+from endcloud.end.config import ModelConfig
+
+ADMIN_TOKEN_ENV = "ENDCLOUD_ADMIN_TOKEN"
+
+DEFAULT_SYSTEM = "你是一名电商客服，请礼貌、简洁地回答顾客的问题。"
+DEFAULT_HANDOFF = "亲，这个问题需要人工客服为您处理，已为您转接，请稍候~"
+HARD_PATTERNS = [r"投诉|起诉|律师|法院|12315|工商|赔偿|举报", r"人工(客服)?|转人工|真人",
+                 r"(?i)\b(complain|complaint|lawyer|lawsuit|sue|human agent|manager)\b"]
+OUT_OF_SCOPE_PATTERNS = [r"(?i)\b(write (me )?(a|an) (poem|essay|code)|homework)\b",
+                         r"写(一首)?诗|写作业|写代码"]
+
+
+@dataclass
+class BackendConfig:
+    """Which end model answers: in-process transformers, an OpenAI-compatible upstream, or fake."""
+
+    kind: Literal["transformers", "openai", "fake"] = "transformers"
+    model: ModelConfig = field(default_factory=ModelConfig)  # transformers: the base model
+    served_name: str = "end"  # the base model's name in /v1/models
+    # transformers: promoted adapters, served under their own model name (name -> adapter folder)
+    adapters: dict[str, str] = field(default_factory=dict)
+    # openai: e.g. llama.cpp `llama-server`, or vLLM `--enable-lora --lora-modules name=path`
+    base_url: str = ""
+    upstream_models: list[str] = field(default_factory=list)  # names to offer; [] = served_name
+    temperature: float = 0.6
+    top_p: float = 0.8
+    max_input_tokens: int = 512
+    slots: int = 1  # generations at once (1 for an in-process CPU model)
+    seed: int = 0
+    fake_reply: str = "亲，您好！您的问题我们已经收到，会尽快为您处理哦~"
+    fake_token_delay_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        check(bool(self.served_name), "backend.served_name", "must not be empty")
+        check(self.kind != "openai" or self.base_url.startswith(("http://", "https://")),
+              "backend.base_url", "kind=openai needs base_url=http://host:port/v1")
+        check(self.slots >= 1, "backend.slots", "must be >= 1")
+        check(self.temperature >= 0, "backend.temperature", "must be >= 0 (0 = greedy)")
+        check(0 < self.top_p <= 1, "backend.top_p", "must be in (0, 1]")
+        check(self.fake_token_delay_s >= 0, "backend.fake_token_delay_s", "must be >= 0")
+
+
+@dataclass
+class LimitsConfig:
+    """What one request may ask for, and how much waiting the service accepts."""
+
+    max_body_bytes: int = 64 * 1024  # larger bodies get 413 before any parsing
+    max_message_chars: int = 2000  # one message longer than this: 422
+    max_messages: int = 40
+    max_tokens_cap: int = 256  # the server-side cap on max_tokens
+    default_max_tokens: int = 128
+    queue_size: int = 16  # requests allowed to wait for a model slot; beyond: 503 + Retry-After
+    queue_timeout_s: float = 20.0  # the longest a request waits for a slot before 503
+    retry_after_s: int = 2
+    session_rate_per_minute: int = 30  # per customer token; beyond: 429 + Retry-After
+    session_burst: int = 10
+
+    def __post_init__(self) -> None:
+        check(1024 <= self.max_body_bytes <= 16 * 1024 * 1024, "limits.max_body_bytes",
+              "must be in [1024, 16 MiB]")
+        check(self.max_message_chars >= 1, "limits.max_message_chars", "must be >= 1")
+        check(self.max_messages >= 1, "limits.max_messages", "must be >= 1")
+        check(1 <= self.default_max_tokens <= self.max_tokens_cap, "limits.default_max_tokens",
+              "must be >= 1 and <= limits.max_tokens_cap")
+        check(self.queue_size >= 0, "limits.queue_size", "must be >= 0")
+        check(self.queue_timeout_s > 0, "limits.queue_timeout_s", "must be > 0")
+        check(self.retry_after_s >= 1, "limits.retry_after_s", "must be >= 1")
+        check(self.session_rate_per_minute >= 0, "limits.session_rate_per_minute", "0 = unlimited")
+        check(self.session_burst >= 1, "limits.session_burst", "must be >= 1")
+
+
+@dataclass
+class EscalationConfig:
+    """When the cloud takes over a turn, and what the customer gets when the cloud cannot."""
+
+    enabled: bool = True
+    hard_patterns: list[str] = field(default_factory=lambda: list(HARD_PATTERNS))
+    out_of_scope_patterns: list[str] = field(default_factory=lambda: list(OUT_OF_SCOPE_PATTERNS))
+    max_query_chars: int = 600  # longer queries are "hard" (escalated before generation)
+    scorer: str = "match"  # query-reply Match scorer (endcloud.evaluate); falls back to "ngram"
+    match_threshold: float = 0.05  # reply Match score below this: the cloud takes over
+    confidence_threshold: float = 0.0  # geometric-mean token probability below this: same
+    # replace: hold the end reply until it is scored, stream the winner; record: stream the end
+    # reply live and only record its scores (low ones are flagged for review)
+    after_mode: Literal["replace", "record"] = "replace"
+    fallback: Literal["local", "handoff"] = "local"  # after-check escalation whose cloud call failed
+    handoff_message: str = DEFAULT_HANDOFF
+    first_token_s: float = 5.0  # the cloud's first bytes must arrive within this
+    total_s: float = 15.0  # the whole cloud call, retries included
+    cloud: CloudConfig = field(default_factory=lambda: CloudConfig(
+        stream=True, max_attempts=2, backoff_base_s=0.2, backoff_max_s=1.0, max_tokens=256,
+        reject_truncated=False, connect_timeout_s=2.0))
+
+    def __post_init__(self) -> None:
+        import re
+
+        for i, p in enumerate(self.hard_patterns + self.out_of_scope_patterns):
+            try:
+                re.compile(p)
+            except re.error as exc:
+                check(False, "escalation.hard_patterns", f"pattern {i} does not compile: {exc}")
+        check(0 < self.first_token_s <= self.total_s, "escalation.first_token_s",
+              "must be > 0 and <= escalation.total_s")
+        check(0 <= self.match_threshold <= 1, "escalation.match_threshold", "must be in [0, 1]")
+        check(0 <= self.confidence_threshold <= 1, "escalation.confidence_threshold",
+              "must be in [0, 1]")
+        check(bool(self.handoff_message.strip()), "escalation.handoff_message", "must not be empty")
+
+
+@dataclass
+class ServeConfig:
+    """`endcloud serve`: the real-time service."""
+
+    host: str = "127.0.0.1"  # loopback by default; put a TLS proxy in front to publish it
+    port: int = 8080
+    store: str = ""  # SQLite file; default $ENDCLOUD_DB or ./endcloud.db
+    system: str = DEFAULT_SYSTEM  # put before every conversation that has no system message
+    access_log: bool = False  # uvicorn's request lines (paths only; tokens travel in headers)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    escalation: EscalationConfig = field(default_factory=EscalationConfig)
+
+    def __post_init__(self) -> None:
+        check(0 <= self.port <= 65535, "port", "must be in [0, 65535] (0 = a free port)")
+        check(bool(self.host), "host", "must not be empty")

@@ -1,0 +1,259 @@
+"""HTTP routes, kept thin: check who is asking, validate, hand over to `Turn` or the store.
+
+Who may call what (the route-inventory test holds every route to this):
+  public    GET /health, GET /v1/models, POST /v1/customers, the pages and their static files,
+            GET /openapi.json
+  customer  `Authorization: Bearer <customer token>` (the token POST /v1/customers returned):
+            chat, feedback, and reading only its own conversations
+  staff     `Authorization: Bearer $ENDCLOUD_ADMIN_TOKEN`: /admin/* (401 without, 403 wrong)
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+import uuid
+from pathlib import Path
+from typing import Any, AsyncIterator, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import FileResponse, StreamingResponse
+
+from endcloud.serve import protocol as p
+from endcloud.serve import store as db
+from endcloud.serve.backends import GenParams
+from endcloud.serve.turn import Services, Turn
+
+STATIC = Path(__file__).with_name("static")
+PAGE_HEADERS = {"content-security-policy": "default-src 'self'; frame-ancestors 'none'",
+                "x-content-type-options": "nosniff", "referrer-policy": "no-referrer",
+                "cache-control": "no-store"}
+
+router = APIRouter()
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def bearer(request: Request) -> str | None:
+    value = request.headers.get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def unauthorized(message: str) -> HTTPException:
+    return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def customer(request: Request) -> str:
+    """The customer id behind the bearer token (401 without a known one)."""
+    token = bearer(request)
+    if not token:
+        raise unauthorized("send Authorization: Bearer <customer token> (POST /v1/customers gives one)")
+    cache: dict[str, str] = request.app.state.token_cache
+    cid = cache.get(token)
+    if cid is None:
+        cid = await services(request).store.read(lambda conn: db.customer_for_token(conn, token))
+        if cid is None:
+            raise unauthorized("unknown customer token")
+        if len(cache) > 50_000:
+            cache.clear()
+        cache[token] = cid
+    return cid
+
+
+async def staff(request: Request) -> None:
+    """401 without a token, 403 with a wrong one (or when no staff token is configured)."""
+    token = bearer(request) or request.headers.get("x-admin-token")
+    if not token:
+        raise unauthorized("staff routes need Authorization: Bearer <ENDCLOUD_ADMIN_TOKEN>")
+    expected = services(request).admin_token
+    if not expected:
+        raise HTTPException(403, "staff routes are disabled: set ENDCLOUD_ADMIN_TOKEN and restart")
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        raise HTTPException(403, "wrong staff token")
+
+
+# -- public ---------------------------------------------------------------------------------------
+@router.get("/health", response_model=p.Health)
+async def health(request: Request) -> p.Health:
+    svc = services(request)
+    return p.Health(models=svc.backend.models(), cloud=svc.cloud.breaker_state)
+
+
+@router.get("/v1/models", response_model=p.ModelList)
+async def models(request: Request) -> p.ModelList:
+    return p.ModelList(data=[p.ModelCard(id=m) for m in services(request).backend.models()])
+
+
+@router.post("/v1/customers", response_model=p.NewCustomer, status_code=201)
+async def new_customer(request: Request) -> p.NewCustomer:
+    """A new anonymous customer and its token (shown once; only its hash is stored)."""
+    cid, token = f"cust-{uuid.uuid4().hex[:20]}", f"ec-{secrets.token_urlsafe(32)}"
+    await services(request).store.write(lambda conn: db.new_customer(conn, cid, token))
+    return p.NewCustomer(customer_id=cid, token=token)
+
+
+@router.get("/", include_in_schema=False)
+async def chat_page() -> FileResponse:
+    return FileResponse(STATIC / "chat.html", headers=PAGE_HEADERS)
+
+
+@router.get("/review", include_in_schema=False)
+async def review_page() -> FileResponse:
+    return FileResponse(STATIC / "review.html", headers=PAGE_HEADERS)
+
+
+# -- customers ------------------------------------------------------------------------------------
+@router.post("/v1/chat/completions", response_model=p.ChatResponse,
+             responses={200: {"content": {"text/event-stream": {}}}})
+async def chat_completions(req: p.ChatRequest, request: Request, response: Response,
+                           cid: str = Depends(customer)) -> Any:
+    svc = services(request)
+    model = req.model or svc.backend.models()[0]
+    if model not in svc.backend.models():
+        raise HTTPException(404, f"model {model!r} not found; GET /v1/models lists them")
+    messages = check_messages(req, svc)
+    svc.limiter.check(cid)  # 429 before anything is written
+    conversation = await own_conversation(svc, cid, req.conversation_id)
+    lim = svc.cfg.limits
+    wanted = req.max_tokens or req.max_completion_tokens or lim.default_max_tokens
+    params = GenParams(min(wanted, lim.max_tokens_cap), req.temperature, req.top_p)
+    turn = await Turn.begin(svc, conversation, model, messages, params)
+    headers = {"x-conversation-id": conversation, "x-reply-id": turn.id}
+    if req.stream:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        return StreamingResponse(sse(turn, include_usage), media_type="text/event-stream",
+                                 headers={**headers, "cache-control": "no-cache"})
+    text = "".join([piece async for piece in turn.run()])
+    ex = turn.exchange
+    assert ex is not None
+    usage = p.Usage(prompt_tokens=ex.prompt_tokens, completion_tokens=ex.completion_tokens,
+                    total_tokens=ex.prompt_tokens + ex.completion_tokens)
+    body = p.ChatResponse(id=turn.id, created=turn.created, model=model, usage=usage,
+                          conversation_id=conversation, choices=[p.Choice(
+                              message=p.AssistantMessage(content=text), finish_reason=ex.finish_reason)])
+    response.headers.update(headers)
+    return body
+
+
+def check_messages(req: p.ChatRequest, svc: Services) -> list[dict[str, str]]:
+    """The configured limits (422), the last message from the user, a system prompt first."""
+    lim = svc.cfg.limits
+    if len(req.messages) > lim.max_messages:
+        raise HTTPException(422, f"too many messages (limit {lim.max_messages})")
+    messages = [{"role": m.role, "content": m.text()} for m in req.messages]
+    for i, m in enumerate(messages):
+        if len(m["content"]) > lim.max_message_chars:
+            raise HTTPException(422, f"messages[{i}] is longer than {lim.max_message_chars} characters")
+    if messages[-1]["role"] != "user" or not messages[-1]["content"].strip():
+        raise HTTPException(422, "the last message must be a non-empty user message")
+    if messages[0]["role"] != "system" and svc.cfg.system:
+        messages.insert(0, {"role": "system", "content": svc.cfg.system})
+    return messages
+
+
+async def own_conversation(svc: Services, cid: str, conversation_id: str | None) -> str:
+    if conversation_id is None:
+        return await svc.store.write(lambda conn: db.new_conversation(conn, cid))
+    owner = await svc.store.read(lambda conn: db.conversation_owner(conn, conversation_id))
+    if owner != cid:  # someone else's and unknown look the same
+        raise HTTPException(404, "conversation not found")
+    return conversation_id
+
+
+async def sse(turn: Turn, include_usage: bool) -> AsyncIterator[bytes]:
+    base = {"id": turn.id, "created": turn.created, "model": turn.model,
+            "conversation_id": turn.conversation_id}
+
+    def event(delta: p.Delta, finish: str | None = None, usage: p.Usage | None = None) -> bytes:
+        choices = [] if usage else [p.ChunkChoice(delta=delta, finish_reason=finish)]
+        chunk = p.ChatChunk(**base, choices=choices, usage=usage)
+        return b"data: " + chunk.model_dump_json(exclude_none=True).encode() + b"\n\n"
+
+    try:
+        yield event(p.Delta(role="assistant", content=""))
+        async for piece in turn.run():
+            yield event(p.Delta(content=piece))
+        ex = turn.exchange
+        assert ex is not None
+        yield event(p.Delta(), ex.finish_reason)
+        if include_usage:
+            yield event(p.Delta(), usage=p.Usage(
+                prompt_tokens=ex.prompt_tokens, completion_tokens=ex.completion_tokens,
+                total_tokens=ex.prompt_tokens + ex.completion_tokens))
+        yield b"data: [DONE]\n\n"
+    finally:
+        await turn.release()
+
+
+@router.post("/v1/feedback", response_model=p.Stored, status_code=201)
+async def feedback(req: p.FeedbackRequest, request: Request, cid: str = Depends(customer)) -> p.Stored:
+    """Thumbs, a 1-5 rating and/or a comment on one of this customer's replies; 201 after commit."""
+    if req.thumb is None and req.rating is None and not req.comment:
+        raise HTTPException(422, "give a thumb, a rating or a comment")
+    svc = services(request)
+
+    def write(conn: Any) -> int:
+        if db.exchange_owner(conn, req.reply_id) != cid:
+            raise KeyError(req.reply_id)
+        return db.add_feedback(conn, req.reply_id, req.thumb, req.rating, req.comment)
+
+    try:
+        fid = await svc.store.write(write)
+    except KeyError:
+        raise HTTPException(404, "reply not found") from None
+    return p.Stored(id=fid)
+
+
+@router.get("/v1/conversations", response_model=p.ConversationList)
+async def my_conversations(request: Request, cid: str = Depends(customer)) -> p.ConversationList:
+    rows = await services(request).store.read(lambda conn: db.customer_conversations(conn, cid))
+    return p.ConversationList(data=[p.ConversationSummary(id=r["id"], created_at=r["created_at"])
+                                    for r in rows])
+
+
+@router.get("/v1/conversations/{conversation_id}", response_model=p.Conversation)
+async def my_conversation(conversation_id: str, request: Request,
+                          cid: str = Depends(customer)) -> p.Conversation:
+    svc = services(request)
+    await own_conversation(svc, cid, conversation_id)
+    rows = await svc.store.read(lambda conn: db.conversation_turns(conn, conversation_id))
+    return p.Conversation(id=conversation_id, turns=[
+        p.Turn(reply_id=r["id"], query=r["query"], reply=r["reply"], created_at=r["created_at"])
+        for r in rows])
+
+
+# -- staff ----------------------------------------------------------------------------------------
+@router.get("/admin/exchanges", response_model=p.ExchangeList, dependencies=[Depends(staff)])
+async def exchanges(request: Request,
+                    filter: Literal["all", "low", "disliked", "unreviewed"] = "all",
+                    limit: int = Query(50, ge=1, le=500)) -> p.ExchangeList:
+    svc = services(request)
+    threshold = svc.cfg.escalation.match_threshold
+    rows = await svc.store.read(lambda conn: db.recent_exchanges(conn, filter, limit, threshold))
+    return p.ExchangeList(data=[p.ExchangeRow(**r) for r in rows])
+
+
+@router.post("/admin/reviews", response_model=p.Stored, status_code=201, dependencies=[Depends(staff)])
+async def review(req: p.ReviewRequest, request: Request) -> p.Stored:
+    """Rate, approve/reject, or correct a reply; a correction becomes a training label."""
+    correction = req.corrected_reply.strip() if req.corrected_reply else None
+    if req.rating is None and req.verdict is None and not correction:
+        raise HTTPException(422, "give a rating, a verdict or a corrected reply")
+    try:
+        rid = await services(request).store.write(lambda conn: db.add_review(
+            conn, req.exchange_id, req.rating, req.verdict, correction, req.reviewer))
+    except KeyError:
+        raise HTTPException(404, "exchange not found") from None
+    return p.Stored(id=rid)
+
+
+def error_body(status: int, message: str) -> bytes:
+    kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+            413: "request_too_large", 422: "invalid_request_error", 429: "rate_limit_error",
+            503: "overloaded_error"}.get(status, "invalid_request_error" if status < 500 else "server_error")
+    return json.dumps({"error": {"message": message, "type": kind, "code": status}},
+                      ensure_ascii=False).encode()
