@@ -23,6 +23,7 @@ CONFIG_CLASSES = {
     "generate.yaml": "endcloud.end.config:GenerateConfig",
     "eval.yaml": "endcloud.evaluate.config:EvalConfig",
     "serve.yaml": "endcloud.serve.config:ServeConfig",
+    "evolve.yaml": "endcloud.evolve.config:EvolveConfig",
 }
 
 

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "endcloud.cloud.cli",
     "endcloud.evaluate.cli",
     "endcloud.serve.cli",
+    "endcloud.evolve.cli",
     "endcloud.models",
     "endcloud.demo",
 ]

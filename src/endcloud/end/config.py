@@ -88,6 +88,9 @@ class TrainConfig:
     run_dir: str = ""  # a fixed run folder (needed for --resume); default: runs/end-train-<time>
     resume: bool = False
     store: bool = True  # log the run and its losses to the SQLite store ($ENDCLOUD_DB)
+    # continue training this adapter folder (verified against the base; its own method and
+    # shape are kept, `method.*` is ignored) instead of a fresh one: the online loop's warm start
+    init_adapter: str = ""
 
     def __post_init__(self) -> None:
         check(bool(self.data.natural or self.data.labels), "data.natural",
@@ -105,6 +108,8 @@ class TrainConfig:
         check(self.save_every >= 0, "save_every", "must be >= 0")
         check(self.keep_last >= 1, "keep_last", "must be >= 1")
         check(self.log_every > 0, "log_every", "must be > 0")
+        check(not (self.resume and self.init_adapter), "init_adapter",
+              "use either --resume (same run) or init_adapter (a new run from an adapter)")
         check(not self.resume or bool(self.run_dir), "run_dir",
               "--resume needs the run folder to continue: run_dir=runs/end-train-...")
 

@@ -60,11 +60,13 @@ def run(cfg: TrainConfig) -> TrainResult:
     model, tokenizer, base = load_base(cfg.model)
     mix, data_hash = load_mixture(tokenizer, cfg.data, cfg.seed)
     torch.manual_seed(cfg.seed)  # adapter init does not depend on how the data loaded
-    peft_model = wrap(model, cfg.method, tokenizer).to(_device())
+    peft_model, method = _adapter_to_train(cfg, model, tokenizer, base)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.method_lr, weight_decay=cfg.weight_decay)
-    info = {"base": {"id": base.id, "sha256": base.sha256}, "method": cfg.method.name,
+    info = {"base": {"id": base.id, "sha256": base.sha256}, "method": method,
             "data_sha256": data_hash, "seed": cfg.seed}
+    if cfg.init_adapter:
+        info["init_adapter"] = str(cfg.init_adapter)
 
     start, tokens, elapsed = 0, 0, 0.0
     if cfg.resume:
@@ -113,6 +115,17 @@ def run(cfg: TrainConfig) -> TrainResult:
     logger.finish(adapter, cfg.steps, loss_value, tokens / max(elapsed, 1e-9), info)
     return TrainResult(run_dir, adapter, cfg.steps, loss_value, tokens / max(elapsed, 1e-9),
                        checkpoints, peft_model.eval())
+
+
+def _adapter_to_train(cfg: TrainConfig, model: Any, tokenizer: Any, base: BaseInfo
+                      ) -> tuple[Any, str]:
+    """A fresh adapter of `cfg.method`, or (`init_adapter`) an existing one made trainable."""
+    if not cfg.init_adapter:
+        return wrap(model, cfg.method, tokenizer).to(_device()), cfg.method.name
+    from endcloud.end.adapters import load_adapter
+
+    method = str(verify(cfg.init_adapter, base.sha256).get("method", cfg.method.name))
+    return load_adapter(model, cfg.init_adapter, base.sha256, trainable=True).to(_device()), method
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:

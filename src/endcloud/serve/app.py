@@ -11,6 +11,7 @@ answered with a generic 500.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -47,6 +48,13 @@ def create_app(cfg: ServeConfig, *, backend: Any = None, admin_token: str | None
     async def lifespan(app: Any) -> AsyncIterator[None]:
         engine = backend if backend is not None else build_backend(cfg.backend)
         await engine.start()  # the model loads once, here
+        swap_task = None
+        if cfg.backend.registry:  # follow the evolve registry's champion (serve/hotswap.py)
+            from endcloud.serve.hotswap import ChampionWatcher
+
+            app.state.champion = ChampionWatcher(engine, cfg.backend.registry, cfg.backend.registry_poll_s)
+            await app.state.champion.check()
+            swap_task = asyncio.create_task(app.state.champion.run())
         store = ServeStore(cfg.store or default_db_path())
         audit = _egress_audit(store)
         lim = cfg.limits
@@ -61,6 +69,8 @@ def create_app(cfg: ServeConfig, *, backend: Any = None, admin_token: str | None
         try:
             yield
         finally:
+            if swap_task is not None:
+                swap_task.cancel()
             app.state.services.cloud.close()
             await engine.close()
             store.close()

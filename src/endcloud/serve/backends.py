@@ -123,6 +123,24 @@ class TransformersBackend(Backend):
             peft.eval()
             self.generators[name] = Generator(peft, tok, sampling(), self.cfg.seed)
 
+    def use_adapter(self, folder: Any, name: str | None = None) -> None:
+        """Hot swap (serve/hotswap.py): answer as `served_name` with this adapter (None: the base
+        model). Loaded beside the current one, then swapped in with one assignment; requests
+        that already started finish on the model they started with."""
+        from endcloud.end.adapters import load_adapter
+        from endcloud.end.generate import Generator, Sampling
+        from endcloud.end.models import load_base
+
+        self.base_generator = getattr(self, "base_generator", self.generators[self.served_name])
+        if folder is None:
+            self.generators[self.served_name] = self.base_generator
+        else:
+            copy, tok, base = load_base(self.cfg.model)
+            peft = load_adapter(copy, folder, base.sha256).eval()
+            self.generators[self.served_name] = Generator(peft, tok, Sampling(
+                256, self.cfg.temperature, self.cfg.top_p, self.cfg.max_input_tokens), self.cfg.seed)
+        self.champion = name
+
     def stream(self, model: str, messages: list[dict[str, str]], params: GenParams
                ) -> AsyncIterator[Event]:
         gen = self.generators[model]

@@ -42,9 +42,16 @@ class BackendConfig:
     seed: int = 0
     fake_reply: str = "亲，您好！您的问题我们已经收到，会尽快为您处理哦~"
     fake_token_delay_s: float = 0.0
+    # transformers: answer as `served_name` with the champion of this evolve registry, and follow
+    # its promotions and rollbacks without a restart (serve/hotswap.py); "" = the base model
+    registry: str = ""
+    registry_poll_s: float = 1.0
 
     def __post_init__(self) -> None:
         check(bool(self.served_name), "backend.served_name", "must not be empty")
+        check(not self.registry or self.kind == "transformers", "backend.registry",
+              "hot swap needs kind=transformers (an upstream server loads its own adapters)")
+        check(self.registry_poll_s > 0, "backend.registry_poll_s", "must be > 0")
         check(self.kind != "openai" or self.base_url.startswith(("http://", "https://")),
               "backend.base_url", "kind=openai needs base_url=http://host:port/v1")
         check(self.slots >= 1, "backend.slots", "must be >= 1")

@@ -218,5 +218,47 @@ MIGRATIONS: list[tuple[str, str]] = [
         FROM serve_reviews r JOIN serve_exchanges e ON e.id = r.exchange_id
         WHERE r.corrected_reply IS NOT NULL AND trim(r.corrected_reply) != '';
     """,
-)
+),
+    (
+        "0006_evolve",
+        """
+        CREATE TABLE evolve_rounds (
+            id              INTEGER PRIMARY KEY,
+            run_id          INTEGER REFERENCES runs (id),
+            round_dir       TEXT NOT NULL,
+            status          TEXT NOT NULL CHECK (status IN
+                                ('running', 'promoted', 'refused', 'skipped', 'failed')),
+            started_at      TEXT NOT NULL,
+            finished_at     TEXT,
+            selected        INTEGER NOT NULL DEFAULT 0,
+            corrections     INTEGER NOT NULL DEFAULT 0,
+            labelled        INTEGER NOT NULL DEFAULT 0,
+            quarantined     INTEGER NOT NULL DEFAULT 0,
+            train_new       INTEGER NOT NULL DEFAULT 0,
+            train_replay    INTEGER NOT NULL DEFAULT 0,
+            cloud_calls     INTEGER NOT NULL DEFAULT 0,
+            cloud_cost      REAL NOT NULL DEFAULT 0,
+            champion_before TEXT,
+            candidate       TEXT,
+            champion_after  TEXT,
+            champion_final  REAL,
+            candidate_final REAL,
+            diff_mean       REAL,
+            diff_lower      REAL,
+            decision        TEXT,
+            reason          TEXT,
+            stats_json      TEXT
+        );
+        CREATE TABLE evolve_items (
+            id           INTEGER PRIMARY KEY,
+            round_id     INTEGER NOT NULL REFERENCES evolve_rounds (id),
+            exchange_id  TEXT NOT NULL,
+            reasons      TEXT NOT NULL,
+            final        REAL,
+            label_source TEXT NOT NULL CHECK (label_source IN ('human', 'cloud', 'none')),
+            review_id    INTEGER,
+            UNIQUE (exchange_id)
+        );
+        """,
+    ),
 ]

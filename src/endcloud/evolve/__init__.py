@@ -1,0 +1,1 @@
+"""The online loop: select -> relabel -> retrain -> gate -> promote / roll back (`endcloud evolve`)."""

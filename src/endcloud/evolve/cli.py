@@ -1,0 +1,92 @@
+"""`endcloud evolve run | watch | rollback | status | report`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+DEFAULT_CONFIG = "configs/evolve.yaml"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from endcloud.cli import add_config_args
+
+    evolve = sub.add_parser("evolve", help="the online loop: relabel, retrain, gate, hot-swap")
+    cmds = evolve.add_subparsers(dest="command", metavar="<command>", required=True)
+    p = cmds.add_parser("run", help="one round: select -> relabel -> retrain -> gate -> promote")
+    add_config_args(p, DEFAULT_CONFIG)
+    p.set_defaults(func=run)
+    w = cmds.add_parser("watch", help="rounds on a schedule, or when enough new data waits")
+    add_config_args(w, DEFAULT_CONFIG)
+    w.set_defaults(func=watch)
+    r = cmds.add_parser("rollback", help="restore the previous champion (the service follows)")
+    add_config_args(r, DEFAULT_CONFIG)
+    r.add_argument("--reason", default="manual rollback")
+    r.set_defaults(func=rollback)
+    s = cmds.add_parser("status", help="champion, previous champions, last rounds")
+    add_config_args(s, DEFAULT_CONFIG)
+    s.set_defaults(func=status)
+    rep = cmds.add_parser("report", help="report.md + report.png in work_dir")
+    add_config_args(rep, DEFAULT_CONFIG)
+    rep.set_defaults(func=report)
+
+
+def _cfg(args: argparse.Namespace) -> Any:
+    from endcloud.config import load_config
+    from endcloud.evolve.config import EvolveConfig
+
+    return load_config(EvolveConfig, args.config, list(args.overrides))
+
+
+def run(args: argparse.Namespace) -> int:
+    from endcloud.evolve.round import run as run_round
+
+    r = run_round(_cfg(args))
+    print(json.dumps({"round": r.round_id, "status": r.status, "reason": r.reason,
+                      "candidate": r.candidate, "champion": r.champion,
+                      "round_dir": str(r.round_dir)}, ensure_ascii=False))
+    return 0
+
+
+def watch(args: argparse.Namespace) -> int:
+    from endcloud.evolve.round import watch as watch_rounds
+
+    for r in watch_rounds(_cfg(args)):
+        print(json.dumps({"round": r.round_id, "status": r.status, "reason": r.reason}))
+    return 0
+
+
+def rollback(args: argparse.Namespace) -> int:
+    from endcloud.evolve.registry import Registry
+
+    reg = Registry(_cfg(args).registry_dir)
+    back = reg.rollback(args.reason)
+    print(json.dumps({"champion": back, "note": "a service with backend.registry set follows "
+                      "within registry_poll_s"}))
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    from endcloud.evolve.registry import Registry
+    from endcloud.evolve.report import rounds
+    from endcloud.store import Store
+
+    cfg = _cfg(args)
+    reg = Registry(cfg.registry_dir)
+    with Store.open(cfg.store or None) as store:
+        last = rounds(store.conn)[-5:]
+    print(json.dumps({"registry": str(reg.root), **reg.pointer(), "adapters": reg.adapters(),
+                      "rounds": last}, ensure_ascii=False, indent=2))
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    from endcloud.evolve.report import write_report
+    from endcloud.store import Store
+
+    cfg = _cfg(args)
+    with Store.open(cfg.store or None) as store:
+        md, png = write_report(store.conn, cfg.work_dir)
+    print(json.dumps({"report": str(md), "plot": str(png) if png else None}))
+    return 0

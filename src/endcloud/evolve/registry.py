@@ -1,0 +1,169 @@
+"""Adapters with aliases: `champion` (what the service answers with) and the previous champions.
+
+    reg = Registry("runs/evolve/registry")
+    aid = reg.add("runs/evolve/round-0003/train/adapter", round_id=3)   # copied, verified
+    reg.promote(aid, "round 3: +0.041 mean Final")                      # atomic pointer switch
+    reg.rollback("bad replies")                                         # the previous champion
+
+Layout: `adapters/<id>/` (complete, verified copies, written under a temporary name and renamed)
+and `champion.json`, the pointer: {"champion": id | null (the base model), "previous": [...]}.
+The pointer is replaced atomically (temp file + fsync + os.replace + fsync of the folder) and only
+ever names an adapter that is already complete, so a kill -9 at any point leaves the old pointer
+or the new one, never a dangling or half-written one. Every change is appended to `events.jsonl`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from endcloud.errors import EndcloudError
+
+POINTER = "champion.json"
+KILL_ENV = "ENDCLOUD_EVOLVE_KILL_AT"  # crash tests: SIGKILL ourselves at this named point
+
+
+class RegistryError(EndcloudError):
+    """The registry cannot do what was asked (unknown adapter, nothing to roll back to)."""
+
+    exit_code = 9
+
+
+def kill_point(name: str) -> None:
+    """Die here (SIGKILL, no cleanup) when $ENDCLOUD_EVOLVE_KILL_AT names this point."""
+    if os.environ.get(KILL_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def read_pointer(root: str | Path) -> dict[str, Any]:
+    """The pointer as stored ({"champion": None, "previous": []} before the first promotion)."""
+    try:
+        return dict(json.loads((Path(root) / POINTER).read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return {"champion": None, "previous": [], "seq": 0}
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Registry:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        (self.root / "adapters").mkdir(parents=True, exist_ok=True)
+
+    # -- reading ------------------------------------------------------------------------------
+    def pointer(self) -> dict[str, Any]:
+        return read_pointer(self.root)
+
+    def champion(self) -> str | None:
+        return self.pointer()["champion"]
+
+    def path(self, adapter_id: str | None) -> Path | None:
+        return None if adapter_id is None else self.root / "adapters" / adapter_id
+
+    def champion_path(self) -> Path | None:
+        return self.path(self.champion())
+
+    def adapters(self) -> list[str]:
+        return sorted(p.name for p in (self.root / "adapters").iterdir() if not p.name.startswith("."))
+
+    def events(self) -> list[dict[str, Any]]:
+        path = self.root / "events.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+    # -- writing ------------------------------------------------------------------------------
+    def add(self, folder: str | Path, round_id: int | None = None) -> str:
+        """Copy a verified adapter folder in under a new id; return the id."""
+        from endcloud.end.adapters import verify, write_folder_atomically
+
+        manifest = verify(folder)
+        with self._lock():
+            n = len(self.adapters()) + 1
+            aid = f"a{n:04d}" + (f"-r{round_id}" if round_id is not None else "")
+
+            def fill(tmp: Path) -> None:
+                for p in Path(folder).iterdir():
+                    if p.is_file():
+                        shutil.copy2(p, tmp / p.name)
+
+            write_folder_atomically(self.root / "adapters" / aid, fill)
+        verify(self.root / "adapters" / aid, manifest.get("base", {}).get("sha256"))
+        self._event("add", aid, round_id=round_id, source=str(folder))
+        return aid
+
+    def promote(self, adapter_id: str, reason: str = "", round_id: int | None = None) -> None:
+        """Make `adapter_id` the champion; the old champion goes on the `previous` stack."""
+        if not (self.root / "adapters" / adapter_id).is_dir():
+            raise RegistryError(f"no adapter {adapter_id!r} in {self.root}; `endcloud evolve "
+                                "status` lists them")
+        with self._lock():
+            old = self.pointer()
+            new = {"champion": adapter_id, "previous": [*old["previous"], old["champion"]],
+                   "seq": int(old.get("seq", 0)) + 1, "updated_at": time.time(), "reason": reason}
+            self._switch(new)
+        self._event("promote", adapter_id, previous=old["champion"], reason=reason,
+                    round_id=round_id)
+
+    def rollback(self, reason: str = "") -> str | None:
+        """Restore the previous champion (None = the base model); return it."""
+        with self._lock():
+            old = self.pointer()
+            if not old["previous"]:
+                raise RegistryError("nothing to roll back to: no earlier champion was recorded")
+            back = old["previous"][-1]
+            new = {"champion": back, "previous": old["previous"][:-1],
+                   "seq": int(old.get("seq", 0)) + 1, "updated_at": time.time(),
+                   "reason": reason or "rollback"}
+            self._switch(new)
+        self._event("rollback", back, previous=old["champion"], reason=reason)
+        return back
+
+    def _switch(self, pointer: dict[str, Any]) -> None:
+        """Write the pointer atomically: temp + fsync, os.replace, fsync the folder."""
+        kill_point("before_switch")
+        fd, tmp = tempfile.mkstemp(prefix=".champion.", suffix=".tmp", dir=self.root)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(pointer, fh, ensure_ascii=False)
+                fh.flush()
+                os.fsync(fh.fileno())
+            kill_point("mid_switch")
+            os.replace(tmp, self.root / POINTER)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        kill_point("after_switch")
+        fsync_dir(self.root)
+
+    def _event(self, action: str, adapter_id: str | None, **fields: Any) -> None:
+        row = {"ts": time.time(), "action": action, "adapter": adapter_id, **fields}
+        with open(self.root / "events.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """One writer at a time across processes (a round and a manual rollback)."""
+        with open(self.root / ".lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,0 +1,56 @@
+"""Relabel the selected items: human corrections as they are, the rest through the cloud
+teacher's label job (exactly-once, cached, fail-closed privacy; `endcloud.cloud.label.run`).
+
+    labels, stats = relabel(items, cfg, round_dir, store_path)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from endcloud.cloud.config import LabelConfig
+from endcloud.evolve.config import EvolveConfig
+from endcloud.evolve.select import Item
+from endcloud.records import Sample, Turn
+from endcloud.runs import write_jsonl
+
+
+def _sample(item: Item, reply: str = "") -> Sample:
+    context = [Turn(m["role"], m["content"]) for m in item.messages[:-1]]  # type: ignore[arg-type]
+    return Sample(item.sample_id, f"evolve-{item.exchange_id}", context,
+                  item.messages[-1]["content"], reply, "serve", "evolve", dict(item.meta))
+
+
+def relabel(items: list[Item], cfg: EvolveConfig, round_dir: Path, store: str,
+            transport: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Messages rows (context, query, label) with provenance; counts and cloud cost."""
+    rows, stats = [], {"human": 0, "cloud": 0, "quarantined": 0, "pending": 0, "cloud_calls": 0,
+                       "cloud_cost": 0.0, "cached": 0}
+    for item in items:
+        if item.correction is not None:  # the human wins: never sent to the cloud
+            s = _sample(item, item.correction)
+            s.meta["label_source"] = "human"
+            rows.append(s.to_messages())
+            stats["human"] += 1
+    to_cloud = [it for it in items if it.correction is None]
+    if not to_cloud:
+        return rows, stats
+    inp = round_dir / "to_label.jsonl"
+    write_jsonl(inp, (_sample(it).to_messages() for it in to_cloud))
+    r = cfg.relabel
+    label_cfg = LabelConfig(input=str(inp), output=str(round_dir / "cloud_labels.jsonl"),
+                            output_root=str(round_dir), store=store, cloud=r.cloud,
+                            prompt=r.prompt, max_item_failures=r.max_item_failures)
+    if r.examples:
+        label_cfg.prompt.examples = r.examples
+    from endcloud.cloud.label import run as label_run
+
+    result = label_run(label_cfg, transport=transport)
+    for line in result.output.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            rows.append(json.loads(line))
+    stats.update(cloud=result.labelled, quarantined=result.quarantined, pending=result.pending,
+                 cloud_calls=result.new, cached=result.cached, cloud_cost=result.cost)
+    return rows, stats

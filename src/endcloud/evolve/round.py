@@ -1,0 +1,196 @@
+"""One round of the online loop, top to bottom: select -> relabel -> retrain -> gate -> promote.
+
+    endcloud evolve run --config configs/evolve.yaml gate.heldout=runs/data-X/test.jsonl
+
+Writes `<work_dir>/round-NNNN/` (selected items, labels, training data, the candidate, every
+gate reply and score, round.json) and one `evolve_rounds` row, whatever the outcome; the items
+used are recorded in `evolve_items` so a later round does not select them again. A promotion is
+the registry's atomic pointer switch: a service started with `backend.registry=<registry>`
+answers with the new champion at its next request, without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from endcloud.config import to_dict
+from endcloud.errors import ConfigError
+from endcloud.evolve.config import EvolveConfig
+from endcloud.evolve.gate import gate, norm_query
+from endcloud.evolve.registry import Registry, kill_point
+from endcloud.evolve.relabel import relabel
+from endcloud.evolve.retrain import retrain
+from endcloud.evolve.select import Item, select
+from endcloud.runs import save_config, write_json, write_jsonl
+from endcloud.store import Store, default_db_path
+from endcloud.store.db import utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RoundResult:
+    round_id: int
+    round_dir: Path
+    status: str  # promoted | refused | skipped | failed
+    reason: str
+    stats: dict[str, Any] = field(default_factory=dict)
+    candidate: str | None = None
+    champion: str | None = None  # after the round
+
+
+def run(cfg: EvolveConfig, *, transport: Any = None) -> RoundResult:
+    """One round; see the module docstring. Every outcome is recorded, failures too."""
+    if not cfg.gate.heldout or not Path(cfg.gate.heldout).is_file():
+        raise ConfigError("gate.heldout: name a fixed held-out messages JSONL that is never "
+                          "trained on, e.g. gate.heldout=runs/data-X/test.jsonl")
+    store_path = str(cfg.store or default_db_path())
+    store = Store.open(store_path)
+    registry = Registry(cfg.registry_dir)
+    round_id, round_dir = _start(store, cfg)
+    stats: dict[str, Any] = {"champion_before": registry.champion()}
+    try:
+        result = _round(cfg, store, registry, round_id, round_dir, store_path, stats, transport)
+    except BaseException as exc:
+        _finish(store, round_id, "failed", f"{type(exc).__name__}: {exc}", stats)
+        store.close()
+        raise
+    store.close()
+    return result
+
+
+def _round(cfg: EvolveConfig, store: Store, registry: Registry, round_id: int, round_dir: Path,
+           store_path: str, stats: dict[str, Any], transport: Any) -> RoundResult:
+    items, sel = select(store.conn, cfg.select, cfg.gate.similarity, cfg.gate.match)
+    stats.update(selected=len(items), select=sel, corrections=sum(i.correction is not None for i in items))
+    write_jsonl(round_dir / "selected.jsonl", ({"messages": i.messages, "meta": i.meta} for i in items))
+    if len(items) < cfg.select.min_new:
+        reason = f"{len(items)} new items < select.min_new={cfg.select.min_new}"
+        _finish(store, round_id, "skipped", reason, stats)
+        return RoundResult(round_id, round_dir, "skipped", reason, stats, None, registry.champion())
+
+    rows, lab = relabel(items, cfg, round_dir, store_path, transport)
+    stats.update(labelled=lab["cloud"] + lab["human"], quarantined=lab["quarantined"],
+                 cloud_calls=lab["cloud_calls"], cloud_cost=lab["cloud_cost"], relabel=lab)
+    labelled_ids = {r["meta"]["id"] for r in rows}
+    champion_id = registry.champion()
+    earlier = sorted(Path(cfg.work_dir).glob("round-*/new.jsonl"))
+    adapter, counts = retrain(cfg, round_dir, rows, earlier, registry.path(champion_id), store_path)
+    stats.update(counts)
+    candidate = registry.add(adapter, round_id)
+    stats["candidate"] = candidate
+
+    trained_on = {norm_query(r["messages"][:-1]) for r in rows}
+    for path in earlier + ([Path(cfg.train.natural)] if cfg.train.natural else []):
+        trained_on |= {norm_query(json.loads(x)["messages"][:-1])
+                       for x in path.read_text(encoding="utf-8").splitlines() if x.strip()}
+    decision, detail = gate(cfg.gate, cfg.model, registry.path(champion_id), registry.path(candidate),
+                            _regression_from_store(store, cfg.gate.regression_from_store), trained_on,
+                            cfg.train.system)
+    write_json(round_dir / "gate.json", {"decision": decision.to_dict(), **detail})
+    stats["gate"] = decision.to_dict()
+    kill_point("after_gate")  # crash tests: between evaluation and the switch
+    if decision.promote:
+        registry.promote(candidate, decision.reason, round_id)
+    status = "promoted" if decision.promote else "refused"
+    _record_items(store, round_id, items, labelled_ids)
+    _finish(store, round_id, status, decision.reason, stats, decision.to_dict(),
+            registry.champion())
+    log.info("round %d: %s (%s)", round_id, status, decision.reason)
+    return RoundResult(round_id, round_dir, status, decision.reason, stats, candidate,
+                       registry.champion())
+
+
+def _start(store: Store, cfg: EvolveConfig) -> tuple[int, Path]:
+    cur = store.conn.execute("INSERT INTO evolve_rounds (round_dir, status, started_at) "
+                             "VALUES ('', 'running', ?)", (utcnow(),))
+    round_id = int(cur.lastrowid)
+    round_dir = Path(cfg.work_dir) / f"round-{round_id:04d}"
+    round_dir.mkdir(parents=True, exist_ok=True)
+    save_config(round_dir, cfg)
+    run_id = store.start_run("evolve.round", round_dir, to_dict(cfg))
+    store.conn.execute("UPDATE evolve_rounds SET round_dir = ?, run_id = ? WHERE id = ?",
+                       (str(round_dir), run_id, round_id))
+    return round_id, round_dir
+
+
+def _finish(store: Store, round_id: int, status: str, reason: str, stats: dict[str, Any],
+            g: dict[str, Any] | None = None, champion_after: str | None = None) -> None:
+    g = g or {}
+    store.conn.execute(
+        "UPDATE evolve_rounds SET status = ?, reason = ?, finished_at = ?, selected = ?, "
+        "corrections = ?, labelled = ?, quarantined = ?, train_new = ?, train_replay = ?, "
+        "cloud_calls = ?, cloud_cost = ?, champion_before = ?, candidate = ?, champion_after = ?,"
+        " champion_final = ?, candidate_final = ?, diff_mean = ?, diff_lower = ?, decision = ?, "
+        "stats_json = ? WHERE id = ?",
+        (status, reason, utcnow(), stats.get("selected", 0), stats.get("corrections", 0),
+         stats.get("labelled", 0), stats.get("quarantined", 0), stats.get("train_new", 0),
+         stats.get("train_replay", 0), stats.get("cloud_calls", 0), stats.get("cloud_cost", 0.0),
+         stats.get("champion_before"), stats.get("candidate"), champion_after,
+         g.get("champion_final"), g.get("candidate_final"), g.get("diff_mean"),
+         g.get("diff_lower"), status if g else None, json.dumps(stats, ensure_ascii=False),
+         round_id))
+    row = store.conn.execute("SELECT run_id, round_dir FROM evolve_rounds WHERE id = ?",
+                             (round_id,)).fetchone()
+    if row["run_id"] is not None:
+        store.finish_run(row["run_id"], stats, None if status != "failed" else reason)
+        write_json(Path(row["round_dir"]) / "round.json",
+                   {"round": round_id, "status": status, "reason": reason, **stats})
+
+
+def _record_items(store: Store, round_id: int, items: list[Item], labelled: set[str]) -> None:
+    store.conn.execute("BEGIN IMMEDIATE")
+    for it in items:
+        source = ("human" if it.correction is not None else
+                  "cloud" if it.sample_id in labelled else "none")
+        store.conn.execute(
+            "INSERT OR IGNORE INTO evolve_items (round_id, exchange_id, reasons, final, "
+            "label_source, review_id) VALUES (?, ?, ?, ?, ?, ?)",
+            (round_id, it.exchange_id, ",".join(it.reasons), it.final, source, it.review_id))
+    store.conn.execute("COMMIT")
+
+
+def _regression_from_store(store: Store, limit: int) -> list[tuple[list[dict], str]]:
+    """Earlier good replies: liked (thumbs-up or rating >= 4) or approved by staff, masked."""
+    if limit <= 0:
+        return []
+    from endcloud.data.privacy import Masker
+
+    rows = store.conn.execute(
+        "SELECT e.query, e.reply, e.context_json FROM serve_exchanges e WHERE e.answered_by = 'end'"
+        " AND (EXISTS (SELECT 1 FROM serve_feedback f WHERE f.exchange_id = e.id AND "
+        "(f.thumb = 'up' OR f.rating >= 4)) OR EXISTS (SELECT 1 FROM serve_reviews r WHERE "
+        "r.exchange_id = e.id AND r.verdict = 'approve')) ORDER BY e.created_at DESC LIMIT ?",
+        (limit,)).fetchall()
+    masker, out = Masker(), []
+    for r in rows:
+        res = masker.mask_messages([r["query"], r["reply"]], masker.new_conversation())
+        if all(x.sendable for x in res):
+            out.append(([{"role": "user", "content": res[0].text}], res[1].text))
+    return out
+
+
+def pending(cfg: EvolveConfig) -> int:
+    """How many exchanges a round would select now (for `watch`)."""
+    with Store.open(cfg.store or None) as store:
+        return len(select(store.conn, cfg.select, cfg.gate.similarity, cfg.gate.match)[0])
+
+
+def watch(cfg: EvolveConfig, *, sleep: Any = time.sleep) -> list[RoundResult]:
+    """Rounds every `watch.interval_s`, or as soon as `watch.min_new` items wait."""
+    results: list[RoundResult] = []
+    last = 0.0
+    while not cfg.watch.max_rounds or len(results) < cfg.watch.max_rounds:
+        due = time.monotonic() - last >= cfg.watch.interval_s
+        if due or pending(cfg) >= cfg.watch.min_new:
+            results.append(run(cfg))
+            last = time.monotonic()
+            log.info("round %d: %s", results[-1].round_id, results[-1].status)
+            continue
+        sleep(cfg.watch.poll_s)
+    return results

@@ -1,0 +1,46 @@
+"""Selection from the service's store: low Final, dislikes and corrections; corrections win;
+masked; deduplicated; provenance; exchanges used by a round are not selected again."""
+
+from __future__ import annotations
+
+from endcloud.evolve.config import SelectConfig
+from endcloud.evolve.select import select
+from endcloud.serve.store import Exchange, add_exchange, add_feedback, add_review, new_conversation, new_customer
+from endcloud.store import Store
+
+
+def seed(conn, i, query, match, reply="ok"):
+    cid = new_conversation(conn, "c1")
+    add_exchange(conn, Exchange(f"x{i}", cid, "end", [], query, reply, "end", "stop", 5.0,
+                                end_reply=reply, match_score=match))
+    return f"x{i}"
+
+
+def test_reasons_masking_dedup_and_corrections(tmp_path):
+    store = Store.open(tmp_path / "s.db")
+    conn = store.conn
+    new_customer(conn, "c1", "tok")
+    seed(conn, 1, "where is my parcel? call 13800138000", 0.1)  # low Final, has PII
+    seed(conn, 2, "fine question", 0.9)  # good and liked: not selected
+    add_feedback(conn, "x2", "up", None, None)
+    seed(conn, 3, "bad answer here", 0.9)
+    add_feedback(conn, "x3", "down", None, None)
+    seed(conn, 4, "rated low", 0.9)
+    add_feedback(conn, "x4", None, 2, None)
+    seed(conn, 5, "dup   question", 0.1)
+    seed(conn, 6, "dup question", 0.1)
+    add_review(conn, "x6", None, None, "corrected: mail me at a.b@example.com", "staff")
+    items, stats = select(conn, SelectConfig(final_threshold=0.3))
+    by = {i.exchange_id: i for i in items}
+    assert set(by) == {"x1", "x3", "x4", "x6"} and stats["duplicates"] == 1
+    assert "13800138000" not in by["x1"].messages[-1]["content"]
+    assert "[PHONE_1]" in by["x1"].messages[-1]["content"]
+    assert by["x3"].reasons == ["disliked"] and by["x4"].reasons == ["disliked"]
+    assert by["x6"].reasons[0] == "correction" and "a.b@example.com" not in by["x6"].correction
+    assert by["x1"].meta["exchange_id"] == "x1" and by["x1"].final == 0.1
+    # used by a round: never selected again
+    conn.execute("INSERT INTO evolve_rounds (round_dir, status, started_at) VALUES ('', 'refused', '')")
+    conn.execute("INSERT INTO evolve_items (round_id, exchange_id, reasons, label_source) "
+                 "VALUES (1, 'x1', 'low_final', 'cloud')")
+    assert "x1" not in {i.exchange_id for i in select(conn, SelectConfig(final_threshold=0.3))[0]}
+    store.close()
