@@ -134,8 +134,17 @@ SCORERS: dict[str, Callable[[], Scorer]] = {
     "match": lambda: EmbeddingScorer("match", "e5", "query", "passage", _calibration("match")),
     # lexical, deterministic, no extra: the CI fast path and a fallback for either role
     "ngram": lambda: EmbeddingScorer("ngram", "ngram", "text", "text", Calibration("identity")),
+    # e5 fine-tuned on JDDC/ECD (query, reply) pairs; weights from $ENDCLOUD_MATCHER or the cache
+    "match-trained": lambda: _trained_match(),
 }
 _LOADED: dict[str, Scorer] = {}
+
+
+def _trained_match() -> Scorer:
+    # Imported here: it needs torch, and importing it at module level would be circular.
+    from endcloud.evaluate.trained import TrainedMatchScorer
+
+    return TrainedMatchScorer()
 
 
 def register(name: str, factory: Callable[[], Scorer]) -> None:
