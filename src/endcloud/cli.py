@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "endcloud.serve.cli",
     "endcloud.evolve.cli",
     "endcloud.models",
+    "endcloud.experiment",
     "endcloud.demo",
 ]
 
