@@ -1,0 +1,350 @@
+"""Online evolution over rounds: JDDC queries replayed as traffic through the real service, then
+`endcloud.evolve.round.run`, repeated; per round the champion's held-out mean Final, the
+escalation rate on a fixed probe slice, cloud calls, labels, the gate's decision and wall time.
+
+    endcloud data prepare --config configs/jddc.yaml output_root=/tmp/evo
+    python bench/evolve_rounds.py --data /tmp/evo/data-X --model tiny --teacher fake      # minutes
+    python bench/evolve_rounds.py --data /tmp/evo/data-X --model qwen2.5-coder-0.5b \
+        --teacher local --traffic 24 --steps 30 --rounds 3 --dtype bfloat16
+
+Three disjoint query sets, all from the prepared splits (already PII-masked):
+  * traffic: validation conversations, `--traffic` new ones per round, sent as real HTTP requests
+    to the service (`create_app` + `running`: auth, escalation policy, masked cloud client, store);
+    the service follows the evolve registry, so round r's traffic meets round r-1's champion;
+  * gate held-out: the first `--gate-n` test conversations whose query appears in neither train
+    nor validation (the gate refuses on any overlap) - never trained on;
+  * probe: the next `--probe-n` such test conversations, sent after every round to a second
+    service instance over its own store (same code, same registry), so the probe measures the
+    escalation rate without ever becoming training data.
+Round 0 is the base model (no adapter). The teacher is either the embedded 1.5B model
+(`local`, started once and shared by service escalation and relabelling) or `fake`: a loopback
+OpenAI-compatible server that answers with the corpus's reference reply for a known query
+(a generic reply otherwise) - fast, for proving the pipeline, not a quality claim.
+Writes <out>/rounds.json and <out>/rounds.md and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sqlite3
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+
+GENERIC = "亲，您好，请问还有什么可以帮您？"
+
+
+def norm(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def query_of(row: dict[str, Any]) -> str:
+    return norm(row["messages"][-2]["content"])
+
+
+# -- the three query sets --------------------------------------------------------------------------
+def split_sets(data: Path, rounds: int, traffic: int, gate_n: int, probe_n: int,
+               out: Path) -> dict[str, Any]:
+    train, val, test = (read_rows(data / f"{s}.jsonl") for s in ("train", "validation", "test"))
+    seen = {query_of(r) for r in train} | {query_of(r) for r in val}
+    fresh, picked = [], set()
+    for r in test:  # held-out and probe: unseen queries, each query once
+        q = query_of(r)
+        if q not in seen and q not in picked:
+            fresh.append(r)
+            picked.add(q)
+    if len(fresh) < gate_n + probe_n:
+        raise SystemExit(f"only {len(fresh)} unseen test queries for --gate-n + --probe-n")
+    heldout, probe = fresh[:gate_n], fresh[gate_n: gate_n + probe_n]
+    need = rounds * traffic
+    if len(val) < need:
+        raise SystemExit(f"validation has {len(val)} rows < --rounds x --traffic = {need}")
+    write(out / "heldout.jsonl", heldout)
+    write(out / "probe.jsonl", probe)
+    teacher_map: dict[str, str] = {}
+    for r in train + val + test:
+        teacher_map.setdefault(query_of(r), r["messages"][-1]["content"])
+    return {"heldout": out / "heldout.jsonl", "probe": probe,
+            "traffic": [val[i * traffic:(i + 1) * traffic] for i in range(rounds)],
+            "natural": data / "train.jsonl", "teacher_map": teacher_map}
+
+
+def write(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+# -- teachers --------------------------------------------------------------------------------------
+class _Fake(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "FakeTeacher"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
+        q = norm(body["messages"][-1]["content"])
+        reply = self.server.answers.get(q, GENERIC)
+        with self.server.lock:
+            self.server.calls += 1
+        out = json.dumps({"id": "x", "object": "chat.completion", "model": body.get("model", "t"),
+                          "choices": [{"index": 0, "finish_reason": "stop",
+                                       "message": {"role": "assistant", "content": reply}}],
+                          "usage": {"prompt_tokens": 10, "completion_tokens": 8}},
+                         ensure_ascii=False).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+
+class FakeTeacher(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        super().__init__(("127.0.0.1", 0), _Fake)
+        self.answers, self.calls, self.lock = answers, 0, threading.Lock()
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+@contextlib.contextmanager
+def teacher(kind: str, answers: dict[str, str]) -> Iterator[str]:
+    """Yield an OpenAI-compatible base URL: the loopback fake or the embedded teacher."""
+    if kind == "local":
+        from endcloud.cloud.config import CloudConfig
+        from endcloud.cloud.label import local_teacher
+
+        with local_teacher(CloudConfig(base_url="local", model="local")) as c:
+            yield c.base_url
+        return
+    server = FakeTeacher(answers)
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    try:
+        yield server.url
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# -- configs ---------------------------------------------------------------------------------------
+def model_cfg(args: argparse.Namespace, run: Path) -> Any:
+    from endcloud.end.config import ModelConfig
+
+    if args.model == "tiny":
+        from endcloud.tiny import build_tiny_model
+
+        return ModelConfig(name=str(build_tiny_model(run / "tiny-model")))
+    return ModelConfig(name=args.model, dtype=args.dtype)
+
+
+def serve_cfg(args: argparse.Namespace, model: Any, store: Path, registry: str, cloud_url: str) -> Any:
+    from endcloud.serve.config import BackendConfig, EscalationConfig, LimitsConfig, ServeConfig
+
+    slow = args.teacher == "local"  # the embedded teacher needs seconds per reply on a CPU
+    esc = EscalationConfig(scorer=args.scorer, match_threshold=args.match_threshold,
+                           first_token_s=60.0 if slow else 5.0, total_s=120.0 if slow else 15.0)
+    esc.cloud.base_url, esc.cloud.model = cloud_url, "local"
+    return ServeConfig(store=str(store), backend=BackendConfig(
+        kind="transformers", model=model, temperature=0.0, max_input_tokens=args.max_input_tokens,
+        registry=registry, registry_poll_s=0.2), limits=LimitsConfig(session_rate_per_minute=0),
+        escalation=esc)
+
+
+def evolve_cfg(args: argparse.Namespace, model: Any, run: Path, store: Path, heldout: Path,
+               natural: Path, cloud_url: str, system: str) -> Any:
+    from endcloud.cloud.config import CloudConfig
+    from endcloud.end.config import MethodConfig
+    from endcloud.evolve.config import (EvolveConfig, GateConfig, RelabelConfig, RetrainConfig,
+                                        SelectConfig)
+
+    tiny = args.model == "tiny"
+    method = (MethodConfig(name="lora", r=8, alpha=16, dropout=0.0, target_modules=[
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"])
+        if tiny else MethodConfig(name="lora"))
+    train = RetrainConfig(method=method, natural=str(natural), replay_share=args.replay_share,
+                          steps=args.steps, lr=args.lr or (0.03 if tiny else 2e-4),
+                          scheduler="constant" if tiny else "linear", batch_size=4,
+                          max_input_tokens=args.max_input_tokens,
+                          max_output_tokens=args.max_new_tokens, system=system,
+                          threads=args.threads, nice=5)
+    cloud = CloudConfig(base_url=cloud_url, model="local", concurrency=1 if args.teacher == "local" else 2)
+    return EvolveConfig(store=str(store), work_dir=str(run / "evolve"), model=model,
+                        select=SelectConfig(final_threshold=args.final_threshold, min_new=1),
+                        relabel=RelabelConfig(cloud=cloud), train=train,
+                        gate=GateConfig(heldout=str(heldout), bootstrap=1000,
+                                        max_new_tokens=args.max_new_tokens,
+                                        max_input_tokens=args.max_input_tokens,
+                                        regression_from_store=0))
+
+
+# -- traffic and probe -----------------------------------------------------------------------------
+def send(url: str, rows: list[dict[str, Any]], max_tokens: int) -> list[str]:
+    """One customer, one request per row (its context + query); the reply ids."""
+    r = httpx.post(f"{url}/v1/customers", timeout=30)
+    r.raise_for_status()
+    h = {"authorization": f"Bearer {r.json()['token']}"}
+    ids = []
+    for row in rows:
+        msgs = [m for m in row["messages"][:-1] if m["role"] in ("user", "assistant")]
+        resp = httpx.post(f"{url}/v1/chat/completions", headers=h, timeout=600,
+                          json={"messages": msgs, "max_tokens": max_tokens})
+        resp.raise_for_status()
+        ids.append(resp.json()["id"])
+    return ids
+
+
+def exchange_stats(store: Path, ids: list[str]) -> dict[str, Any]:
+    """Escalations and cloud calls among the exchanges `ids` (read from the service's store)."""
+    with sqlite3.connect(store) as db:
+        rows = db.execute(f"SELECT answered_by, escalation, cloud_status FROM serve_exchanges "
+                          f"WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall()
+    esc = sum(1 for by, e, _ in rows if e is not None and not str(e).endswith(":recorded"))
+    return {"n": len(rows), "escalated": esc, "escalation_rate": esc / len(rows) if rows else None,
+            "cloud_calls": sum(1 for *_, s in rows if s is not None),
+            "answered_by": {k: sum(1 for by, *_ in rows if by == k) for k in ("end", "cloud", "handoff")}}
+
+
+# -- the rounds ------------------------------------------------------------------------------------
+def bench(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from endcloud.evolve.registry import Registry
+    from endcloud.evolve.round import run as evolve_round
+    from endcloud.serve.app import create_app
+    from endcloud.serve.server import running
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run = Path(args.out or f"runs/bench-evolve-{time.strftime('%Y%m%d-%H%M%S')}")
+    run.mkdir(parents=True, exist_ok=True)
+    os.environ["ENDCLOUD_DB"] = str(run / "serve.db")
+    sets = split_sets(Path(args.data), args.rounds, args.traffic, args.gate_n, args.probe_n, run)
+    model = model_cfg(args, run)
+    registry = str(run / "evolve" / "registry")
+    rows: list[dict[str, Any]] = []
+    t_all = time.monotonic()
+    with teacher(args.teacher, sets["teacher_map"]) as cloud_url:
+        traffic_cfg = serve_cfg(args, model, run / "serve.db", registry, cloud_url)
+        probe_cfg = serve_cfg(args, model, run / "probe.db", registry, cloud_url)
+        cfg = evolve_cfg(args, model, run, run / "serve.db", sets["heldout"], sets["natural"],
+                         cloud_url, traffic_cfg.system)
+        with running(create_app(traffic_cfg)) as url, running(create_app(probe_cfg)) as purl:
+            t0 = time.monotonic()
+            probe = exchange_stats(run / "probe.db", send(purl, sets["probe"], args.max_new_tokens))
+            rows.append({"round": 0, "status": "base", "champion": None, "probe": probe,
+                         "wall_s": {"probe": time.monotonic() - t0}})
+            print(f"round 0 (base): probe escalation {probe['escalation_rate']:.3f}", flush=True)
+            for r in range(1, args.rounds + 1):
+                rows.append(one_round(r, cfg, sets, url, purl, run, args, evolve_round))
+                print(f"round {r}: {rows[-1]['status']} ({rows[-1]['reason']}) "
+                      f"{rows[-1]['wall_s']['total']:.0f} s", flush=True)
+                if r == 1 and args.stop_after_s and \
+                        (time.monotonic() - t_all) * args.rounds > args.stop_after_s:
+                    print(f"estimate {(time.monotonic() - t_all) * args.rounds:.0f} s for "
+                          f"{args.rounds} rounds > --stop-after-s; stopping", flush=True)
+                    break
+    # round 0's held-out Final is round 1's champion score (the base model)
+    if len(rows) > 1 and rows[1].get("gate"):
+        rows[0]["heldout_final"] = rows[1]["gate"]["champion_final"]
+    result = {"args": vars(args), "run": str(run), "champion": Registry(registry).champion(),
+              "total_wall_s": time.monotonic() - t_all, "rounds": rows}
+    (run / "rounds.json").write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+    table = markdown(result)
+    (run / "rounds.md").write_text(table, encoding="utf-8")
+    print(table)
+    print(f"written: {run}/rounds.json {run}/rounds.md")
+    return result
+
+
+def one_round(r: int, cfg: Any, sets: dict[str, Any], url: str, purl: str, run: Path,
+              args: argparse.Namespace, evolve_round: Any) -> dict[str, Any]:
+    wall: dict[str, float] = {}
+    t0 = time.monotonic()
+    traffic = exchange_stats(run / "serve.db", send(url, sets["traffic"][r - 1], args.max_new_tokens))
+    wall["traffic"] = time.monotonic() - t0
+    t1 = time.monotonic()
+    res = evolve_round(cfg)
+    wall["evolve"] = time.monotonic() - t1
+    time.sleep(4 * 0.2)  # two registry polls: the probe service has picked up a promotion
+    t2 = time.monotonic()
+    probe = exchange_stats(run / "probe.db", send(purl, sets["probe"], args.max_new_tokens))
+    wall["probe"] = time.monotonic() - t2
+    wall["total"] = time.monotonic() - t0
+    g = res.stats.get("gate") or {}
+    final = (g.get("candidate_final") if res.status == "promoted" else g.get("champion_final"))
+    return {"round": r, "status": res.status, "reason": res.reason, "champion": res.champion,
+            "heldout_final": final, "gate": g, "traffic": traffic, "probe": probe,
+            "selected": res.stats.get("selected", 0), "labels": res.stats.get("labelled", 0),
+            "relabel_cloud_calls": res.stats.get("cloud_calls", 0),
+            "train_new": res.stats.get("train_new", 0), "train_replay": res.stats.get("train_replay", 0),
+            "round_dir": str(res.round_dir), "wall_s": wall}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    a = result["args"]
+    head = (f"model {a['model']} ({a['dtype']}), teacher {a['teacher']}, traffic {a['traffic']}/round, "
+            f"steps {a['steps']}, held-out {a['gate_n']}, probe {a['probe_n']}, "
+            f"max_new_tokens {a['max_new_tokens']}; total {result['total_wall_s']:.0f} s\n\n")
+    lines = ["| round | champion held-out Final | probe escalation | cloud calls (serve+relabel) "
+             "| traffic escalation | selected | labels | gate: decision, reason "
+             "| wall s (traffic/evolve/probe) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in result["rounds"]:
+        p, w = row["probe"], row["wall_s"]
+        fin = f"{row['heldout_final']:.4f}" if row.get("heldout_final") is not None else "-"
+        esc = f"{p['escalation_rate']:.3f} ({p['escalated']}/{p['n']})"
+        if row["round"] == 0:
+            lines.append(f"| 0 (base) | {fin} | {esc} | - | - | - | - | - | -/-/{w['probe']:.0f} |")
+            continue
+        calls = f"{row['traffic']['cloud_calls']}+{row['relabel_cloud_calls']}"
+        t = row["traffic"]
+        tesc = f"{t['escalation_rate']:.3f} ({t['escalated']}/{t['n']})"
+        reason = row["reason"].replace("|", "/")
+        lines.append(f"| {row['round']} | {fin} | {esc} | {calls} | {tesc} | {row['selected']} | "
+                     f"{row['labels']} | {row['status']}: {reason} | {w['traffic']:.0f}/"
+                     f"{w['evolve']:.0f}/{w['probe']:.0f} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", required=True, help="a prepared JDDC folder (train/validation/test.jsonl)")
+    ap.add_argument("--model", default="tiny", help="tiny | qwen2.5-coder-0.5b (or any packaged name)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--teacher", default="fake", choices=["fake", "local"])
+    ap.add_argument("--traffic", type=int, default=24, help="new validation queries per round")
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--lr", type=float, default=0.0, help="0 = 0.03 (tiny) / 2e-4 (configs/evolve.yaml)")
+    ap.add_argument("--replay-share", type=float, default=0.3)
+    ap.add_argument("--gate-n", type=int, default=24)
+    ap.add_argument("--probe-n", type=int, default=16)
+    ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--max-input-tokens", type=int, default=192)
+    ap.add_argument("--final-threshold", type=float, default=0.3)
+    ap.add_argument("--scorer", default="ngram", help="the service's Match scorer")
+    ap.add_argument("--match-threshold", type=float, default=0.05)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--stop-after-s", type=float, default=0.0,
+                    help="after round 1, stop if rounds x elapsed would exceed this")
+    ap.add_argument("--out", default="")
+    bench(ap.parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
