@@ -1,10 +1,14 @@
 """Training throughput of each PEFT method on a real model: ours vs a plain HF Trainer + PEFT.
 
-    nice -n 10 .venv/bin/python bench/end_train.py --model qwen2.5-coder-0.5b --steps 3
+    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python bench/end_train.py --dtype bfloat16 --steps 20 \
+        --accum 1 --repeats 2 --data /tmp/jddc/data-X/train.jsonl --max-input 128 --max-output 128
 
-Each (method, implementation) runs in its own process so peak RSS is per run. Samples are
-built here from the JDDC 2019 sample (context, query, reply), so the bench does not depend on the
-data stage. Prints one JSON line per run and a table.
+Each (method, implementation, repeat) runs in its own process so peak RSS is per run; the
+implementations alternate (ours, hf, ours, hf, ...) so a change in machine load hits both, and the
+table reports the median tokens/s of the repeats. Both sides see the same encoded examples (the
+first steps*accum*batch draws of our mixture; HF's sampler shuffles their order) and exclude
+model loading from the timing. Without --data, samples are built here from the raw JDDC 2019
+sample (context, query, reply), so the bench does not depend on the data stage.
 """
 
 from __future__ import annotations
@@ -52,20 +56,33 @@ def build_samples(out: Path, n: int = 400, context_turns: int = 4) -> Path:
     return out
 
 
+def data_config(args: argparse.Namespace, data: Path):
+    from endcloud.end.config import DataConfig
+
+    return DataConfig(natural=str(data), max_input_tokens=args.max_input,
+                      max_output_tokens=args.max_output, limit=args.limit)
+
+
 def ours(args: argparse.Namespace, data: Path, work: Path) -> dict:
-    from endcloud.end.config import DataConfig, MethodConfig, ModelConfig, TrainConfig
+    from endcloud.end.config import MethodConfig, ModelConfig, TrainConfig
     from endcloud.end.train import run
 
     cfg = TrainConfig(model=ModelConfig(name=args.model, dtype=args.dtype),
-                      method=MethodConfig(name=args.method), data=DataConfig(natural=str(data)),
+                      method=MethodConfig(name=args.method), data=data_config(args, data),
                       steps=args.steps, batch_size=args.batch, grad_accum=args.accum,
                       lr_per_method=json.loads(args.lr_per_method), save_steps=[],
                       save_every=0, log_every=1, store=False, run_dir=str(work / "run"))
+    import endcloud.end.train as recipe
+
+    # CPU seconds of the training loop (load excluded): the progress bar is made just before it
+    bar, cpu0 = recipe._bar, []
+    recipe._bar = lambda *a: cpu0.append(time.process_time()) or bar(*a)
     t = time.perf_counter()
     result = run(cfg)
+    cpu = time.process_time() - cpu0[0]
     rows = [json.loads(x) for x in (result.run_dir / "train_log.jsonl").read_text().splitlines()]
     return {"tokens_per_s": result.tokens_per_s, "losses": [r["loss"] for r in rows],
-            "wall_s": time.perf_counter() - t}
+            "wall_s": time.perf_counter() - t, "cpu_s": cpu, "tokens": rows[-1]["tokens"]}
 
 
 def hf_trainer(args: argparse.Namespace, data: Path, work: Path) -> dict:
@@ -73,14 +90,14 @@ def hf_trainer(args: argparse.Namespace, data: Path, work: Path) -> dict:
     import torch
     from transformers import Trainer, TrainingArguments
 
-    from endcloud.end.config import DataConfig, MethodConfig, ModelConfig
+    from endcloud.end.config import MethodConfig, ModelConfig
     from endcloud.end.data import collate, load_mixture
     from endcloud.end.methods import peft_config
     from endcloud.end.models import load_base
     from peft import get_peft_model
 
     model, tok, _ = load_base(ModelConfig(name=args.model, dtype=args.dtype))
-    mix, _ = load_mixture(tok, DataConfig(natural=str(data)), 42)
+    mix, _ = load_mixture(tok, data_config(args, data), 42)
     n = args.steps * args.accum * args.batch
     examples = [mix.at(k) for k in range(n)]
     model = get_peft_model(model, peft_config(model, MethodConfig(name=args.method)))
@@ -94,15 +111,16 @@ def hf_trainer(args: argparse.Namespace, data: Path, work: Path) -> dict:
     trainer = Trainer(model=model, args=targs, train_dataset=examples,
                       data_collator=lambda b: collate(b, tok.pad_token_id))
     torch.manual_seed(42)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     out = trainer.train()
-    wall = time.perf_counter() - t
-    return {"tokens_per_s": tokens / wall, "loss": out.training_loss, "wall_s": wall}
+    wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+    return {"tokens_per_s": tokens / wall, "loss": out.training_loss, "wall_s": wall,
+            "cpu_s": cpu, "tokens": tokens}
 
 
 def one(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="end-bench-"))
-    data = build_samples(work / "jddc.jsonl")
+    data = Path(args.data) if args.data else build_samples(work / "jddc.jsonl")
     fn = ours if args.impl == "ours" else hf_trainer
     res = fn(args, data, work)
     res.update(method=args.method, impl=args.impl, model=args.model, dtype=args.dtype,
@@ -121,6 +139,12 @@ def main() -> None:
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--impls", default="ours,hf")
     p.add_argument("--lr-per-method", default="{}")
+    p.add_argument("--data", default="", help="messages JSONL (e.g. `endcloud data prepare` train)")
+    p.add_argument("--limit", type=int, default=400, help="encode only the first N lines")
+    p.add_argument("--max-input", type=int, default=256)
+    p.add_argument("--max-output", type=int, default=512)
+    p.add_argument("--repeats", type=int, default=1, help="runs per (method, impl), alternating")
+    p.add_argument("--out", default="", help="also append the JSON lines to this file")
     p.add_argument("--method", help=argparse.SUPPRESS)
     p.add_argument("--impl", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -128,24 +152,42 @@ def main() -> None:
         return one(args)
     results = []
     for method in args.methods.split(","):
-        for impl in args.impls.split(","):
-            cmd = [sys.executable, __file__, "--method", method, "--impl", impl,
-                   *[f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-                     if k not in ("method", "impl", "methods", "impls")]]
-            out = subprocess.run(cmd, capture_output=True, text=True)
-            line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
-            if not line:
-                print(f"{method}/{impl} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
+        for rep in range(args.repeats):
+            for impl in args.impls.split(","):
+                cmd = [sys.executable, __file__, "--method", method, "--impl", impl,
+                       *[f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+                         if k not in ("method", "impl", "methods", "impls", "repeats", "out")]]
+                out = subprocess.run(cmd, capture_output=True, text=True)
+                line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+                if not line:
+                    print(f"{method}/{impl} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
+                    continue
+                res = {**json.loads(line[0][7:]), "repeat": rep}
+                results.append(res)
+                print(json.dumps(res, ensure_ascii=False), flush=True)
+                if args.out:
+                    with open(args.out, "a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(res, ensure_ascii=False) + "\n")
+    table(results)
+
+
+def table(results: list[dict]) -> None:
+    """Median tokens/s over the repeats per (method, impl), and ours/hf of the medians."""
+    from statistics import median
+
+    print("\nmethod          impl  runs  tokens/s (median; each run)      peak RSS GB  ours/hf")
+    for method in dict.fromkeys(r["method"] for r in results):
+        med = {}
+        for impl in dict.fromkeys(r["impl"] for r in results):
+            runs = [r for r in results if r["method"] == method and r["impl"] == impl]
+            if not runs:
                 continue
-            results.append(json.loads(line[0][7:]))
-            print(line[0][7:], flush=True)
-    print("\nmethod          impl  tokens/s  peak RSS GB  ratio ours/hf")
-    for method in args.methods.split(","):
-        r = {x["impl"]: x for x in results if x["method"] == method}
-        for impl, x in r.items():
-            ratio = (f"{r['ours']['tokens_per_s'] / r['hf']['tokens_per_s']:.2f}"
-                     if impl == "ours" and "hf" in r else "")
-            print(f"{method:15} {impl:5} {x['tokens_per_s']:8.1f}  {x['peak_rss_gb']:10.2f}  {ratio}")
+            speeds = [r["tokens_per_s"] for r in runs]
+            med[impl] = median(speeds)
+            ratio = (f"{med['ours'] / med['hf']:.2f}" if impl == "hf" and "ours" in med else "")
+            each = ", ".join(f"{x:.1f}" for x in speeds)
+            print(f"{method:15} {impl:5} {len(runs):4}  {med[impl]:8.1f} ({each:18})  "
+                  f"{max(r['peak_rss_gb'] for r in runs):10.2f}  {ratio}")
 
 
 if __name__ == "__main__":
