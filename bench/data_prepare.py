@@ -39,7 +39,8 @@ def run_once(path: Path, tmp: Path, tag: str) -> dict:
            "import resource, sys; from endcloud.cli import main; rc = main(sys.argv[1:]); "
            "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); "
            "raise SystemExit(rc)",
-           "data", "prepare", "--config", str(REPO / "configs/jddc.yaml"),
+           "data", "prepare", "--config", str(REPO / "configs/data.yaml"),
+           "on_error=skip", "output_formats=[messages,sharegpt]",
            "sources=[{format: jddc2019, path: %s, name: jddc}]" % path,
            f"output_root={out}", f"store={tmp / 'bench.db'}"]
     t0 = time.perf_counter()

@@ -6,8 +6,8 @@
     .venv/bin/python bench/evaluate_train_matcher.py evaluate --scorers match,match-trained
 
 Training data (training splits only): JDDC 2019 train split (`endcloud data prepare --config
-configs/jddc.yaml`, its 90% by session) with each query's hard negatives = the other agent replies of
-the same session; JDDC 2018 train (`configs/jddc2018.yaml`'s train file); ECD train sample (its own
+configs/data.yaml corpus=jddc2019`, its 90% by session) with each query's hard negatives = the other agent replies of
+the same session; JDDC 2018 train (corpus `jddc2018`'s train file); ECD train sample (its own
 labelled negatives). Each reply appears twice, with the last customer turn and with the last two
 turns as the query (how `evaluate_matcher.py` asks). Calibration: the JDDC 2019 validation split.
 Held out, never trained on: ECD sample test (100 contexts x 10 candidates), JDDC 2018 test (the real
@@ -58,7 +58,8 @@ def jddc2019_splits(data: Path) -> dict[str, list[dict]]:
     with tempfile.TemporaryDirectory() as tmp:
         exe = Path(sys.executable).with_name("endcloud")
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "endcloud.cli"]
-        subprocess.run(cmd + ["data", "prepare", "--config", str(REPO / "configs" / "jddc.yaml"),
+        subprocess.run(cmd + ["data", "prepare", "--config", str(REPO / "configs" / "data.yaml"),
+                              "corpus=jddc2019", "on_error=skip",
                               f"output_root={tmp}"], check=True, capture_output=True,
                        env={**__import__("os").environ, "ENDCLOUD_DATA_DIR": str(data)})
         run = next(Path(tmp).glob("data-*"))

@@ -2,7 +2,7 @@
 `endcloud.evolve.round.run`, repeated; per round the champion's held-out mean Final, the
 escalation rate on a fixed probe slice, cloud calls, labels, the gate's decision and wall time.
 
-    endcloud data prepare --config configs/jddc.yaml output_root=/tmp/evo
+    endcloud data prepare --config configs/data.yaml corpus=jddc2019 on_error=skip output_root=/tmp/evo
     python bench/evolve_rounds.py --data /tmp/evo/data-X --model tiny --teacher fake      # minutes
     python bench/evolve_rounds.py --data /tmp/evo/data-X --model qwen2.5-coder-0.5b \
         --teacher local --traffic 24 --steps 30 --rounds 3 --dtype bfloat16

@@ -14,10 +14,6 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # Every file in configs/ must be listed here with the dataclass it configures.
 CONFIG_CLASSES = {
     "data.yaml": "endcloud.data.config:DataConfig",
-    "jddc.yaml": "endcloud.data.config:DataConfig",
-    "jddc2018.yaml": "endcloud.data.config:DataConfig",
-    "ecd.yaml": "endcloud.data.config:DataConfig",
-    "bitext.yaml": "endcloud.data.config:DataConfig",
     "label.yaml": "endcloud.cloud.config:LabelConfig",
     "train.yaml": "endcloud.end.config:TrainConfig",
     "generate.yaml": "endcloud.end.config:GenerateConfig",
@@ -60,11 +56,18 @@ def test_overrides_are_typed_and_dotted():
     ("length.max_input_tokens=0", "length.max_input_tokens"),
     ("sources=[{format: jddc2019}]", "path"),
     ("sources=[{format: nope, path: x}]", "sources[0].format"),
+    ("corpus=jddc", "corpus"),
 ])
 def test_bad_keys_and_values_are_named(override, key):
     with pytest.raises(ConfigError) as err:
         load_config(DataConfig, CONFIGS / "data.yaml", [override])
     assert key in str(err.value)
+
+
+def test_named_corpus_replaces_sources():
+    cfg = load_config(DataConfig, CONFIGS / "data.yaml", ["corpus=jddc2018"])
+    assert [s.format for s in cfg.sources] == ["jddc2018", "jddc2018"]
+    assert cfg.sources[0].path.endswith("train.enc.gz")
 
 
 def test_bad_files(tmp_path):

@@ -143,14 +143,15 @@ def test_limit_and_context_window(tmp_path):
 
 # -- real corpora (../shared/data) ----------------------------------------------------------
 
-def _real(tmp_path, config, *overrides):
-    cfg = load_config(DataConfig, CONFIGS / config, [f"output_root={tmp_path}", *overrides])
+def _real(tmp_path, corpus, *overrides):
+    cfg = load_config(DataConfig, CONFIGS / "data.yaml",
+                      [f"corpus={corpus}", "on_error=skip", f"output_root={tmp_path}", *overrides])
     return run(cfg)
 
 
 @pytest.mark.shared_data
 def test_jddc2019_real(shared_data, tmp_path):
-    result = _real(tmp_path, "jddc.yaml", f"data_dir={shared_data}")
+    result = _real(tmp_path, "jddc2019", f"data_dir={shared_data}", "output_formats=[messages,sharegpt]")
     train = _rows(result.run_dir / "train.jsonl")
     assert len(train) >= 10_000, len(train)
     # Only a session's first reply lacks history (about one sample per session).
@@ -163,9 +164,8 @@ def test_jddc2019_real(shared_data, tmp_path):
 
 
 @pytest.mark.shared_data
-@pytest.mark.parametrize("config, min_train", [
-    ("jddc2018.yaml", 8000), ("ecd.yaml", 100), ("bitext.yaml", 3000)])
-def test_other_real_corpora(shared_data, tmp_path, config, min_train):
-    result = _real(tmp_path, config, f"data_dir={shared_data}")
+@pytest.mark.parametrize("corpus, min_train", [("jddc2018", 8000), ("ecd", 100), ("bitext", 3000)])
+def test_other_real_corpora(shared_data, tmp_path, corpus, min_train):
+    result = _real(tmp_path, corpus, f"data_dir={shared_data}")
     assert result.stats["totals"]["samples_train"] >= min_train
     _assert_no_overlap(result.run_dir)

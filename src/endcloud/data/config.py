@@ -29,6 +29,28 @@ class SourceConfig:
         self.name = self.name or self.format
 
 
+# The public corpora in ../shared/data (or $ENDCLOUD_DATA_DIR), by name: `corpus=jddc2019` reads
+# them from that path; nothing is copied into the project.
+CORPORA: dict[str, list[dict[str, str]]] = {
+    "jddc2019": [
+        {"format": "jddc2019", "path": "jddc/jddc2019_chat_sample_v1.tsv.gz", "name": "jddc2019_v1"},
+        {"format": "jddc2019", "path": "jddc/jddc2019_chat_sample_v2.tsv.gz", "name": "jddc2019_v2"},
+    ],
+    "jddc2018": [
+        {"format": "jddc2018", "path": "jddc/jddc2018_baseline/train.enc.gz", "name": "jddc2018_train"},
+        {"format": "jddc2018", "path": "jddc/jddc2018_baseline/test.enc.gz", "name": "jddc2018_test"},
+    ],
+    "ecd": [
+        {"format": "ecd", "path": "ecd_sample/train.txt.gz", "name": "ecd_train"},
+        {"format": "ecd", "path": "ecd_sample/test.txt.gz", "name": "ecd_test"},
+    ],
+    "bitext": [
+        {"format": "bitext", "path": "bitext_customer_support/bitext_customer_support.csv.gz",
+         "name": "bitext"},
+    ],
+}
+
+
 @dataclass
 class CleanConfig:
     fullwidth_to_halfwidth: bool = True  # full-width letters/digits/space -> ASCII; CJK punctuation kept
@@ -86,6 +108,7 @@ class DataConfig:
     """`endcloud data prepare`: corpora in, `messages` JSONL per split + stats out."""
 
     sources: list[SourceConfig] = field(default_factory=lambda: [SourceConfig()])
+    corpus: str = ""  # a name in CORPORA (jddc2019, jddc2018, ecd, bitext): replaces `sources`
     data_dir: str = ""  # default: $ENDCLOUD_DATA_DIR, else ../shared/data
     output_root: str = "runs"
     output_formats: list[Literal["messages", "sharegpt"]] = field(default_factory=lambda: ["messages"])
@@ -100,6 +123,10 @@ class DataConfig:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     def __post_init__(self) -> None:
+        if self.corpus:
+            check(self.corpus in CORPORA, "corpus",
+                  f"{self.corpus!r} is not one of {', '.join(CORPORA)}")
+            self.sources = [SourceConfig(**src) for src in CORPORA[self.corpus]]  # type: ignore[arg-type]
         check(bool(self.sources), "sources", "list at least one corpus")
         check(self.context_turns >= 0, "context_turns", "must be >= 0")
         check(self.max_line_bytes >= 1024, "max_line_bytes", "must be >= 1024")

@@ -1,7 +1,7 @@
 """The data stage: corpora in; clean, masked, multi-turn `messages` JSONL per split out.
 
     endcloud data prepare --config configs/data.yaml
-    endcloud data prepare --config configs/jddc.yaml split.seed=7 context_turns=4
+    endcloud data prepare --config configs/data.yaml corpus=jddc2019 split.seed=7
 
 Per dialogue: load -> clean -> mask personal data (one conversation = one placeholder mapping)
 -> samples (context, query, reply) -> length filters -> dedup -> split by session -> write.

