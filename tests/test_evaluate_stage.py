@@ -148,3 +148,10 @@ def test_shipped_config_loads_and_checks_itself():
     for bad, key in (["alpha=1.5"], "alpha"), (["systems=[]"], "systems"), (["theta=-0.1"], "theta"):
         with pytest.raises(ConfigError, match=key):
             load_config(EvalConfig, path, bad)
+
+
+def test_table_vi_bolds_only_the_best_cell_per_row():
+    from endcloud.evaluate.report import _bold_best
+
+    assert _bold_best([0.2, 0.4, 0.1]) == ["0.200", "**0.400**", "0.100"]
+    assert _bold_best([0.3]) == ["0.300"]  # one system: nothing to compare

@@ -57,17 +57,21 @@ def _cell(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _bold_best(values: list[float]) -> list[str]:
+    """Cells with the best value in bold (when there is more than one system to compare)."""
+    top = max(values, default=0.0)
+    return [f"**{x:.3f}**" if x == top and len(values) > 1 else f"{x:.3f}" for x in values]
+
+
 def table_markdown(results: dict[str, Any]) -> str:
     names, queries, rows, means = _grid(results)
-    best = [max(row) for row in rows]
     lines = [f"# Table VI - Final score per user input (α = {results['alpha']}, "
              f"Θ = {results['theta']})", "",
              "| # | User input | " + " | ".join(names) + " |",
              "|---|---|" + "---:|" * len(names)]
     for i, (q, row) in enumerate(zip(queries, rows), 1):
-        cells = [f"**{x:.3f}**" if x == best[i - 1] and len(names) > 1 else f"{x:.3f}" for x in row]
-        lines.append(f"| {i} | {_cell(q)} | " + " | ".join(cells) + " |")
-    lines.append("| | **mean** | " + " | ".join(f"**{x:.3f}**" for x in means) + " |")
+        lines.append(f"| {i} | {_cell(q)} | " + " | ".join(_bold_best(row)) + " |")
+    lines.append("| | **mean** | " + " | ".join(_bold_best(means)) + " |")
     lines += ["", "Cells: Final = α·Sim(reply, cloud reply) + (1−α)·Match(input, reply); "
               "Sim alone where Match(input, cloud reply) < Θ. "
               f"Reference (cloud) replies: {results['reference']}.", "",
