@@ -2,14 +2,17 @@
 
     python bench/cloud_client.py                               # fake teacher (50 ms per reply)
     python bench/cloud_client.py --model path/to/hf-model      # a real local model (slow on CPU)
-    python bench/cloud_client.py --examples runs/data-X/train.jsonl --tokens-only
+    python bench/cloud_client.py --examples runs/data-X/train.jsonl --tokens-only \
+        [--tokenizer ~/.cache/endcloud/dequantized/qwen2.5-coder-0.5b-instruct-*]
 
 Part 1 starts `endcloud cloud serve-local` on loopback and sends the same labelling prompts at
 concurrency 1, 4 and 16 through CloudClient (masking, audit and retries included), printing
 labels/s, p50/p95 latency and the speed-up over sequential. A single local model serves one
 request at a time, so only the fake teacher (or a real cloud) shows the concurrency gain.
 Part 2 builds Table II prompts for N = 8, 64, 500 fixed examples, with and without 8
-retrieval-chosen ones, and prints the estimated prompt tokens per label.
+retrieval-chosen ones, and prints the prompt tokens per label: counted with a real tokenizer and
+its chat template when --tokenizer names an HF folder (the Qwen2.5 tokenizer is the same for the
+0.5B end model and the 1.5B embedded teacher), else estimated (1 token per CJK character/word/mark).
 """
 
 from __future__ import annotations
@@ -75,9 +78,23 @@ def throughput(model: str, samples: list[Sample], n: int, fake_delay: float) -> 
                   f"{rate / base:>8.2f} {failures:>9} {','.join(sorted(kinds))}")
 
 
-def prompt_tokens(samples: list[Sample], queries: int) -> None:
+def token_counter(tokenizer: str | None):
+    """messages -> prompt tokens: the real chat-templated count, or the estimate."""
+    if not tokenizer:
+        return "estimated: 1 per CJK char/word/mark", lambda msgs: sum(estimate_tokens(m["content"]) for m in msgs)
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tokenizer)
+
+    def count(msgs: list[dict]) -> int:
+        ids = tok.apply_chat_template(msgs, tokenize=True, add_generation_prompt=True)
+        return len(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+    return f"counted with {Path(tokenizer).name} + its chat template", count
+
+
+def prompt_tokens(samples: list[Sample], queries: int, tokenizer: str | None = None) -> None:
     pool = ExamplePool.from_samples(samples)
-    print(f"\nexample pool={len(pool)}  queries={queries}  (estimated tokens: 1 per CJK char/word/mark)")
+    how, count = token_counter(tokenizer)
+    print(f"\nexample pool={len(pool)}  queries={queries}  ({how})")
     print("    N  retrieved  prompt_tokens/label  shared_prefix_tokens")
     for n in (8, 64, 500):
         for k in (0, 8):
@@ -85,9 +102,9 @@ def prompt_tokens(samples: list[Sample], queries: int) -> None:
             toks, prefix = [], []
             for s in samples[:queries]:
                 msgs = builder.messages(s)
-                toks.append(sum(estimate_tokens(m["content"]) for m in msgs))
+                toks.append(count(msgs))
                 fixed = msgs[0]["content"].split("Examples similar to the customer's question:")[0]
-                prefix.append(estimate_tokens(fixed))
+                prefix.append(count([{"role": "system", "content": fixed}]))
             print(f"{n:>5} {k:>10} {statistics.mean(toks):>20.0f} {statistics.mean(prefix):>21.0f}")
 
 
@@ -98,11 +115,12 @@ def main() -> int:
     p.add_argument("--n", type=int, default=64, help="prompts per concurrency level")
     p.add_argument("--examples", help="train-split messages JSONL (default: the demo corpus)")
     p.add_argument("--tokens-only", action="store_true")
+    p.add_argument("--tokenizer", help="HF folder whose tokenizer + chat template count the prompt tokens")
     args = p.parse_args()
     samples = list(read_samples(args.examples)) if args.examples else demo_samples(600)
     if not args.tokens_only:
         throughput(args.model, samples, args.n, args.fake_delay)
-    prompt_tokens(samples, 50)
+    prompt_tokens(samples, 50, args.tokenizer)
     return 0
 
 
