@@ -20,7 +20,16 @@ Round 0 is the base model (no adapter). The teacher is either the embedded 1.5B 
 (`local`, started once and shared by service escalation and relabelling) or `fake`: a loopback
 OpenAI-compatible server that answers with the corpus's reference reply for a known query
 (a generic reply otherwise) - fast, for proving the pipeline, not a quality claim.
-Writes <out>/rounds.json and <out>/rounds.md and prints the table.
+Per round the champion's held-out mean Final comes with a bootstrap 95 % interval (percentile,
+over the held-out queries), and the round's stage times (select/relabel/train/gate).
+Writes <out>/rounds.{json,md,png} (and copies them to `--results PREFIX`.{json,md,png}: counts,
+scores and settings only, no corpus text) and prints the table.
+
+The real three-round run (12 min/round budget on a 2-core CPU; see the settings in the table head):
+    OMP_NUM_THREADS=1 nice -n 5 python bench/evolve_rounds.py --data /tmp/jd/data-X --model qwen2.5-coder-0.5b \
+        --dtype bfloat16 --teacher local --threads 1 --rounds 3 --traffic 32 --steps 32 \
+        --batch-size 2 --lr 5e-4 --scheduler constant --gate-n 32 --probe-n 12 \
+        --max-new-tokens 24 --max-input-tokens 128 --results bench/results/evolve_rounds_real3
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import sqlite3
 import sys
 import threading
@@ -177,7 +187,8 @@ def evolve_cfg(args: argparse.Namespace, model: Any, run: Path, store: Path, hel
         if tiny else MethodConfig(name="lora"))
     train = RetrainConfig(method=method, natural=str(natural), replay_share=args.replay_share,
                           steps=args.steps, lr=args.lr or (0.03 if tiny else 2e-4),
-                          scheduler="constant" if tiny else "linear", batch_size=4,
+                          scheduler=args.scheduler or ("constant" if tiny else "linear"),
+                          batch_size=args.batch_size,
                           max_input_tokens=args.max_input_tokens,
                           max_output_tokens=args.max_new_tokens, system=system,
                           threads=args.threads, nice=5)
@@ -222,7 +233,6 @@ def exchange_stats(store: Path, ids: list[str]) -> dict[str, Any]:
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from endcloud.evolve.registry import Registry
     from endcloud.evolve.round import run as evolve_round
     from endcloud.serve.app import create_app
     from endcloud.serve.server import running
@@ -252,22 +262,96 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                 rows.append(one_round(r, cfg, sets, url, purl, run, args, evolve_round))
                 print(f"round {r}: {rows[-1]['status']} ({rows[-1]['reason']}) "
                       f"{rows[-1]['wall_s']['total']:.0f} s", flush=True)
+                save(args, run, registry, rows, t_all)
                 if r == 1 and args.stop_after_s and \
                         (time.monotonic() - t_all) * args.rounds > args.stop_after_s:
                     print(f"estimate {(time.monotonic() - t_all) * args.rounds:.0f} s for "
                           f"{args.rounds} rounds > --stop-after-s; stopping", flush=True)
                     break
+    return save(args, run, registry, rows, t_all, final=True)
+
+
+def save(args: argparse.Namespace, run: Path, registry: str, rows: list[dict[str, Any]],
+         t_all: float, final: bool = False) -> dict[str, Any]:
+    """rounds.{json,md,png} so far (after every round: a stopped run still has its table)."""
+    from endcloud.evolve.registry import Registry
+
     # round 0's held-out Final is round 1's champion score (the base model)
     if len(rows) > 1 and rows[1].get("gate"):
         rows[0]["heldout_final"] = rows[1]["gate"]["champion_final"]
+        rows[0]["heldout_ci"] = rows[1].get("base_ci")
     result = {"args": vars(args), "run": str(run), "champion": Registry(registry).champion(),
-              "total_wall_s": time.monotonic() - t_all, "rounds": rows}
+              "total_wall_s": time.monotonic() - t_all, "rounds": rows, "complete": final}
     (run / "rounds.json").write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
     table = markdown(result)
     (run / "rounds.md").write_text(table, encoding="utf-8")
-    print(table)
-    print(f"written: {run}/rounds.json {run}/rounds.md")
+    plot(result, run / "rounds.png")
+    if args.results:
+        for ext in ("json", "md", "png"):
+            if (run / f"rounds.{ext}").is_file():
+                shutil.copyfile(run / f"rounds.{ext}", f"{args.results}.{ext}")
+    if final:
+        print(table)
+        print(f"written: {run}/rounds.{{json,md,png}}" +
+              (f", copied to {args.results}.{{json,md,png}}" if args.results else ""))
     return result
+
+
+def mean_ci(finals: list[float], n: int = 2000, seed: int = 0) -> list[float] | None:
+    """Percentile bootstrap 95 % interval of the mean over the held-out queries."""
+    import numpy as np
+
+    if not finals:
+        return None
+    x = np.asarray(finals)
+    means = x[np.random.default_rng(seed).integers(0, len(x), size=(n, len(x)))].mean(axis=1)
+    return [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
+
+
+def gate_finals(round_dir: str) -> dict[str, list[float]]:
+    path = Path(round_dir) / "gate.json"
+    if not path.is_file():
+        return {}
+    g = json.loads(path.read_text(encoding="utf-8"))
+    return {k: g[k]["finals"] for k in ("champion", "candidate") if k in g}
+
+
+def plot(result: dict[str, Any], png: Path) -> None:
+    """Held-out Final (with its 95 % interval) and escalation rates per round."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    rows = [r for r in result["rounds"] if r.get("heldout_final") is not None]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    xs = [r["round"] for r in rows]
+    ys = [r["heldout_final"] for r in rows]
+    lo = [y - (r.get("heldout_ci") or [y, y])[0] for r, y in zip(rows, ys)]
+    hi = [(r.get("heldout_ci") or [y, y])[1] - y for r, y in zip(rows, ys)]
+    a.errorbar(xs, ys, yerr=[lo, hi], fmt="o-", capsize=4, label="champion")
+    cand = [r for r in result["rounds"] if (r.get("gate") or {}).get("candidate_final") is not None]
+    a.plot([r["round"] for r in cand], [r["gate"]["candidate_final"] for r in cand], "x",
+           color="tab:red", label="candidate (gated)")
+    a.legend(loc="upper left", fontsize=8)
+    a.set_xlabel("round (0 = base model)")
+    a.set_ylabel("champion held-out mean Final (95% CI)")
+    a.set_xticks([r["round"] for r in result["rounds"]])
+    allr = result["rounds"]
+    b.plot([r["round"] for r in allr], [r["probe"]["escalation_rate"] for r in allr], "o-",
+           label="probe escalation (fixed queries)")
+    tr = [r for r in allr if r.get("traffic")]
+    b.plot([r["round"] for r in tr], [r["traffic"]["escalation_rate"] for r in tr], "s--",
+           label="traffic escalation (new queries)")
+    b.set_ylim(0, 1)
+    b.set_xlabel("round")
+    b.set_xticks([r["round"] for r in allr])
+    b.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
 
 
 def one_round(r: int, cfg: Any, sets: dict[str, Any], url: str, purl: str, run: Path,
@@ -286,8 +370,13 @@ def one_round(r: int, cfg: Any, sets: dict[str, Any], url: str, purl: str, run: 
     wall["total"] = time.monotonic() - t0
     g = res.stats.get("gate") or {}
     final = (g.get("candidate_final") if res.status == "promoted" else g.get("champion_final"))
+    finals = gate_finals(str(res.round_dir))
+    side = "candidate" if res.status == "promoted" else "champion"
     return {"round": r, "status": res.status, "reason": res.reason, "champion": res.champion,
-            "heldout_final": final, "gate": g, "traffic": traffic, "probe": probe,
+            "heldout_final": final, "heldout_ci": mean_ci(finals.get(side, [])),
+            "base_ci": mean_ci(finals.get("champion", [])), "evolve_wall_s": res.stats.get("wall_s"),
+            "served_cloud_labels": res.stats.get("served_cloud", 0),
+            "gate": g, "traffic": traffic, "probe": probe,
             "selected": res.stats.get("selected", 0), "labels": res.stats.get("labelled", 0),
             "relabel_cloud_calls": res.stats.get("cloud_calls", 0),
             "train_new": res.stats.get("train_new", 0), "train_replay": res.stats.get("train_replay", 0),
@@ -296,27 +385,38 @@ def one_round(r: int, cfg: Any, sets: dict[str, Any], url: str, purl: str, run: 
 
 def markdown(result: dict[str, Any]) -> str:
     a = result["args"]
-    head = (f"model {a['model']} ({a['dtype']}), teacher {a['teacher']}, traffic {a['traffic']}/round, "
-            f"steps {a['steps']}, held-out {a['gate_n']}, probe {a['probe_n']}, "
-            f"max_new_tokens {a['max_new_tokens']}; total {result['total_wall_s']:.0f} s\n\n")
-    lines = ["| round | champion held-out Final | probe escalation | cloud calls (serve+relabel) "
-             "| traffic escalation | selected | labels | gate: decision, reason "
-             "| wall s (traffic/evolve/probe) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    head = (f"model {a['model']} ({a['dtype']}), teacher {a['teacher']}, threads {a['threads']}, "
+            f"traffic {a['traffic']}/round, train: {a['steps']} steps x batch {a['batch_size']}, "
+            f"lr {a['lr'] or 'default'} {a['scheduler'] or 'default'}, replay share "
+            f"{a['replay_share']}; held-out {a['gate_n']}, probe {a['probe_n']}, max_new_tokens "
+            f"{a['max_new_tokens']}, max_input_tokens {a['max_input_tokens']}; "
+            f"total {result['total_wall_s']:.0f} s\n\n")
+    lines = ["| round | champion held-out Final [95% CI] | probe escalation "
+             "| cloud calls (traffic+probe+relabel) | traffic escalation | selected | labels (served-cloud) "
+             "| gate: decision, reason | wall s (traffic/evolve/probe) "
+             "| evolve s (select/relabel/train/gate) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in result["rounds"]:
         p, w = row["probe"], row["wall_s"]
         fin = f"{row['heldout_final']:.4f}" if row.get("heldout_final") is not None else "-"
+        if row.get("heldout_ci"):
+            fin += " [{:.3f}, {:.3f}]".format(*row["heldout_ci"])
         esc = f"{p['escalation_rate']:.3f} ({p['escalated']}/{p['n']})"
         if row["round"] == 0:
-            lines.append(f"| 0 (base) | {fin} | {esc} | - | - | - | - | - | -/-/{w['probe']:.0f} |")
+            lines.append(f"| 0 (base) | {fin} | {esc} | -+{p['cloud_calls']}+- | - | - | - | - "
+                         f"| -/-/{w['probe']:.0f} | - |")
             continue
-        calls = f"{row['traffic']['cloud_calls']}+{row['relabel_cloud_calls']}"
+        calls = f"{row['traffic']['cloud_calls']}+{p['cloud_calls']}+{row['relabel_cloud_calls']}"
         t = row["traffic"]
         tesc = f"{t['escalation_rate']:.3f} ({t['escalated']}/{t['n']})"
         reason = row["reason"].replace("|", "/")
+        ew = row.get("evolve_wall_s") or {}
+        stages = "/".join(f"{ew[k]:.0f}" if k in ew else "-" for k in
+                          ("select", "relabel", "train", "gate"))
         lines.append(f"| {row['round']} | {fin} | {esc} | {calls} | {tesc} | {row['selected']} | "
-                     f"{row['labels']} | {row['status']}: {reason} | {w['traffic']:.0f}/"
-                     f"{w['evolve']:.0f}/{w['probe']:.0f} |")
+                     f"{row['labels']} ({row.get('served_cloud_labels', 0)}) | {row['status']}: "
+                     f"{reason} | {w['traffic']:.0f}/{w['evolve']:.0f}/{w['probe']:.0f} "
+                     f"| {stages} |")
     return head + "\n".join(lines) + "\n"
 
 
@@ -328,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--teacher", default="fake", choices=["fake", "local"])
     ap.add_argument("--traffic", type=int, default=24, help="new validation queries per round")
     ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--scheduler", default="", help="'' = constant (tiny) / linear")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--lr", type=float, default=0.0, help="0 = 0.03 (tiny) / 2e-4 (configs/evolve.yaml)")
     ap.add_argument("--replay-share", type=float, default=0.3)
@@ -342,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stop-after-s", type=float, default=0.0,
                     help="after round 1, stop if rounds x elapsed would exceed this")
     ap.add_argument("--out", default="")
+    ap.add_argument("--results", default="", help="also copy rounds.{json,md,png} to PREFIX.*")
     bench(ap.parse_args(argv))
     return 0
 

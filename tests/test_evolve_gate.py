@@ -76,3 +76,33 @@ def test_a_candidate_trained_on_shuffled_labels_is_refused_every_time(champion):
         decisions.append(result)
     assert [r.promote for r in decisions] == [False] * TRIALS, [r.reason for r in decisions]
     assert all(r.candidate_final < r.champion_final for r in decisions)
+
+
+def test_gate_cache_reuses_replies_only_for_identical_inputs(tmp_path, monkeypatch):
+    """The champion's greedy replies are kept by (model, adapter bytes, inputs, settings):
+    asked again only when one of those changes."""
+    from evolve_helpers import fake_adapter
+
+    from endcloud.end.config import ModelConfig
+    from endcloud.evolve import gate as gate_mod
+
+    calls = []
+
+    def fake_replies(model_cfg, adapter, cfg, convs):
+        calls.append(adapter)
+        return [f"reply {len(calls)} to {c[-1]['content']}" for c in convs]
+
+    monkeypatch.setattr(gate_mod, "replies_of", fake_replies)
+    model, cfg, cache = ModelConfig(name="m"), GateConfig(), tmp_path / "cache"
+    convs = [[{"role": "user", "content": "q1"}], [{"role": "user", "content": "q2"}]]
+    a = fake_adapter(tmp_path / "a", "a")
+    first = gate_mod.cached_replies(model, a, cfg, convs, cache)
+    assert gate_mod.cached_replies(model, a, cfg, convs, cache) == first and len(calls) == 1
+    gate_mod.cached_replies(model, a, GateConfig(max_new_tokens=8), convs, cache)  # settings
+    gate_mod.cached_replies(model, a, cfg, convs[:1], cache)  # inputs
+    gate_mod.cached_replies(model, None, cfg, convs, cache)  # no adapter
+    gate_mod.cached_replies(model, fake_adapter(tmp_path / "b", "b"), cfg, convs, cache)  # bytes
+    gate_mod.cached_replies(ModelConfig(name="m", dtype="bfloat16"), a, cfg, convs, cache)
+    assert len(calls) == 6
+    gate_mod.cached_replies(model, a, cfg, convs, None)  # no cache dir: always asked
+    assert len(calls) == 7

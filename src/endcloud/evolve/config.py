@@ -41,6 +41,9 @@ class RetrainConfig:
     natural: str = ""  # earlier natural data for replay (messages JSONL, e.g. a train split)
     replay_share: float = 0.3  # share of draws from earlier natural + generated data
     replay_max: int = 2000  # replay pool size cap (a seeded sample)
+    # labels of up to N refused rounds since the champion was trained are learned again: the
+    # champion never saw them, and one round's few labels rarely clear the gate alone (0 = never)
+    carry_refused: int = 3
     steps: int = 200
     lr: float = 2e-4
     scheduler: Literal["constant", "linear", "cosine"] = "linear"
@@ -60,6 +63,7 @@ class RetrainConfig:
         check(self.steps > 0, "train.steps", "must be > 0")
         check(self.lr > 0, "train.lr", "must be > 0")
         check(self.threads >= 0, "train.threads", "must be >= 0 (0 = default)")
+        check(self.carry_refused >= 0, "train.carry_refused", "must be >= 0 (0 = never)")
 
 
 @dataclass
@@ -83,6 +87,7 @@ class GateConfig:
     max_input_tokens: int = 256
     batch_size: int = 8
     seed: int = 0
+    cache: bool = True  # keep greedy replies by (model, adapter bytes, inputs, settings)
 
     def __post_init__(self) -> None:
         check(self.delta >= 0, "gate.delta", "must be >= 0")

@@ -11,10 +11,14 @@ held-out reference). Promote only if
   * the regression set's mean Final drops by no more than `regression_tolerance`,
   * no more replies than the champion's contain personal data (the PII masker finds a value) or
     match an unsafe pattern.
+Greedy replies are a function of (base model, adapter weights, conversations, generation
+settings); with `cache_dir` they are kept under that key, so the champion, unchanged since the
+last round, is not asked the same held-out questions again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -157,9 +161,40 @@ def replies_of(model_cfg: Any, adapter: Path | None, cfg: GateConfig,
     return out
 
 
+def reply_key(model_cfg: Any, adapter: Path | None, cfg: GateConfig,
+              conversations: list[list[dict[str, str]]]) -> str:
+    """What determines greedy replies: model config, adapter bytes, inputs, generation settings."""
+    from endcloud.config import to_dict
+
+    h = hashlib.sha256()
+    h.update(json.dumps([to_dict(model_cfg), conversations, cfg.max_new_tokens,
+                         cfg.max_input_tokens, cfg.batch_size, cfg.seed],
+                        ensure_ascii=False, sort_keys=True, default=str).encode())
+    for f in sorted(adapter.rglob("*")) if adapter is not None else []:
+        if f.is_file():
+            h.update(f.relative_to(adapter).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def cached_replies(model_cfg: Any, adapter: Path | None, cfg: GateConfig,
+                   conversations: list[list[dict[str, str]]], cache_dir: Path | None) -> list[str]:
+    """`replies_of`, kept under `reply_key` in `cache_dir` (None: no cache)."""
+    if cache_dir is None:
+        return replies_of(model_cfg, adapter, cfg, conversations)
+    path = Path(cache_dir) / f"{reply_key(model_cfg, adapter, cfg, conversations)}.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    out = replies_of(model_cfg, adapter, cfg, conversations)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)
+    return out
+
+
 def gate(cfg: GateConfig, model_cfg: Any, champion: Path | None, candidate: Path,
          regression: list[tuple[list[dict], str]], trained_on: set[str],
-         system: str = "") -> tuple[GateResult, dict]:
+         system: str = "", cache_dir: Path | None = None) -> tuple[GateResult, dict]:
     """Evaluate both and decide; also return every reply and score (for the round folder)."""
     heldout = read_pairs(cfg.heldout, cfg.limit)
     if cfg.regression:
@@ -167,7 +202,8 @@ def gate(cfg: GateConfig, model_cfg: Any, champion: Path | None, candidate: Path
     leaked = sum(1 for m, _ in heldout if norm_query(m) in trained_on)
     sys_msg = [{"role": "system", "content": system}] if system else []
     convs = [sys_msg + m for m, _ in heldout + regression]  # as served: same system prompt
-    sides = {name: side(cfg, replies_of(model_cfg, path, cfg, convs), heldout, regression)
+    sides = {name: side(cfg, cached_replies(model_cfg, path, cfg, convs, cache_dir), heldout,
+                        regression)
              for name, path in (("champion", champion), ("candidate", candidate))}
     result = decide(cfg, sides["champion"], sides["candidate"], leaked)
     detail = {name: {"finals": s.finals, "regression": s.regression, "replies": s.replies}

@@ -1,5 +1,7 @@
-"""Relabel the selected items: human corrections as they are, the rest through the cloud
-teacher's label job (exactly-once, cached, fail-closed privacy; `endcloud.cloud.label.run`).
+"""Relabel the selected items: human corrections as they are; the masked reply the cloud already
+gave while serving (an escalated turn) as it is, provenance "served-cloud" - asking again would
+pay twice for the same answer; the rest through the cloud teacher's label job (exactly-once,
+cached, fail-closed privacy; `endcloud.cloud.label.run`).
 
     labels, stats = relabel(items, cfg, round_dir, store_path)
 """
@@ -23,18 +25,27 @@ def _sample(item: Item, reply: str = "") -> Sample:
                   item.messages[-1]["content"], reply, "serve", "evolve", dict(item.meta))
 
 
+def _labelled(item: Item, reply: str, source: str) -> dict[str, Any]:
+    s = _sample(item, reply)
+    s.meta["label_source"] = source
+    return s.to_messages()
+
+
 def relabel(items: list[Item], cfg: EvolveConfig, round_dir: Path, store: str,
             transport: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Messages rows (context, query, label) with provenance; counts and cloud cost."""
-    rows, stats = [], {"human": 0, "cloud": 0, "quarantined": 0, "pending": 0, "cloud_calls": 0,
-                       "cloud_cost": 0.0, "cached": 0}
+    rows, stats = [], {"human": 0, "served_cloud": 0, "cloud": 0, "quarantined": 0, "pending": 0,
+                       "cloud_calls": 0, "cloud_cost": 0.0, "cached": 0}
+    to_cloud = []
     for item in items:
         if item.correction is not None:  # the human wins: never sent to the cloud
-            s = _sample(item, item.correction)
-            s.meta["label_source"] = "human"
-            rows.append(s.to_messages())
+            rows.append(_labelled(item, item.correction, "human"))
             stats["human"] += 1
-    to_cloud = [it for it in items if it.correction is None]
+        elif item.served_reply is not None:  # the cloud answered this turn already
+            rows.append(_labelled(item, item.served_reply, "served-cloud"))
+            stats["served_cloud"] += 1
+        else:
+            to_cloud.append(item)
     if not to_cloud:
         return rows, stats
     inp = round_dir / "to_label.jsonl"

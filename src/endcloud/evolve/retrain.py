@@ -2,7 +2,8 @@
 
     adapter, counts = retrain(cfg, round_dir, new_rows, earlier_files, champion_path)
 
-The training data is this round's labels plus a replay pool (earlier natural data and the labels
+The training data is this round's labels (plus `carried`: labels of recent refused rounds, which
+the champion never learned) and a replay pool (earlier natural data and the labels
 of earlier rounds), drawn with probability `replay_share` so the model does not forget. Training
 continues from the champion adapter (`from_champion`) or starts a new one on the base. It runs as
 `python -m endcloud end train` in a child process at lower priority, so the service (another
@@ -37,9 +38,9 @@ def replay_pool(cfg: EvolveConfig, earlier: list[Path], seed: int) -> list[dict[
 
 
 def train_config(cfg: EvolveConfig, round_dir: Path, has_replay: bool, init: Path | None,
-                 store: str) -> TrainConfig:
+                 store: str, labels: str = "new.jsonl") -> TrainConfig:
     t = cfg.train
-    data = DataConfig(labels=str(round_dir / "new.jsonl"),
+    data = DataConfig(labels=str(round_dir / labels),
                       natural=str(round_dir / "replay.jsonl") if has_replay else "",
                       label_ratio=1.0 - t.replay_share, system=t.system,
                       max_input_tokens=t.max_input_tokens, max_output_tokens=t.max_output_tokens)
@@ -51,15 +52,21 @@ def train_config(cfg: EvolveConfig, round_dir: Path, has_replay: bool, init: Pat
 
 
 def retrain(cfg: EvolveConfig, round_dir: Path, new_rows: list[dict[str, Any]],
-            earlier: list[Path], champion: Path | None, store: str) -> tuple[Path, dict[str, int]]:
+            earlier: list[Path], champion: Path | None, store: str,
+            carried: list[dict[str, Any]] | None = None) -> tuple[Path, dict[str, int]]:
     """Train the candidate; return its adapter folder and the data counts."""
-    write_jsonl(round_dir / "new.jsonl", new_rows)
+    write_jsonl(round_dir / "new.jsonl", new_rows)  # this round's labels only (later replay)
+    labels = "new.jsonl"
+    if carried:
+        labels = "labels.jsonl"
+        write_jsonl(round_dir / labels, new_rows + carried)
     replay = replay_pool(cfg, earlier, cfg.train.seed) if cfg.train.replay_share > 0 else []
     if replay:
         write_jsonl(round_dir / "replay.jsonl", replay)
     init = champion if (cfg.train.from_champion and champion is not None) else None
-    tcfg = train_config(cfg, round_dir, bool(replay), init, store)
-    counts = {"train_new": len(new_rows), "train_replay": len(replay)}
+    tcfg = train_config(cfg, round_dir, bool(replay), init, store, labels)
+    counts = {"train_new": len(new_rows), "train_carried": len(carried or []),
+              "train_replay": len(replay)}
     if not cfg.train.subprocess:
         from endcloud.end.train import run
 

@@ -66,7 +66,10 @@ def run(cfg: EvolveConfig, *, transport: Any = None) -> RoundResult:
 
 def _round(cfg: EvolveConfig, store: Store, registry: Registry, round_id: int, round_dir: Path,
            store_path: str, stats: dict[str, Any], transport: Any) -> RoundResult:
+    wall = stats.setdefault("wall_s", {})  # where a round's time goes
+    t = time.monotonic()
     items, sel = select(store.conn, cfg.select, cfg.gate.similarity, cfg.gate.match)
+    wall["select"] = round(time.monotonic() - t, 1)
     stats.update(selected=len(items), select=sel, corrections=sum(i.correction is not None for i in items))
     write_jsonl(round_dir / "selected.jsonl", ({"messages": i.messages, "meta": i.meta} for i in items))
     if len(items) < cfg.select.min_new:
@@ -74,13 +77,20 @@ def _round(cfg: EvolveConfig, store: Store, registry: Registry, round_id: int, r
         _finish(store, round_id, "skipped", reason, stats)
         return RoundResult(round_id, round_dir, "skipped", reason, stats, None, registry.champion())
 
+    t = time.monotonic()
     rows, lab = relabel(items, cfg, round_dir, store_path, transport)
-    stats.update(labelled=lab["cloud"] + lab["human"], quarantined=lab["quarantined"],
+    wall["relabel"] = round(time.monotonic() - t, 1)
+    stats.update(labelled=lab["cloud"] + lab["human"] + lab["served_cloud"],
+                 served_cloud=lab["served_cloud"], quarantined=lab["quarantined"],
                  cloud_calls=lab["cloud_calls"], cloud_cost=lab["cloud_cost"], relabel=lab)
     labelled_ids = {r["meta"]["id"] for r in rows}
     champion_id = registry.champion()
     earlier = sorted(Path(cfg.work_dir).glob("round-*/new.jsonl"))
-    adapter, counts = retrain(cfg, round_dir, rows, earlier, registry.path(champion_id), store_path)
+    carried = _carried(store, champion_id, cfg.train.carry_refused)
+    t = time.monotonic()
+    adapter, counts = retrain(cfg, round_dir, rows, earlier, registry.path(champion_id), store_path,
+                              carried)
+    wall["train"] = round(time.monotonic() - t, 1)
     stats.update(counts)
     candidate = registry.add(adapter, round_id)
     stats["candidate"] = candidate
@@ -89,9 +99,12 @@ def _round(cfg: EvolveConfig, store: Store, registry: Registry, round_id: int, r
     for path in earlier + ([Path(cfg.train.natural)] if cfg.train.natural else []):
         trained_on |= {norm_query(json.loads(x)["messages"][:-1])
                        for x in path.read_text(encoding="utf-8").splitlines() if x.strip()}
+    t = time.monotonic()
+    cache = Path(cfg.work_dir) / "gate-cache" if cfg.gate.cache else None
     decision, detail = gate(cfg.gate, cfg.model, registry.path(champion_id), registry.path(candidate),
                             _regression_from_store(store, cfg.gate.regression_from_store), trained_on,
-                            cfg.train.system)
+                            cfg.train.system, cache)
+    wall["gate"] = round(time.monotonic() - t, 1)
     write_json(round_dir / "gate.json", {"decision": decision.to_dict(), **detail})
     stats["gate"] = decision.to_dict()
     kill_point("after_gate")  # crash tests: between evaluation and the switch
@@ -143,9 +156,25 @@ def _finish(store: Store, round_id: int, status: str, reason: str, stats: dict[s
                    {"round": round_id, "status": status, "reason": reason, **stats})
 
 
+def _carried(store: Store, champion: str | None, n: int) -> list[dict[str, Any]]:
+    """Labels of the last `n` refused rounds since the champion's own round (never learned)."""
+    if n <= 0:
+        return []
+    since = 0
+    if champion is not None:
+        since = store.conn.execute("SELECT MAX(id) FROM evolve_rounds WHERE candidate = ?",
+                                   (champion,)).fetchone()[0] or 0
+    dirs = [Path(r[0]) for r in store.conn.execute(
+        "SELECT round_dir FROM evolve_rounds WHERE status = 'refused' AND id > ? "
+        "ORDER BY id DESC LIMIT ?", (since, n))]
+    return [json.loads(x) for d in reversed(dirs) if (d / "new.jsonl").is_file()
+            for x in (d / "new.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
 def _record_items(store: Store, round_id: int, items: list[Item], labelled: set[str]) -> None:
     store.conn.execute("BEGIN IMMEDIATE")
     for it in items:
+        # a served-cloud label is a cloud label here (the column's CHECK); round.json has the split
         source = ("human" if it.correction is not None else
                   "cloud" if it.sample_id in labelled else "none")
         store.conn.execute(
@@ -181,16 +210,19 @@ def pending(cfg: EvolveConfig) -> int:
         return len(select(store.conn, cfg.select, cfg.gate.similarity, cfg.gate.match)[0])
 
 
-def watch(cfg: EvolveConfig, *, sleep: Any = time.sleep) -> list[RoundResult]:
-    """Rounds every `watch.interval_s`, or as soon as `watch.min_new` items wait."""
+def watch(cfg: EvolveConfig, *, sleep: Any = time.sleep,
+          clock: Any = time.monotonic) -> list[RoundResult]:
+    """Rounds every `watch.interval_s` (counted from the start and from each round), or as soon
+    as `watch.min_new` selectable items wait; stops after `watch.max_rounds` (0 = never)."""
     results: list[RoundResult] = []
-    last = 0.0
+    last = clock()
     while not cfg.watch.max_rounds or len(results) < cfg.watch.max_rounds:
-        due = time.monotonic() - last >= cfg.watch.interval_s
+        due = clock() - last >= cfg.watch.interval_s
         if due or pending(cfg) >= cfg.watch.min_new:
             results.append(run(cfg))
-            last = time.monotonic()
-            log.info("round %d: %s", results[-1].round_id, results[-1].status)
+            last = clock()
+            log.info("round %d: %s (%s)", results[-1].round_id, results[-1].status,
+                     "schedule" if due else "enough new data")
             continue
         sleep(cfg.watch.poll_s)
     return results

@@ -6,6 +6,9 @@ An exchange is selected when its end reply's Final is below `final_threshold` (E
 cloud's reply when the cloud also answered, else the Match score the service recorded), when the
 customer gave a thumbs-down or a rating <= `max_rating`, or when staff wrote a correction. A
 human correction wins over any cloud label: such items are not sent to the cloud at all.
+An exchange the cloud already answered while serving (an escalated turn) carries that masked
+reply as `served_reply`, with the masked messages that were sent for it (so its placeholders
+match): relabelling reuses it instead of asking the cloud again.
 Everything is masked here (the end model learns placeholders, never a customer's values); an
 exchange that cannot be masked is dropped (fail-closed). Items are deduplicated on the masked
 (context, query), the strongest reason winning, and carry their provenance in `meta`.
@@ -23,7 +26,7 @@ from endcloud.evolve.config import SelectConfig
 
 SQL = """
 SELECT e.id, e.context_json, e.query, e.end_reply, e.answered_by, e.escalation,
-       e.match_score, e.cloud_reply_masked, e.created_at,
+       e.match_score, e.cloud_status, e.cloud_request_masked, e.cloud_reply_masked, e.created_at,
        (SELECT COUNT(*) FROM serve_feedback f WHERE f.exchange_id = e.id AND
             (f.thumb = 'down' OR f.rating <= :max_rating)) AS dislikes,
        (SELECT c.reply FROM serve_corrections c WHERE c.exchange_id = e.id
@@ -48,6 +51,7 @@ class Item:
     correction: str | None = None  # masked human reply (wins over the cloud)
     review_id: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    served_reply: str | None = None  # the masked reply the cloud gave while serving
 
     @property
     def key(self) -> str:
@@ -139,5 +143,24 @@ def _masked_item(row: sqlite3.Row, final: float | None, reasons: list[str],
             "served_at": row["created_at"]}
     if row["review_id"] is not None:
         meta["review_id"] = row["review_id"]
+    served = _served(row)
+    if served is not None:
+        messages, reply = served
     return Item(row["id"], messages, reasons, final,
-                masked[n + 1].text if row["correction"] else None, row["review_id"], meta)
+                masked[n + 1].text if row["correction"] else None, row["review_id"], meta,
+                reply if served is not None else None)
+
+
+def _served(row: sqlite3.Row) -> tuple[list[dict[str, str]], str] | None:
+    """(masked messages sent, masked reply) when the cloud answered this turn while serving."""
+    if row["cloud_status"] != "ok" or not (row["cloud_reply_masked"] or "").strip():
+        return None
+    try:
+        sent = json.loads(row["cloud_request_masked"] or "")
+    except ValueError:
+        return None
+    msgs = [{"role": m["role"], "content": m["content"]} for m in sent
+            if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
+    if not msgs or msgs[-1]["role"] != "user":
+        return None
+    return msgs, row["cloud_reply_masked"]
