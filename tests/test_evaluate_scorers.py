@@ -83,3 +83,12 @@ def test_model_scorers_rank_meaning_above_chance():
     m = match.score(["这个能退货吗"] * 2, ["可以的亲，七天无理由退货", "今天天气很好"])
     assert m[0] > m[1]
     assert get_encoder("e5").dim() == 384
+
+
+def test_encoders_take_their_thread_count_from_the_environment(monkeypatch):
+    from endcloud.evaluate.encoders import default_threads
+
+    monkeypatch.delenv("ENDCLOUD_N_THREADS", raising=False)
+    assert default_threads() == 2
+    monkeypatch.setenv("ENDCLOUD_N_THREADS", "1")
+    assert default_threads() == 1

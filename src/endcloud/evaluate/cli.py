@@ -38,6 +38,9 @@ def _scoring_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--match", default="match", help="scorer for Match (default: match)")
     p.add_argument("--alpha", type=float, default=0.8)
     p.add_argument("--theta", type=float, default=0.2)
+    p.add_argument("--matcher-weights", default=None, metavar="DIR",
+                   help="trained matcher folder for `match-trained` "
+                        "(default: $ENDCLOUD_MATCHER, else ~/.cache/endcloud/matcher/e5-lora)")
 
 
 def _score_parser() -> argparse.ArgumentParser:
@@ -94,7 +97,7 @@ def score(args: argparse.Namespace) -> int:
             rows.append(obj)
     refs = [r["reference"] if isinstance(r.get("reference"), str) else None for r in rows]
     scored = score_pairs([r["query"] for r in rows], [r["reply"] for r in rows], refs,
-                         args.similarity, args.match, args.alpha, args.theta)
+                         args.similarity, args.match, args.alpha, args.theta, args.matcher_weights)
     out = [{**r, **s} for r, s in zip(rows, scored)]
     if args.output:
         write_jsonl(args.output, out)
@@ -113,6 +116,7 @@ def human(args: argparse.Namespace) -> int:
             n = import_ratings(store, read_ratings(args.input), f"import:{args.input}")
             print(f"imported {n} ratings into {store.path}")
             return 0
-        res = agree(store, args.similarity, args.match, args.alpha, args.theta, args.threshold)
+        res = agree(store, args.similarity, args.match, args.alpha, args.theta, args.threshold,
+                    args.matcher_weights)
     print(json.dumps(res, indent=2))
     return 0

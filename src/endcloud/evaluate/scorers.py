@@ -128,35 +128,50 @@ def _calibration(name: str) -> Calibration:
     return Calibration.load(path)
 
 
-SCORERS: dict[str, Callable[[], Scorer]] = {
+SCORERS: dict[str, Callable[..., Scorer]] = {
     "similarity": lambda: EmbeddingScorer("similarity", "use", "text", "text",
                                           _calibration("similarity")),
     "match": lambda: EmbeddingScorer("match", "e5", "query", "passage", _calibration("match")),
     # lexical, deterministic, no extra: the CI fast path and a fallback for either role
     "ngram": lambda: EmbeddingScorer("ngram", "ngram", "text", "text", Calibration("identity")),
-    # e5 fine-tuned on JDDC/ECD (query, reply) pairs; weights from $ENDCLOUD_MATCHER or the cache
-    "match-trained": lambda: _trained_match(),
+    # e5 fine-tuned on JDDC/ECD (query, reply) pairs; weights from `path`, $ENDCLOUD_MATCHER or the cache
+    "match-trained": lambda path=None: _trained_match(path),
 }
-_LOADED: dict[str, Scorer] = {}
+# the scorers that read trained weights, and the keyword their factory takes for the folder
+WEIGHTS_OPTION = {"match-trained": "path"}
+_LOADED: dict[tuple[str, tuple[tuple[str, Any], ...]], Scorer] = {}
 
 
-def _trained_match() -> Scorer:
+def _trained_match(path: str | Path | None = None) -> Scorer:
     # Imported here: it needs torch, and importing it at module level would be circular.
     from endcloud.evaluate.trained import TrainedMatchScorer
 
-    return TrainedMatchScorer()
+    return TrainedMatchScorer(path or None)
 
 
-def register(name: str, factory: Callable[[], Scorer]) -> None:
+def register(name: str, factory: Callable[..., Scorer]) -> None:
     """Add a scorer under `name` (a plugin, or a test's fake)."""
     SCORERS[name] = factory
-    _LOADED.pop(name, None)
+    for key in [k for k in _LOADED if k[0] == name]:
+        del _LOADED[key]
 
 
-def get_scorer(name: str) -> Scorer:
-    """The process-wide scorer `name` (each loads its model once)."""
+def get_scorer(name: str, **options: Any) -> Scorer:
+    """The process-wide scorer `name` (each loads its model once per set of `options`).
+
+    >>> get_scorer("match-trained", path="~/.cache/endcloud/matcher/e5-lora")  # doctest: +SKIP
+    """
     if name not in SCORERS:
         raise KeyError(f"unknown scorer {name!r}; known: {', '.join(sorted(SCORERS))}")
-    if name not in _LOADED:
-        _LOADED[name] = SCORERS[name]()
-    return _LOADED[name]
+    key = (name, tuple(sorted(options.items())))
+    if key not in _LOADED:
+        _LOADED[key] = SCORERS[name](**options)
+    return _LOADED[key]
+
+
+def scorer_for(name: str, weights: str | Path | None = None) -> Scorer:
+    """`get_scorer(name)`, handing `weights` (a trained matcher's folder) to the scorers that read one."""
+    option = WEIGHTS_OPTION.get(name)
+    if option and weights:
+        return get_scorer(name, **{option: str(Path(weights).expanduser())})
+    return get_scorer(name)

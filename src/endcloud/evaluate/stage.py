@@ -22,7 +22,7 @@ from endcloud.evaluate.combine import combine
 from endcloud.evaluate.config import EvalConfig
 from endcloud.evaluate.metrics import corpus_metrics, reply_metrics
 from endcloud.evaluate.report import write_reports
-from endcloud.evaluate.scorers import get_scorer
+from endcloud.evaluate.scorers import scorer_for
 from endcloud.evaluate.systems import FileReplies, QueryItem, Reply, read_queries, source_for
 from endcloud.runs import new_run_dir, save_config, write_jsonl
 
@@ -37,9 +37,13 @@ class EvalResult:
 
 def score_pairs(queries: list[str], replies: list[str], references: list[str | None],
                 similarity: str = "similarity", match: str = "match",
-                alpha: float = 0.8, theta: float = 0.2) -> list[dict[str, Any]]:
-    """Eq. 1 per (query, reply, optional cloud reply): sim, match, match_reference, final, rule."""
-    sim_s, match_s = get_scorer(similarity), get_scorer(match)
+                alpha: float = 0.8, theta: float = 0.2,
+                matcher_weights: str | None = None) -> list[dict[str, Any]]:
+    """Eq. 1 per (query, reply, optional cloud reply): sim, match, match_reference, final, rule.
+
+    `matcher_weights`: the folder of a trained matcher, for `match-trained` in either role.
+    """
+    sim_s, match_s = scorer_for(similarity, matcher_weights), scorer_for(match, matcher_weights)
     m = match_s.score(queries, replies)
     has = [i for i, r in enumerate(references) if r is not None]
     sims = np.full(len(queries), np.nan)
@@ -70,7 +74,7 @@ def run(cfg: EvalConfig) -> EvalResult:
         replies = source_for(system, cfg.generation).replies(items)
         t0 = time.perf_counter()
         scored = score_pairs([it.query for it in items], [r.text for r in replies], references,
-                             cfg.similarity, cfg.match, cfg.alpha, cfg.theta)
+                             cfg.similarity, cfg.match, cfg.alpha, cfg.theta, cfg.matcher_weights)
         seconds = time.perf_counter() - t0
         systems[system.name] = _system_result(items, replies, references, scored, seconds)
         replies_rows += [{"system": system.name, "id": it.id, "query": it.query, "reply": r.text,
@@ -78,8 +82,8 @@ def run(cfg: EvalConfig) -> EvalResult:
     results = {
         "alpha": cfg.alpha, "theta": cfg.theta,
         "reference": cfg.reference or "dataset (the split's own agent reply)",
-        "scorers": {"similarity": get_scorer(cfg.similarity).describe(),
-                    "match": get_scorer(cfg.match).describe()},
+        "scorers": {"similarity": scorer_for(cfg.similarity, cfg.matcher_weights).describe(),
+                    "match": scorer_for(cfg.match, cfg.matcher_weights).describe()},
         "queries": [{"id": it.id, "query": it.query, "human_reply": it.human_reply,
                      "reference": ref} for it, ref in zip(items, references)],
         "systems": systems,

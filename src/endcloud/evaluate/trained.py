@@ -1,7 +1,9 @@
 """The trained query -> reply matcher (`match-trained`): a bi-encoder tuned on real customer-service
 pairs with in-batch and sampled hard negatives, then Platt-calibrated to [0, 1] like `match`.
 
-    # train (a GPU makes the e5 backbone practical; the `head` backbone runs anywhere)
+    # train (a GPU makes the full e5 recipe practical: batch 64 through 12 layers needs > 20 GB
+    # on CPU; `E5LoraBackbone(train_layers=4)` continues it on CPU at ~5 s a batch-16 step;
+    # the `head` backbone runs anywhere)
     from endcloud.evaluate.trained import E5LoraBackbone, TrainConfig, train_matcher
     m = train_matcher(pairs, E5LoraBackbone(device="cuda"), TrainConfig(steps=3000), validation)
     m.save("~/.cache/endcloud/matcher/e5-lora")
@@ -239,7 +241,7 @@ class E5LoraBackbone:
                "attention.output.dense", "intermediate.dense", "output.dense")
 
     def __init__(self, e5_file: str | Path | None = None, rank: int = 16, alpha: float = 32.0,
-                 max_len: int = 128, device: str = "cpu") -> None:
+                 max_len: int = 128, device: str = "cpu", train_layers: int = 0) -> None:
         import torch
 
         weights = read_e5(e5_file)
@@ -254,7 +256,19 @@ class E5LoraBackbone:
                 wrapped = LoRALinear.wrap(getattr(parent, attr), rank, alpha)
                 setattr(parent, attr, wrapped)
                 self.lora[f"{i}.{target}".replace(".", "_")] = wrapped
+        self.set_train_layers(train_layers)
         self.model.to(device)
+
+    def set_train_layers(self, k: int) -> None:
+        """Train the adapters of the top `k` layers only (0 = all). Below the lowest trainable
+        layer autograd keeps no graph, so a step's backward pass shrinks to those k layers -
+        the cheap CPU recipe (the word embeddings are frozen either way)."""
+        n = len(self.model.encoder.layer)
+        self.train_layers = k if 0 < k < n else 0
+        lowest = n - self.train_layers if self.train_layers else 0
+        for name, p in self.lora.named_parameters():
+            if "lora_" in name:  # base weights stay frozen
+                p.requires_grad_(int(name.split("_", 1)[0]) >= lowest)
 
     def config(self) -> dict[str, Any]:
         return {"backbone": self.name, "rank": self.rank, "alpha": self.alpha, "max_len": self.max_len,
@@ -293,6 +307,10 @@ class E5LoraBackbone:
 
     def train(self, on: bool) -> None:
         self.model.train(on)
+        if on and self.train_layers:  # frozen layers: no dropout noise in what they feed the top
+            for layer in self.model.encoder.layer[: len(self.model.encoder.layer) - self.train_layers]:
+                layer.eval()
+            self.model.embeddings.eval()
 
 
 def _parent(layer, dotted: str):
@@ -367,6 +385,8 @@ class TrainConfig:
     hard_negatives: int = 1  # per query, drawn from TrainPair.negatives when it has any
     seed: int = 0
     log_every: int = 50
+    scheduler: str = "linear"  # warm-up over the first 10% of steps, then "linear" decay or "constant"
+    max_seconds: float = 0.0  # stop after the step that crosses this wall time (0 = run all steps)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size"):
@@ -374,6 +394,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be > 0")
         if self.temperature <= 0:
             raise ValueError("TrainConfig.temperature must be > 0")
+        if self.scheduler not in ("linear", "constant"):
+            raise ValueError("TrainConfig.scheduler must be 'linear' or 'constant'")
 
 
 class TrainedMatcher:
@@ -472,8 +494,9 @@ def train_matcher(pairs: list[TrainPair], backbone: Any, cfg: TrainConfig | None
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
     opt = torch.optim.AdamW(backbone.parameters(), lr=cfg.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.steps // 10))
-                                              * max(0.0, 1 - s / cfg.steps))
+    decay = (lambda s: max(0.0, 1 - s / cfg.steps)) if cfg.scheduler == "linear" else (lambda s: 1.0)
+    warmup = max(1, cfg.steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * decay(s))
     order: list[int] = []
     t0, losses = time.perf_counter(), []
     backbone.train(True)
@@ -487,15 +510,19 @@ def train_matcher(pairs: list[TrainPair], backbone: Any, cfg: TrainConfig | None
         opt.step()
         sched.step()
         losses.append(loss.item())
-        if log and ((step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps):
+        out_of_time = cfg.max_seconds > 0 and time.perf_counter() - t0 >= cfg.max_seconds
+        if log and ((step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps or out_of_time):
             log(f"step {step + 1}/{cfg.steps} loss {np.mean(losses[-cfg.log_every:]):.4f} "
                 f"({time.perf_counter() - t0:.0f}s)")
+        if out_of_time:
+            break
     backbone.train(False)
     matcher = TrainedMatcher(backbone, Calibration(), {})
     cal = calibrate(matcher, validation, cfg.seed)
     matcher.calibration = cal
     seconds = round(time.perf_counter() - t0, 1)
-    matcher.about = {"train": {**asdict(cfg), "pairs": len(pairs), "seconds": seconds,
+    matcher.about = {"train": {**asdict(cfg), "steps_done": len(losses), "pairs": len(pairs),
+                               "seconds": seconds,
                                "final_loss": round(float(np.mean(losses[-cfg.log_every:])), 4)},
                      **(about or {})}
     return matcher
