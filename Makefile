@@ -17,8 +17,9 @@ $(VENV)/.installed-demo: pyproject.toml | $(PY)
 	$(PIP) install -q -e ".[tokenize,end,cloud,cloud-local,eval,serve]"
 	touch $@
 
+# Tests include the llama.cpp serving backend: the same cached llama-cpp-python wheel as the demo.
 $(VENV)/.installed-test: pyproject.toml | $(PY)
-	$(PIP) install -q -e ".[tokenize,end,cloud,eval,serve,test]"
+	$(PIP) install -q -e ".[tokenize,end,cloud,cloud-local,eval,serve,test]"
 	touch $@
 
 install: $(VENV)/.installed-test

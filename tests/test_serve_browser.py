@@ -1,6 +1,6 @@
 """A customer and a staff member in headless Chromium (Debian's `chromium` driven by Playwright):
 chat, see a streamed reply, thumbs-down, open the review console with the staff token, write a
-correction, and find it in the SQLite file."""
+correction, find it in the SQLite file, and open the report view (table and plot)."""
 
 from __future__ import annotations
 
@@ -59,6 +59,15 @@ def test_chat_thumbs_down_then_review_and_correct(tmp_path):
             row.locator("[data-testid=correction]").fill("亲，您的订单会在24小时内发货哦~")
             row.locator("[data-testid=save-correction]").click()
             console.wait_for_selector("#rows tr[data-saved='1']")
+
+            # the report view: today's serving figures from the store, and the plot
+            console.click("#report-load")
+            day = console.locator("#report-days tbody tr").first
+            day.wait_for()
+            cells = day.locator("td").all_text_contents()
+            assert cells[1:3] == ["1", "100.0 %"]  # one turn, answered locally
+            console.wait_for_function("() => { const i = document.getElementById('report-plot');"
+                                      " return !i.hidden && i.complete && i.naturalWidth > 0; }")
         finally:
             browser.close()
 

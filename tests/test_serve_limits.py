@@ -25,6 +25,9 @@ ADMIN = "staff-token-for-tests"
 # (method, path) of every route that anyone may call; all others need a customer or staff token
 PUBLIC = {("GET", "/health"), ("GET", "/v1/models"), ("POST", "/v1/customers"), ("GET", "/"),
           ("GET", "/review"), ("GET", "/openapi.json"), ("GET", "/static")}
+# staff only (the review console and its report); every other route needs a customer token
+STAFF = {("GET", "/admin/exchanges"), ("POST", "/admin/reviews"), ("GET", "/admin/report"),
+         ("GET", "/admin/report.png")}
 
 
 @pytest.fixture(scope="module")
@@ -101,14 +104,19 @@ def test_staff_routes_need_the_right_token(live, tmp_path):
 
 
 def test_every_route_is_public_by_list_or_requires_auth(live):
-    url, _, app = live
+    url, customer, app = live
     seen = set(route_table(app))
-    assert len(seen) >= 12
+    assert len(seen) >= 14
     for method, route in sorted(seen - PUBLIC):
         path = route.replace("{conversation_id}", "conv-x")
         r = httpx.request(method, f"{url}{path}", json={})
         assert r.status_code == 401, f"{method} {route} answers {r.status_code} without auth"
+        if (method, route) in STAFF or route.startswith("/admin"):  # a customer is not staff
+            r = httpx.request(method, f"{url}{path}", json={}, headers=customer)
+            assert r.status_code == 403, f"{method} {route} answers {r.status_code} to a customer"
     assert PUBLIC <= seen, f"listed as public but gone: {PUBLIC - seen}"
+    assert STAFF <= seen, f"listed as staff but gone: {STAFF - seen}"
+    assert {r for r in seen if r[1].startswith("/admin")} == STAFF, "an /admin route not listed"
     assert httpx.get(f"{url}/docs").status_code == 404  # no interactive docs on a shop's server
 
 

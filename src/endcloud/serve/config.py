@@ -25,13 +25,17 @@ OUT_OF_SCOPE_PATTERNS = [r"(?i)\b(write (me )?(a|an) (poem|essay|code)|homework)
 
 @dataclass
 class BackendConfig:
-    """Which end model answers: in-process transformers, an OpenAI-compatible upstream, or fake."""
+    """Which end model answers: in process (llama.cpp on a GGUF, or transformers), an
+    OpenAI-compatible upstream, or fake."""
 
-    kind: Literal["transformers", "openai", "fake"] = "transformers"
-    model: ModelConfig = field(default_factory=ModelConfig)  # transformers: the base model
+    kind: Literal["llama-cpp", "transformers", "openai", "fake"] = "transformers"
+    model: ModelConfig = field(default_factory=ModelConfig)  # the base model (llama-cpp: a GGUF)
     served_name: str = "end"  # the base model's name in /v1/models
-    # transformers: promoted adapters, served under their own model name (name -> adapter folder)
+    # in process: promoted adapters, served under their own model name (name -> adapter folder;
+    # llama-cpp also takes a GGUF LoRA file, and exports a LoRA folder to one)
     adapters: dict[str, str] = field(default_factory=dict)
+    n_threads: int = 0  # llama-cpp: 0 = $ENDCLOUD_N_THREADS or every core
+    n_ctx: int = 2048  # llama-cpp: context window (prompt + reply tokens)
     # openai: e.g. llama.cpp `llama-server`, or vLLM `--enable-lora --lora-modules name=path`
     base_url: str = ""
     upstream_models: list[str] = field(default_factory=list)  # names to offer; [] = served_name
@@ -49,8 +53,11 @@ class BackendConfig:
 
     def __post_init__(self) -> None:
         check(bool(self.served_name), "backend.served_name", "must not be empty")
-        check(not self.registry or self.kind == "transformers", "backend.registry",
-              "hot swap needs kind=transformers (an upstream server loads its own adapters)")
+        check(not self.registry or self.kind in ("transformers", "llama-cpp"), "backend.registry",
+              "hot swap needs kind=transformers or llama-cpp (an upstream server loads its own "
+              "adapters)")
+        check(self.n_threads >= 0, "backend.n_threads", "must be >= 0 (0 = every core)")
+        check(self.n_ctx >= 64, "backend.n_ctx", "must be >= 64")
         check(self.registry_poll_s > 0, "backend.registry_poll_s", "must be > 0")
         check(self.kind != "openai" or self.base_url.startswith(("http://", "https://")),
               "backend.base_url", "kind=openai needs base_url=http://host:port/v1")
@@ -74,6 +81,8 @@ class LimitsConfig:
     retry_after_s: int = 2
     session_rate_per_minute: int = 30  # per customer token; beyond: 429 + Retry-After
     session_burst: int = 10
+    customer_rate_per_minute: int = 30  # POST /v1/customers per client address; 0 = unlimited
+    customer_burst: int = 20
 
     def __post_init__(self) -> None:
         check(1024 <= self.max_body_bytes <= 16 * 1024 * 1024, "limits.max_body_bytes",
@@ -87,6 +96,8 @@ class LimitsConfig:
         check(self.retry_after_s >= 1, "limits.retry_after_s", "must be >= 1")
         check(self.session_rate_per_minute >= 0, "limits.session_rate_per_minute", "0 = unlimited")
         check(self.session_burst >= 1, "limits.session_burst", "must be >= 1")
+        check(self.customer_rate_per_minute >= 0, "limits.customer_rate_per_minute", "0 = unlimited")
+        check(self.customer_burst >= 1, "limits.customer_burst", "must be >= 1")
 
 
 @dataclass

@@ -194,6 +194,42 @@ class ReviewRequest(BaseModel):
     reviewer: StrictStr = Field(default="", max_length=100)
 
 
+class ReportRound(BaseModel):
+    """One evolve round as `endcloud evolve report` tabulates it (evolve_rounds)."""
+
+    id: int
+    status: str
+    started_at: str
+    selected: int
+    corrections: int
+    labelled: int
+    train_new: int
+    train_replay: int
+    cloud_calls: int
+    cloud_cost: float
+    champion_final: float | None
+    candidate_final: float | None
+    diff_lower: float | None
+    champion_after: str | None
+    reason: str | None
+
+
+class ReportDay(BaseModel):
+    """One UTC day of service: turns, escalation rate, share answered locally, cloud calls and cost."""
+
+    day: str
+    turns: int
+    escalation_rate: float
+    local_share: float
+    cloud_calls: int
+    cloud_cost: float
+
+
+class Report(BaseModel):
+    rounds: list[ReportRound]
+    days: list[ReportDay]
+
+
 class ErrorBody(BaseModel):
     message: str
     type: str

@@ -5,7 +5,8 @@ Who may call what (the route-inventory test holds every route to this):
             GET /openapi.json
   customer  `Authorization: Bearer <customer token>` (the token POST /v1/customers returned):
             chat, feedback, and reading only its own conversations
-  staff     `Authorization: Bearer $ENDCLOUD_ADMIN_TOKEN`: /admin/* (401 without, 403 wrong)
+  staff     `Authorization: Bearer $ENDCLOUD_ADMIN_TOKEN`: /admin/* (401 without, 403 wrong):
+            exchanges, reviews, and the evolution/serving report (JSON and PNG)
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
+import tempfile
+import threading
 import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator, Literal
@@ -26,7 +29,9 @@ from endcloud.serve.backends import GenParams
 from endcloud.serve.turn import Services, Turn
 
 STATIC = Path(__file__).with_name("static")
-PAGE_HEADERS = {"content-security-policy": "default-src 'self'; frame-ancestors 'none'",
+# img-src blob: lets the review console show the report plot it fetched with the staff token
+PAGE_HEADERS = {"content-security-policy": "default-src 'self'; img-src 'self' blob:; "
+                                           "frame-ancestors 'none'",
                 "x-content-type-options": "nosniff", "referrer-policy": "no-referrer",
                 "cache-control": "no-store"}
 
@@ -91,8 +96,12 @@ async def models(request: Request) -> p.ModelList:
 @router.post("/v1/customers", response_model=p.NewCustomer, status_code=201)
 async def new_customer(request: Request) -> p.NewCustomer:
     """A new anonymous customer and its token (shown once; only its hash is stored)."""
+    svc = services(request)
+    # Per client address (behind a reverse proxy: the proxy's, so limit there too): 429 first,
+    # so a flood of sign-ups writes nothing.
+    svc.signups.check(request.client.host if request.client else "unknown")
     cid, token = f"cust-{uuid.uuid4().hex[:20]}", f"ec-{secrets.token_urlsafe(32)}"
-    await services(request).store.write(lambda conn: db.new_customer(conn, cid, token))
+    await svc.store.write(lambda conn: db.new_customer(conn, cid, token))
     return p.NewCustomer(customer_id=cid, token=token)
 
 
@@ -117,16 +126,24 @@ async def chat_completions(req: p.ChatRequest, request: Request, response: Respo
         raise HTTPException(404, f"model {model!r} not found; GET /v1/models lists them")
     messages = check_messages(req, svc)
     svc.limiter.check(cid)  # 429 before anything is written
-    conversation = await own_conversation(svc, cid, req.conversation_id)
+    new = req.conversation_id is None
+    conversation = db.new_conversation_id() if new else await own_conversation(
+        svc, cid, req.conversation_id)
     lim = svc.cfg.limits
     wanted = req.max_tokens or req.max_completion_tokens or lim.default_max_tokens
     params = GenParams(min(wanted, lim.max_tokens_cap), req.temperature, req.top_p)
-    turn = await Turn.begin(svc, conversation, model, messages, params)
+    turn = await Turn.begin(svc, conversation, model, messages, params)  # or 503: nothing written
+    try:
+        if new:  # only an admitted turn opens a conversation
+            await svc.store.write(lambda conn: db.new_conversation(conn, cid, conversation))
+    except BaseException:
+        await turn.release()
+        raise
     headers = {"x-conversation-id": conversation, "x-reply-id": turn.id}
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return StreamingResponse(sse(turn, include_usage), media_type="text/event-stream",
-                                 headers={**headers, "cache-control": "no-cache"})
+        return TurnStream(turn, sse(turn, include_usage), media_type="text/event-stream",
+                          headers={**headers, "cache-control": "no-cache"})
     text = "".join([piece async for piece in turn.run()])
     ex = turn.exchange
     assert ex is not None
@@ -155,13 +172,31 @@ def check_messages(req: p.ChatRequest, svc: Services) -> list[dict[str, str]]:
     return messages
 
 
-async def own_conversation(svc: Services, cid: str, conversation_id: str | None) -> str:
-    if conversation_id is None:
-        return await svc.store.write(lambda conn: db.new_conversation(conn, cid))
+async def own_conversation(svc: Services, cid: str, conversation_id: str) -> str:
     owner = await svc.store.read(lambda conn: db.conversation_owner(conn, conversation_id))
     if owner != cid:  # someone else's and unknown look the same
         raise HTTPException(404, "conversation not found")
     return conversation_id
+
+
+class TurnStream(StreamingResponse):
+    """The SSE response of a turn; it gives the turn's model slot back however the response ends.
+
+    The body generator's own `finally` is not enough: when the client is gone before the first
+    byte (an ASGI 2.4 server's `send` raises at once), the generator never starts, and when the
+    response is cancelled between two chunks, it is left suspended, not closed.
+    """
+
+    def __init__(self, turn: Turn, content: AsyncIterator[bytes], **kw: Any) -> None:
+        super().__init__(content, **kw)
+        self.turn = turn
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]
+            await self.turn.release()
 
 
 async def sse(turn: Turn, include_usage: bool) -> AsyncIterator[bytes]:
@@ -249,6 +284,36 @@ async def review(req: p.ReviewRequest, request: Request) -> p.Stored:
     except KeyError:
         raise HTTPException(404, "exchange not found") from None
     return p.Stored(id=rid)
+
+
+@router.get("/admin/report", response_model=p.Report, dependencies=[Depends(staff)])
+async def report(request: Request) -> p.Report:
+    """Per evolve round and per day, the tables `endcloud evolve report` writes (same queries)."""
+    from endcloud.evolve import report as evolve_report
+
+    rounds, days = await services(request).store.read(
+        lambda conn: (evolve_report.rounds(conn), evolve_report.days(conn)))
+    return p.Report(rounds=[p.ReportRound(**r) for r in rounds], days=[p.ReportDay(**d) for d in days])
+
+
+_PLOT_LOCK = threading.Lock()  # pyplot keeps global state: one figure at a time
+
+
+@router.get("/admin/report.png", dependencies=[Depends(staff)], response_class=Response,
+            responses={200: {"content": {"image/png": {}}}})
+async def report_png(request: Request) -> Response:
+    """The report's PNG (Final per round; escalation, local share and cost per day)."""
+    from endcloud.evolve import report as evolve_report
+
+    def draw(conn: Any) -> bytes | None:
+        with _PLOT_LOCK, tempfile.TemporaryDirectory() as out:
+            _, png = evolve_report.write_report(conn, out)
+            return None if png is None else png.read_bytes()
+
+    data = await services(request).store.read(draw)
+    if data is None:
+        raise HTTPException(404, "the plot needs matplotlib: pip install 'endcloud[eval]'")
+    return Response(data, media_type="image/png", headers={"cache-control": "no-store"})
 
 
 def error_body(status: int, message: str) -> bytes:

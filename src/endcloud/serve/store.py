@@ -165,8 +165,12 @@ def customer_for_token(conn: sqlite3.Connection, token: str) -> str | None:
     return row[0] if row else None
 
 
-def new_conversation(conn: sqlite3.Connection, customer_id: str) -> str:
-    cid = f"conv-{uuid.uuid4().hex[:20]}"
+def new_conversation_id() -> str:
+    return f"conv-{uuid.uuid4().hex[:20]}"
+
+
+def new_conversation(conn: sqlite3.Connection, customer_id: str, cid: str | None = None) -> str:
+    cid = cid or new_conversation_id()
     conn.execute("INSERT INTO serve_conversations (id, customer_id, created_at) VALUES (?, ?, ?)",
                  (cid, customer_id, utcnow()))
     return cid

@@ -35,8 +35,9 @@ class Services:
     policy: Any  # escalation.Policy
     cloud: Any  # escalation.Cloud
     admission: Any  # limits.Admission
-    limiter: Any  # limits.SessionLimiter
+    limiter: Any  # limits.SessionLimiter, per customer token
     admin_token: str | None
+    signups: Any  # limits.SessionLimiter, per client address, for POST /v1/customers
 
 
 def pieces(text: str, size: int = 8) -> list[str]:

@@ -1,4 +1,5 @@
-// Staff review console: list exchanges, filter, rate, approve/reject, write corrections.
+// Staff review console: list exchanges, filter, rate, approve/reject, write corrections;
+// and the evolution/service report (per evolve round, per day) with its plot.
 // The token stays in sessionStorage and travels only in the Authorization header.
 "use strict";
 const statusLine = document.getElementById("status");
@@ -75,5 +76,44 @@ async function load() {
   statusLine.textContent = rows.children.length + " exchanges";
 }
 
+function num(v, digits) { return v == null ? "-" : Number(v).toFixed(digits); }
+function pct(v) { return v == null ? "-" : (100 * v).toFixed(1) + " %"; }
+
+function fill(id, rows) {
+  const body = document.querySelector("#" + id + " tbody");
+  body.replaceChildren();
+  for (const values of rows) {
+    const tr = document.createElement("tr");
+    for (const v of values) cell(tr, v);
+    body.appendChild(tr);
+  }
+}
+
+async function loadReport() {
+  sessionStorage.setItem("endcloud.admin", tokenInput.value);
+  const status = document.getElementById("report-status");
+  const r = await fetch("/admin/report", {headers: headers()});
+  if (!r.ok) {
+    status.textContent = r.status === 401 || r.status === 403 ? "wrong or missing staff token" : "error " + r.status;
+    return;
+  }
+  const rep = await r.json();
+  fill("report-rounds", rep.rounds.map((x) => [x.id, x.status, x.selected, x.corrections, x.labelled,
+    x.train_new + " + " + x.train_replay, x.cloud_calls, num(x.cloud_cost, 4),
+    num(x.champion_final, 4), num(x.candidate_final, 4), num(x.diff_lower, 4)]));
+  fill("report-days", rep.days.map((d) => [d.day, d.turns, pct(d.local_share), pct(d.escalation_rate),
+    d.cloud_calls, num(d.cloud_cost, 4)]));
+  document.getElementById("report-body").hidden = false;
+  status.textContent = rep.rounds.length + " rounds, " + rep.days.length + " days";
+  const png = await fetch("/admin/report.png", {headers: headers()});  // the token: a header, not a URL
+  const img = document.getElementById("report-plot");
+  if (png.ok) {
+    if (img.src) URL.revokeObjectURL(img.src);
+    img.src = URL.createObjectURL(await png.blob());
+    img.hidden = false;
+  }
+}
+
+document.getElementById("report-load").addEventListener("click", loadReport);
 document.getElementById("login").addEventListener("submit", (e) => { e.preventDefault(); load(); });
 document.getElementById("filter").addEventListener("change", () => tokenInput.value && load());
