@@ -353,7 +353,7 @@ def _print_summary(report: dict[str, Any], cfg: DemoConfig) -> None:
         print(f"  FAILED: {report['failed']} (the log above has the traceback)")
     print("\nnext:")
     print(f"  ENDCLOUD_ADMIN_TOKEN=choose-a-secret endcloud serve --config configs/serve.yaml \\\n"
-          f"      'backend.adapters={{{FINE_TUNED}: {report['adapter']}}}' "
+          f"      backend.kind=transformers 'backend.adapters={{{FINE_TUNED}: {report['adapter']}}}' "
           f"backend.model.name={report['model']} backend.model.dtype={cfg.serve.backend.model.dtype}")
     print("  then chat at http://127.0.0.1:8080/ and review at http://127.0.0.1:8080/review")
     print("  the paper's experiment on JDDC: endcloud experiment --config configs/paper.yaml")
