@@ -1,9 +1,10 @@
-"""Loss curves of the three PEFT methods on JDDC, and a short lr check for the prefix methods.
+"""Loss curves of the three PEFT methods on JDDC: at the paper's lr, and at each one's own lr.
 
     nice -n 5 .venv/bin/python bench/end_curves.py --train /tmp/jddc/data-X/train.jsonl \
         --runs lora:5e-5:200,prefix-tuning:5e-5:200,p-tuning-v2:5e-5:200 \
-        --runs-lr prefix-tuning:1e-3:100,p-tuning-v2:1e-2:100
-    .venv/bin/python bench/end_curves.py --plot-only      # redraw from the run folders
+        --runs-lr p-tuning-v2:1e-2:200 --runs-check prefix-tuning:1e-3:60 \
+        --run-dir "final run"=runs/end-train-X
+    .venv/bin/python bench/end_curves.py --plot-only ...  # redraw from the run folders
 
 Every run is the real recipe (`endcloud end train`, one process each, so peak RSS is per run)
 with log_every=1 and a constant lr (a short window of the paper's long run). All runs draw the same
@@ -17,6 +18,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -48,6 +50,7 @@ def train(args: argparse.Namespace, method: str, lr: float, steps: int) -> dict:
            f"model.name={args.model}", f"model.dtype={args.dtype}", f"method.name={method}",
            f"data.natural={args.train}", f"data.max_input_tokens={args.max_input}",
            f"data.max_output_tokens={args.max_output}", f"steps={steps}", f"lr={lr:.2e}",  # YAML 1.1 reads 5e-05 as a string
+           "lr_per_method={}",  # this run's lr, whatever train.yaml recommends per method
            "scheduler=constant", f"grad_accum={args.grad_accum}", "batch_size=1",
            "save_steps=[]", "save_every=0", "log_every=1", "store=false", f"seed={args.seed}",
            f"run_dir={run_dir}"]
@@ -72,6 +75,15 @@ def load_log(run_dir: Path) -> list[dict]:
     return [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines() if x]
 
 
+def info_from_config(run_dir: Path) -> dict:
+    """bench.json's fields for a run folder trained outside this script (peak RSS unknown)."""
+    import yaml
+
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    return {"method": cfg["method"]["name"], "lr": float(cfg["lr"]), "steps": cfg["steps"],
+            "peak_rss_gb": float("nan"), "cmd": f"(run folder {run_dir})"}
+
+
 def ema(values: list[float], alpha: float = 0.1) -> list[float]:
     out, s = [], values[0]
     for v in values:
@@ -80,48 +92,86 @@ def ema(values: list[float], alpha: float = 0.1) -> list[float]:
     return out
 
 
-def summarise(run_dir: Path, info: dict, window: int) -> dict:
+def mean_loss(losses: list[float], upto: int) -> float:
+    """Mean loss over steps upto-19..upto (nan when the run is shorter)."""
+    if len(losses) < upto:
+        return float("nan")
+    return sum(losses[upto - 20: upto]) / 20
+
+
+def summarise(run_dir: Path, info: dict, horizons: list[int]) -> dict:
     rows = load_log(run_dir)
+    cfg = (run_dir / "config.yaml").read_text()
     losses = [r["loss"] for r in rows]
     last = rows[-1]
     elapsed = last["tokens"] / last["tokens_per_s"]  # training time, model load excluded
-    at = losses[max(0, window - 20): window]  # same steps for every run: the lr check's horizon
-    return {**info, "first20": sum(losses[:20]) / len(losses[:20]), "at_window": sum(at) / len(at),
-            "last20": sum(losses[-20:]) / len(losses[-20:]), "s_per_step": elapsed / last["step"],
+    lengths = "/".join(re.findall(r"max_(?:in|out)put_tokens: (\d+)", cfg))
+    schedule = re.search(r"^scheduler: (\w+)", cfg, re.M).group(1)
+    return {**info, "first20": sum(losses[:20]) / len(losses[:20]),
+            "last20": sum(losses[-20:]) / len(losses[-20:]),
+            "at": {h: mean_loss(losses, h) for h in horizons}, "lengths": lengths,
+            "mean_all": {h: sum(losses[:h]) / h if len(losses) >= h else float("nan")
+                         for h in horizons[-1:]},  # over the same examples for every run
+            "schedule": schedule, "s_per_step": elapsed / last["step"],
             "tokens_per_s": last["tokens_per_s"], "rows": rows}
 
 
-def plot(summaries: list[dict], png: Path, base_runs: set[str], window: int) -> None:
+def plot(summaries: list[dict], png: Path) -> None:
+    """Left: every method at the paper's lr. Right: each method at its recommended lr (solid),
+    the paper's lr (dashed) and other lrs checked (dotted)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
-    for ax, alpha, title, pick in (
-            (axes[0], 0.05, "All methods at the paper's lr 5e-5 (batch 1; EMA 0.05)",
-             lambda s: s["name"] in base_runs),
-            (axes[1], 0.1, "lr check, prefix methods: other lr (solid) vs 5e-5 (dashed); EMA 0.1",
-             lambda s: s["method"] != "lora")):
-        for s in filter(pick, summaries):
+    right = [s for s in summaries if s["role"] != "paper"]
+    fig, axes = plt.subplots(1, 2 if right else 1, figsize=(13 if right else 7, 4.8), squeeze=False)
+    panels = [(axes[0][0], "All methods at the paper's lr 5e-5 (EMA 0.05)", 0.05,
+               [s for s in summaries if s["role"] == "paper"])]
+    own = {s["method"] for s in summaries if s["role"] == "rec"}  # methods with an own lr
+    if right:
+        panels.append((axes[0][1], "Own lr (solid), paper's 5e-5 (dashed), other lr tried (dotted)", 0.05,
+                       right + [s for s in summaries if s["role"] == "paper"]))
+    for i, (ax, title, alpha, runs) in enumerate(panels):
+        for s in runs:
             steps = [r["step"] for r in s["rows"]]
             losses = [r["loss"] for r in s["rows"]]
-            style = "--" if ax is axes[1] and s["lr"] == 5e-5 else "-"
+            style = "-" if i == 0 else {"paper": "--" if s["method"] in own else "-",
+                                        "rec": "-", "check": ":"}[s["role"]]
             color = COLORS.get(s["method"], "k")
-            ax.plot(steps, losses, color=color, alpha=0.15, lw=0.7, ls=style)
-            ax.plot(steps, ema(losses, alpha), color=color, lw=2, ls=style,
-                    label=f"{s['method']} lr {s['lr']:g}")
+            if style == "-":
+                ax.plot(steps, losses, color=color, alpha=0.12, lw=0.7, ls=style)
+            label = f"{s['method']} lr {s['lr']:g}" + (f" ({s['label']})" if s.get("label") else "")
+            ax.plot(steps, ema(losses, alpha), color=color, lw=2 if style == "-" else 1.4,
+                    ls=style, label=label)
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel("optimizer step")
+        ax.set_xlabel("optimizer step (batch 1)")
         ax.set_ylabel("training loss (reply tokens)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    if axes[1].lines:
-        axes[1].set_xlim(0, window + 2)
+        ax.legend(fontsize=7)
     fig.suptitle("Qwen2.5-Coder-0.5B (bf16) on JDDC 2019 train, same examples in the same order "
                  "for every run; faint = raw per-step loss, bold = smoothed", fontsize=10)
     fig.tight_layout()
     fig.savefig(png, dpi=90)
+
+
+def num(x: float, fmt: str = ".3f") -> str:
+    return "-" if x != x else format(x, fmt)  # nan: not measured, or the run is shorter
+
+
+def table(summaries: list[dict], horizons: list[int]) -> str:
+    role = {"paper": "paper lr", "rec": "recommended lr", "check": "lr check"}
+    cols = [f"mean loss steps {h - 19}-{h}" for h in horizons] + [f"mean loss steps 1-{horizons[-1]}"]
+    head = ["run", "method", "lr", "schedule", "in/out tokens", "steps", "first-20 mean loss",
+            *cols, "last-20 mean loss", "s/step", "tokens/s", "peak RSS GB"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in summaries:
+        cells = [role[s["role"]], s["method"], f"{s['lr']:g}", s["schedule"], s["lengths"],
+                 str(s["steps"]), num(s["first20"]), *map(num, s["at"].values()),
+                 *map(num, s["mean_all"].values()), num(s["last20"]), num(s["s_per_step"], ".2f"),
+                 num(s["tokens_per_s"], ".0f"), num(s["peak_rss_gb"], ".2f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -129,9 +179,15 @@ def main() -> None:
     p.add_argument("--train", default="")
     p.add_argument("--model", default="qwen2.5-coder-0.5b")
     p.add_argument("--dtype", default="bfloat16")
-    p.add_argument("--runs", default="lora:5e-5:200,prefix-tuning:5e-5:200,p-tuning-v2:5e-5:200")
-    p.add_argument("--runs-lr", default="prefix-tuning:1e-3:100,p-tuning-v2:1e-2:100",
-                   help="extra runs for the lr check")
+    p.add_argument("--runs", default="lora:5e-5:200,prefix-tuning:5e-5:200,p-tuning-v2:5e-5:200",
+                   help="runs at the paper's lr (left panel)")
+    p.add_argument("--runs-lr", default="p-tuning-v2:1e-2:200",
+                   help="runs at each method's recommended lr (right panel, solid)")
+    p.add_argument("--runs-check", default="", help="other lrs tried (right panel, dotted)")
+    p.add_argument("--run-dir", action="append", default=[], metavar="LABEL=PATH",
+                   help="an existing run folder drawn as a recommended-lr curve, e.g. the "
+                        "final LoRA run (its config.yaml says method, lr, lengths)")
+    p.add_argument("--horizons", default="60,200", help="steps at which runs are compared")
     p.add_argument("--max-input", type=int, default=256)
     p.add_argument("--max-output", type=int, default=512)
     p.add_argument("--grad-accum", type=int, default=1)
@@ -142,10 +198,11 @@ def main() -> None:
     p.add_argument("--force", action="store_true", help="retrain runs that already finished")
     args = p.parse_args()
 
-    base, extra = parse_runs(args.runs), parse_runs(args.runs_lr)
-    window = min(s for _, _, s in extra or base)  # the lr check compares losses up to this step
+    horizons = [int(h) for h in args.horizons.split(",") if h]
+    specs = [(role, *run) for role, spec in (("paper", args.runs), ("rec", args.runs_lr),
+                                             ("check", args.runs_check)) for run in parse_runs(spec)]
     summaries = []
-    for method, lr, steps in base + extra:
+    for role, method, lr, steps in specs:
         run_dir = Path(args.runs_dir) / run_name(method, lr, steps)
         if args.plot_only:
             if not (run_dir / "bench.json").is_file():
@@ -153,28 +210,26 @@ def main() -> None:
             info = json.loads((run_dir / "bench.json").read_text())
         else:
             info = train(args, method, lr, steps)
-        summaries.append({**summarise(run_dir, info, window), "name": run_name(method, lr, steps)})
+        summaries.append({**summarise(run_dir, info, horizons), "role": role,
+                          "name": run_name(method, lr, steps)})
+    for item in args.run_dir:
+        label, path = item.split("=", 1)
+        summaries.append({**summarise(Path(path), info_from_config(Path(path)), horizons),
+                          "role": "rec", "name": Path(path).name, "label": label})
 
     prefix = Path(args.prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{prefix}.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["run", "method", "lr", "step", "loss", "tokens", "tokens_per_s"])
+        w.writerow(["run", "role", "method", "lr", "step", "loss", "tokens", "tokens_per_s"])
         for s in summaries:
             for r in s["rows"]:
-                w.writerow([s["name"], s["method"], s["lr"], r["step"], r["loss"], r["tokens"],
-                            r["tokens_per_s"]])
-    plot(summaries, Path(f"{prefix}.png"), {run_name(*b) for b in base}, window)
-    head = ("| method | lr | steps | first-20 mean loss | last-20 mean loss "
-            f"| mean loss steps {window - 19}-{window} | s/step | tokens/s | peak RSS GB |\n"
-            "|---|---|---|---|---|---|---|---|---|\n")
-    table = head + "".join(
-        f"| {s['method']} | {s['lr']:g} | {s['steps']} | {s['first20']:.3f} | {s['last20']:.3f} "
-        f"| {s['at_window']:.3f} | {s['s_per_step']:.2f} | {s['tokens_per_s']:.0f} "
-        f"| {s['peak_rss_gb']:.2f} |\n"
-        for s in summaries)
-    Path(f"{prefix}.md").write_text(table)
-    print(table)
+                w.writerow([s["name"], s["role"], s["method"], s["lr"], r["step"], r["loss"],
+                            r["tokens"], r["tokens_per_s"]])
+    plot(summaries, Path(f"{prefix}.png"))
+    text = table(summaries, horizons)
+    Path(f"{prefix}.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from itertools import product
 from pathlib import Path
 
 JDDC = Path(__file__).resolve().parents[2] / "shared/data/jddc/jddc2019_chat_sample_v1.tsv.gz"
@@ -125,6 +126,7 @@ def one(args: argparse.Namespace) -> None:
     res = fn(args, data, work)
     res.update(method=args.method, impl=args.impl, model=args.model, dtype=args.dtype,
                batch=args.batch, accum=args.accum, steps=args.steps,
+               lengths=f"{args.max_input}/{args.max_output}",
                peak_rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
     print("RESULT " + json.dumps(res, ensure_ascii=False), flush=True)
 
@@ -144,6 +146,8 @@ def main() -> None:
     p.add_argument("--max-input", type=int, default=256)
     p.add_argument("--max-output", type=int, default=512)
     p.add_argument("--repeats", type=int, default=1, help="runs per (method, impl), alternating")
+    p.add_argument("--lengths", default="", help='e.g. "128/128,256/512": max input/output '
+                   "token caps to alternate (default: --max-input/--max-output)")
     p.add_argument("--out", default="", help="also append the JSON lines to this file")
     p.add_argument("--method", help=argparse.SUPPRESS)
     p.add_argument("--impl", help=argparse.SUPPRESS)
@@ -151,12 +155,17 @@ def main() -> None:
     if args.method:
         return one(args)
     results = []
+    lengths = [tuple(map(int, x.split("/"))) for x in filter(None, args.lengths.split(","))]
     for method in args.methods.split(","):
         for rep in range(args.repeats):
-            for impl in args.impls.split(","):
+            for (max_in, max_out), impl in product(lengths or [(args.max_input, args.max_output)],
+                                                   args.impls.split(",")):
+                skip = ("method", "impl", "methods", "impls", "repeats", "out", "lengths",
+                        "max_input", "max_output")
                 cmd = [sys.executable, __file__, "--method", method, "--impl", impl,
+                       f"--max-input={max_in}", f"--max-output={max_out}",
                        *[f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-                         if k not in ("method", "impl", "methods", "impls", "repeats", "out")]]
+                         if k not in skip]]
                 out = subprocess.run(cmd, capture_output=True, text=True)
                 line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
                 if not line:
@@ -175,19 +184,22 @@ def table(results: list[dict]) -> None:
     """Median tokens/s over the repeats per (method, impl), and ours/hf of the medians."""
     from statistics import median
 
-    print("\nmethod          impl  runs  tokens/s (median; each run)      peak RSS GB  ours/hf")
-    for method in dict.fromkeys(r["method"] for r in results):
+    print("\nmethod          in/out   impl  runs  tokens/s (median; each run)  "
+          "s/step (median)  peak RSS GB  ours/hf")
+    for method, lengths in dict.fromkeys((r["method"], r.get("lengths", "")) for r in results):
         med = {}
         for impl in dict.fromkeys(r["impl"] for r in results):
-            runs = [r for r in results if r["method"] == method and r["impl"] == impl]
+            runs = [r for r in results if r["method"] == method and r["impl"] == impl
+                    and r.get("lengths", "") == lengths]
             if not runs:
                 continue
             speeds = [r["tokens_per_s"] for r in runs]
             med[impl] = median(speeds)
+            step_s = median(r["tokens"] / r["tokens_per_s"] / r["steps"] for r in runs)
             ratio = (f"{med['ours'] / med['hf']:.2f}" if impl == "hf" and "ours" in med else "")
             each = ", ".join(f"{x:.1f}" for x in speeds)
-            print(f"{method:15} {impl:5} {len(runs):4}  {med[impl]:8.1f} ({each:18})  "
-                  f"{max(r['peak_rss_gb'] for r in runs):10.2f}  {ratio}")
+            print(f"{method:15} {lengths:8} {impl:5} {len(runs):4}  {med[impl]:8.1f} ({each:16})"
+                  f"  {step_s:15.2f}  {max(r['peak_rss_gb'] for r in runs):11.2f}  {ratio}")
 
 
 if __name__ == "__main__":

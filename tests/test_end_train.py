@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 from endcloud.end.adapters import load_adapter
 from endcloud.end.methods import expected_trainable, wrap
 from endcloud.end.models import load_base
-from endcloud.end.train import KILL_ENV, latest_checkpoint, lr_at, run
+from endcloud.end.data import collate, encode, read_messages
+from endcloud.end.train import KILL_ENV, latest_checkpoint, lr_at, reply_loss, run
 from end_helpers import METHODS, tiny_train_config, write_samples
 
 # Trainable parameters of the tiny model (hidden 8, intermediate 16, 2 layers, 2 KV heads of 4),
@@ -96,6 +97,27 @@ def test_checkpoints_manifest_and_log(trained):
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert all(r["loss"] > 0 and r["tokens_per_s"] > 0 for r in rows)
     assert not list(result.run_dir.glob("checkpoints/.*"))  # no temp folders left behind
+
+
+def test_reply_loss_is_the_token_weighted_validation_loss(trained, samples):
+    _, cfg, result = trained
+    base, tokenizer, _ = load_base(cfg.model)
+    examples = [encode(tokenizer, m, cfg.data) for m in read_messages(samples)]
+    a, b = examples[1], examples[3]
+    assert a.n_reply != b.n_reply  # else weighting could not be told from a plain mean
+    with torch.no_grad():
+        la, lb = (float(base(**collate([e], tokenizer.pad_token_id)).loss) for e in (a, b))
+    base.train()
+    got = reply_loss(base, [a, b], tokenizer.pad_token_id)
+    assert got == pytest.approx((la * a.n_reply + lb * b.n_reply) / (a.n_reply + b.n_reply))
+    assert got != pytest.approx((la + lb) / 2)
+    assert base.training  # the caller's mode is restored
+    # 4 steps at lr 1e-2 on these very samples: the trained adapter scores them better than
+    # the adapter it started from (LoRA here starts with B != 0, so not from the base model)
+    torch.manual_seed(cfg.seed)
+    start = wrap(base, cfg.method, tokenizer)
+    assert reply_loss(result.model, examples, tokenizer.pad_token_id) < reply_loss(
+        start, examples, tokenizer.pad_token_id)
 
 
 def test_lr_schedule():

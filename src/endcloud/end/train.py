@@ -27,7 +27,7 @@ from typing import Any
 from endcloud.config import to_dict
 from endcloud.end.adapters import AdapterError, save_adapter, verify
 from endcloud.end.config import TrainConfig
-from endcloud.end.data import collate, load_mixture
+from endcloud.end.data import Example, collate, load_mixture
 from endcloud.end.methods import wrap
 from endcloud.end.models import BaseInfo, load_base
 from endcloud.errors import EndcloudError
@@ -126,6 +126,29 @@ def _adapter_to_train(cfg: TrainConfig, model: Any, tokenizer: Any, base: BaseIn
 
     method = str(verify(cfg.init_adapter, base.sha256).get("method", cfg.method.name))
     return load_adapter(model, cfg.init_adapter, base.sha256, trainable=True).to(_device()), method
+
+
+def reply_loss(model: Any, examples: list[Example], pad_id: int) -> float:
+    """Mean loss per reply token over `examples` (batch 1, no grad): the validation loss.
+
+    Token-weighted, so a long reply counts as much as its tokens and the figure is comparable
+    with the training loss, which is also a mean over reply tokens.
+    """
+    import torch
+
+    was_training, total, count = model.training, 0.0, 0
+    model.eval()  # no dropout: the same adapter always scores the same
+    try:
+        with torch.no_grad():
+            for example in examples:
+                batch = {k: v.to(model.device) for k, v in collate([example], pad_id).items()}
+                total += float(model(**batch).loss) * example.n_reply
+                count += example.n_reply
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise EndcloudError("reply_loss: no reply tokens in the examples")
+    return total / count
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
