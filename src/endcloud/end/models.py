@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,9 +149,14 @@ def _dequantize(gguf: Path, folder: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
                                                  dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    tmp = folder.with_name(f".{folder.name}.tmp")
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")  # one per process
     save_plain(model, tokenizer, tmp)
-    os.replace(tmp, folder)
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process finished the same cache first: keep its copy
+        if not (folder / "config.json").is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def unmark_gguf(model: Any) -> None:
