@@ -82,3 +82,23 @@ def test_report_per_round_and_per_day(tmp_path):
 def test_an_empty_store_gives_an_empty_report(tmp_path):
     with running(create_app(fake_cfg(tmp_path), admin_token=ADMIN)) as url:
         assert httpx.get(f"{url}/admin/report", headers=STAFF).json() == {"rounds": [], "days": []}
+
+
+def test_a_low_score_only_recorded_is_not_an_escalation(tmp_path):
+    # record mode: every reply scores "low" (threshold 1.0) but streams live; the cloud is never asked
+    cfg = fake_cfg(tmp_path, escalation=True, esc={"match_threshold": 1.0, "after_mode": "record"})
+    with running(create_app(cfg, admin_token=ADMIN)) as url:
+        _, headers = new_customer(url)
+        for text in ("我的订单什么时候发货？", "可以开发票吗？"):
+            r = httpx.post(f"{url}/v1/chat/completions", json=ask(text), headers=headers, timeout=30)
+            assert r.status_code == 200, r.text
+        rep = httpx.get(f"{url}/admin/report", headers=STAFF)
+    conn = sqlite3.connect(cfg.store)
+    try:
+        reasons = [e for (e,) in conn.execute("SELECT escalation FROM serve_exchanges")]
+    finally:
+        conn.close()
+    assert len(reasons) == 2 and all(e and e.endswith(":recorded") for e in reasons)
+    (day,) = rep.json()["days"]
+    assert day["turns"] == 2 and day["escalation_rate"] == 0.0 and day["local_share"] == 1.0
+    assert day["cloud_calls"] == 0
