@@ -78,3 +78,13 @@ def test_escalated_turns_reuse_the_served_cloud_reply(tiny_model_dir, tmp_path):
         assert source[q] == ("served-cloud" if r["meta"]["exchange_id"] in served_ids else "cloud")
         assert PHONE not in q and PHONE not in label  # masked: a placeholder, never the value
     assert any("call me at" in q and "[" in q for q in source)
+
+    # the round's item log keeps the provenance too
+    from endcloud.evolve.round import _record_items
+    from endcloud.store import Store
+
+    with Store.open(cfg.store) as store:
+        store.conn.execute("INSERT INTO evolve_rounds (round_dir, status, started_at) VALUES ('r', 'refused', 't')")
+        _record_items(store, 1, items, {r["meta"]["id"] for r in rows})
+        logged = dict(store.conn.execute("SELECT exchange_id, label_source FROM evolve_items").fetchall())
+    assert logged == {i.exchange_id: "served-cloud" if i.exchange_id in served_ids else "cloud" for i in items}

@@ -66,3 +66,26 @@ def test_run_log(tmp_path):
     # Committed: visible from a fresh connection.
     conn = sqlite3.connect(tmp_path / "s.db")
     assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 2
+
+
+def test_evolve_items_keep_their_rows_and_accept_served_cloud_labels(tmp_path):
+    path = tmp_path / "s.db"
+    upto = [m for m in MIGRATIONS if m[0] <= "0006_evolve"]
+    with Store.open(path, migrations=upto) as store:  # a database from before 0007
+        store.conn.execute("INSERT INTO evolve_rounds (round_dir, status, started_at) VALUES ('r', 'refused', 't')")
+        store.conn.execute("INSERT INTO evolve_items (round_id, exchange_id, reasons, final, label_source) "
+                           "VALUES (1, 'ex-1', 'low_final', 0.1, 'cloud')")
+        with pytest.raises(sqlite3.IntegrityError):
+            store.conn.execute("INSERT INTO evolve_items (round_id, exchange_id, reasons, label_source) "
+                               "VALUES (1, 'ex-2', 'disliked', 'served-cloud')")
+    with Store.open(path) as store:
+        assert store.applied_migrations()[-1] == "0007_evolve_served_cloud"
+        rows = store.conn.execute("SELECT exchange_id, final, label_source FROM evolve_items").fetchall()
+        assert [tuple(r) for r in rows] == [("ex-1", 0.1, "cloud")]
+        store.conn.execute("INSERT INTO evolve_items (round_id, exchange_id, reasons, label_source) "
+                           "VALUES (1, 'ex-2', 'disliked', 'served-cloud')")
+        with pytest.raises(sqlite3.IntegrityError):
+            store.conn.execute("INSERT INTO evolve_items (round_id, exchange_id, reasons, label_source) "
+                               "VALUES (1, 'ex-3', 'disliked', 'robot')")
+        assert store.conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

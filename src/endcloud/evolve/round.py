@@ -174,9 +174,9 @@ def _carried(store: Store, champion: str | None, n: int) -> list[dict[str, Any]]
 def _record_items(store: Store, round_id: int, items: list[Item], labelled: set[str]) -> None:
     store.conn.execute("BEGIN IMMEDIATE")
     for it in items:
-        # a served-cloud label is a cloud label here (the column's CHECK); round.json has the split
         source = ("human" if it.correction is not None else
-                  "cloud" if it.sample_id in labelled else "none")
+                  "none" if it.sample_id not in labelled else
+                  "served-cloud" if it.served_reply is not None else "cloud")
         store.conn.execute(
             "INSERT OR IGNORE INTO evolve_items (round_id, exchange_id, reasons, final, "
             "label_source, review_id) VALUES (?, ?, ?, ?, ?, ?)",

@@ -261,4 +261,25 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # a label can be the cloud reply already given while serving: its own provenance
+        "0007_evolve_served_cloud",
+        """
+        CREATE TABLE evolve_items_new (
+            id           INTEGER PRIMARY KEY,
+            round_id     INTEGER NOT NULL REFERENCES evolve_rounds (id),
+            exchange_id  TEXT NOT NULL,
+            reasons      TEXT NOT NULL,
+            final        REAL,
+            label_source TEXT NOT NULL
+                         CHECK (label_source IN ('human', 'cloud', 'served-cloud', 'none')),
+            review_id    INTEGER,
+            UNIQUE (exchange_id)
+        );
+        INSERT INTO evolve_items_new SELECT id, round_id, exchange_id, reasons, final, label_source,
+                                            review_id FROM evolve_items;
+        DROP TABLE evolve_items;
+        ALTER TABLE evolve_items_new RENAME TO evolve_items;
+        """,
+    ),
 ]
