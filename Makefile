@@ -20,7 +20,7 @@ $(VENV)/.installed-demo: pyproject.toml | $(PY)
 # Tests include the llama.cpp serving backend: the same cached llama-cpp-python wheel as the demo.
 $(VENV)/.installed-test: pyproject.toml | $(PY)
 	$(PIP) install -q -e ".[tokenize,end,cloud,cloud-local,eval,serve,test]"
-	touch $@
+	touch $@ $(VENV)/.installed-demo  # a superset of the demo's extras
 
 install: $(VENV)/.installed-test
 

@@ -1,6 +1,6 @@
 """Benchmark the embedded default cloud teacher (no key, no internet) on JDDC queries.
 
-    .venv/bin/endcloud data prepare --config configs/jddc.yaml output_root=/tmp/jd
+    .venv/bin/endcloud data prepare --config configs/data.yaml corpus=jddc2019 output_root=/tmp/jd
     nice -n 10 .venv/bin/python bench/cloud_embedded.py --input /tmp/jd/data-*/train.jsonl \\
         --queries 500 --budget-s 480 [--backend auto|llama-cpp|transformers] [--speed-only]
 

@@ -223,7 +223,7 @@ def exchange_stats(store: Path, ids: list[str]) -> dict[str, Any]:
     with sqlite3.connect(store) as db:
         rows = db.execute(f"SELECT answered_by, escalation, cloud_status FROM serve_exchanges "
                           f"WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall()
-    esc = sum(1 for by, e, _ in rows if e is not None and not str(e).endswith(":recorded"))
+    esc = sum(1 for *_, s in rows if s is not None)  # escalated = the cloud was asked (as the report)
     return {"n": len(rows), "escalated": esc, "escalation_rate": esc / len(rows) if rows else None,
             "cloud_calls": sum(1 for *_, s in rows if s is not None),
             "answered_by": {k: sum(1 for by, *_ in rows if by == k) for k in ("end", "cloud", "handoff")}}

@@ -13,7 +13,8 @@ corpus's agent replies are not used). The end model is the real one (`--backend`
 in-process transformers backend on qwen2.5-coder-0.5b in bf16); the cloud is the embedded teacher
 (`endcloud cloud serve-local`, Qwen2.5-Coder-1.5B Q4_K_M through llama.cpp) on loopback.
 `--match-thresholds` repeats the replay, each over a fresh store, once per after-generation
-Match threshold (e.g. the shipped 0.05 and 0.5, the calibrated score's even odds).
+Match threshold (e.g. 0.05, the earlier default, and 0.5, the calibrated score's even odds,
+which configs/serve.yaml now ships).
 
 Printed (numbers only, never corpus text): the share of turns escalated before generation /
 after generation / not at all, who answered, the cloud-call outcomes (ok / timeout / breaker /
@@ -157,8 +158,10 @@ def summarize(store: Path, turns: list[dict[str, Any]], args: argparse.Namespace
     for t in turns:
         t.update(rows[t["id"]])
     n = len(turns)
-    when = Counter("before" if (t["escalation"] or "").split(":")[0] in BEFORE
-                   else "none" if t["escalation"] is None else "after" for t in turns)
+    # escalated = the cloud was asked (a low score only recorded in `record` mode is not)
+    when = Counter("none" if t["cloud_status"] is None
+                   else "before" if (t["escalation"] or "").split(":")[0] in BEFORE else "after"
+                   for t in turns)
     reasons = Counter(t["escalation"] for t in turns if t["escalation"])
     by = Counter(t["answered_by"] for t in turns)
     called = [t for t in turns if t["cloud_status"] is not None]

@@ -74,16 +74,6 @@ def test_tiny_llama_export_has_llama_cpp_layout(tiny_lora, tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # written under a temporary name, then renamed
 
 
-def test_module_cli_writes_the_same_file(tiny_lora, tmp_path, capsys):
-    from endcloud.end.export import main
-
-    folder, _, _ = tiny_lora
-    assert main([str(folder), str(tmp_path / "cli.gguf")]) == 0
-    assert capsys.readouterr().out.strip() == str(tmp_path / "cli.gguf")
-    api = export_lora_gguf(folder, tmp_path / "api.gguf")
-    assert (tmp_path / "cli.gguf").read_bytes() == api.read_bytes()
-
-
 def test_endcloud_end_export_gguf_command(tiny_lora, tmp_path, capsys):
     from endcloud.cli import main
 

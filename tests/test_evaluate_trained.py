@@ -88,7 +88,6 @@ def test_save_load_round_trip_and_scorer(trained, tmp_path, monkeypatch):
 
 
 def test_registered_and_missing_weights_say_how_to_fix(tmp_path, monkeypatch):
-    assert "match-trained" in scorers.SCORERS
     monkeypatch.setenv(ENV, str(tmp_path / "nowhere"))
     scorers.register("match-trained", scorers.SCORERS["match-trained"])  # forget any loaded one
     with pytest.raises(MissingWeightsError, match="evaluate_train_matcher.py.*ENDCLOUD_MATCHER"):

@@ -3,6 +3,8 @@ masked; deduplicated; provenance; exchanges used by a round are not selected aga
 
 from __future__ import annotations
 
+import json
+
 from endcloud.evolve.config import SelectConfig
 from endcloud.evolve.select import select
 from endcloud.serve.store import Exchange, add_exchange, add_feedback, add_review, new_conversation, new_customer
@@ -43,4 +45,23 @@ def test_reasons_masking_dedup_and_corrections(tmp_path):
     conn.execute("INSERT INTO evolve_items (round_id, exchange_id, reasons, label_source) "
                  "VALUES (1, 'x1', 'low_final', 'cloud')")
     assert "x1" not in {i.exchange_id for i in select(conn, SelectConfig(final_threshold=0.3))[0]}
+    store.close()
+
+
+def test_a_corrected_cloud_turn_keeps_the_correction_with_its_own_masking(tmp_path):
+    store = Store.open(tmp_path / "s.db")
+    conn = store.conn
+    new_customer(conn, "c1", "tok")
+    cid = new_conversation(conn, "c1")
+    sent = json.dumps([{"role": "user", "content": "call [PHONE_1] about my parcel"}])  # as served
+    add_exchange(conn, Exchange("x1", cid, "end", [], "call 13900139000 about my parcel", "on its way",
+                                "cloud", "stop", 5.0, end_reply="hm", match_score=0.1,
+                                escalation="low_match", cloud_status="ok", cloud_request_masked=sent,
+                                cloud_reply_masked="we will call [PHONE_1]"))
+    add_review(conn, "x1", None, None, "we will call 13900139000 today", "staff")
+    (item,), _ = select(conn, SelectConfig(final_threshold=0.3))
+    assert item.correction is not None and item.served_reply is None  # the correction wins
+    # question and correction masked in one conversation: the same placeholder names the same phone
+    assert "[PHONE_1]" in item.messages[-1]["content"] and "[PHONE_1]" in item.correction
+    assert "13900139000" not in item.messages[-1]["content"] + item.correction
     store.close()

@@ -26,7 +26,7 @@ MSGS = [{"role": "user", "content": "我的订单什么时候发货？"}]
 def live(tiny_model_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve-api")
     cfg = tiny_cfg(tmp, tiny_model_dir, limits={"max_tokens_cap": 6, "default_max_tokens": 4})
-    with running(create_app(cfg, admin_token=ADMIN)) as url:
+    with running(create_app(cfg, admin_token=ADMIN), cfg.host) as url:  # the config's own bind
         yield url, cfg.store
 
 

@@ -1,6 +1,6 @@
 """`endcloud demo` (what `make demo` runs): the whole end-cloud loop on the built-in demo corpus.
 
-    endcloud demo                  # embedded cloud teacher + default end model (~15 min, 2 cores)
+    endcloud demo                  # embedded cloud teacher + default end model (~5-15 min on 2 cores)
     endcloud demo --tiny           # the same loop on a tiny model and a loopback teacher (~1 min, CI)
     endcloud demo --config configs/demo.yaml experiment.teacher.train_queries=32
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import importlib.util
 import json
 import logging
 import secrets
@@ -42,7 +41,7 @@ from endcloud.serve.config import ServeConfig
 
 FINE_TUNED = "demo-lora"  # the adapter's model name in the service
 
-# The demo profile, sized for ~15 minutes on 2 cores after install: 16 masked labels + 6 cloud
+# The demo profile, sized for 5-15 minutes on 2 cores after install: 16 masked labels + 6 cloud
 # references, 16 LoRA steps in bf16, 6 held-out queries. `--config FILE` and key=value overrides
 # are merged over it; `--print-config` shows the result.
 PROFILE = """
@@ -181,8 +180,7 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
     # The demo stops at the relabel: retrain -> gate -> promote is `endcloud evolve run`.
     report["skipped"].append(
         "evolve (retrain -> gate -> promote -> roll back): not run by the demo; "
-        + ("`endcloud evolve run` does one round from the store's feedback"
-           if importlib.util.find_spec("endcloud.evolve") else "not in this version (issue 7)"))
+        "`endcloud evolve run` does one round from the store's feedback")
     report["wall_s"] = round(time.perf_counter() - t0, 1)
     write_json(run_dir / "summary.json", report)
     _print_summary(report, cfg)

@@ -2,7 +2,7 @@
 GGUF LoRA adapter that the quantized base GGUF loads at run time.
 
     endcloud end merge runs/end-train-X/adapter exports/shop-model
-    python -m endcloud.end.export runs/end-train-X/adapter exports/shop-a.gguf
+    endcloud end export-gguf runs/end-train-X/adapter exports/shop-a.gguf
     # then: llama-server -m qwen2.5-coder-0.5b-instruct-q4.gguf --lora exports/shop-a.gguf
     #   or: endcloud serve backend.kind=llama-cpp backend.adapters.shop-a=exports/shop-a.gguf
 
@@ -15,7 +15,6 @@ rows of q_proj/k_proj get the same permutation; Qwen2 needs none.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -188,18 +187,3 @@ def rotary_permute(rows: Any, n_head: int) -> Any:
     shape = rows.shape  # (n_head * head_dim, r)
     return rows.reshape(n_head, 2, shape[0] // n_head // 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
 
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m endcloud.end.export ADAPTER OUT.gguf [--model BASE]`."""
-    p = argparse.ArgumentParser(prog="python -m endcloud.end.export",
-                                description="PEFT LoRA adapter folder -> llama.cpp GGUF LoRA adapter")
-    p.add_argument("adapter", help="adapter folder (adapter_config.json + safetensors + manifest)")
-    p.add_argument("out", help="output .gguf file")
-    p.add_argument("--model", default="", help="base model (default: the one in the manifest)")
-    args = p.parse_args(argv)
-    print(export_lora_gguf(args.adapter, args.out, args.model or None))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

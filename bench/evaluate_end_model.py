@@ -1,7 +1,8 @@
-"""The evaluation benchmark on a real end model: JDDC 2018 test queries, original vs LoRA.
+"""The evaluation benchmark on a real end model, original vs LoRA, on a prepared test split
+(here: JDDC 2018, read from ../shared/data by `data prepare`; only ids and numbers are written).
 
     .venv/bin/endcloud data prepare --config configs/data.yaml corpus=jddc2018 output_root=/tmp/h5jd18
-    /work/notes/heavy .venv/bin/python bench/evaluate_jddc2018.py \\
+    nice -n 5 .venv/bin/python bench/evaluate_end_model.py \\
         --queries /tmp/h5jd18/data-*/test.jsonl --train /tmp/h5jd18/data-*/train.jsonl \\
         --adapter runs/end-train-lora/adapter --limit 25 [--cloud local|skip]
 
@@ -119,7 +120,7 @@ def without_text(results: dict) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--queries", type=Path, required=True, help="prepared JDDC 2018 test split")
+    ap.add_argument("--queries", type=Path, required=True, help="a prepared test split (messages JSONL), e.g. corpus=jddc2018")
     ap.add_argument("--train", type=Path, required=True, help="its train split (the teacher's examples)")
     ap.add_argument("--adapter", type=Path, required=True, help="a LoRA adapter of --model")
     ap.add_argument("--model", default="qwen2.5-coder-0.5b")
@@ -128,8 +129,8 @@ def main() -> None:
     ap.add_argument("--cloud", choices=("local", "skip"), default="local")
     ap.add_argument("--similarity", default="similarity", help="scorer for Sim (similarity, ngram)")
     ap.add_argument("--match", default="match", help="scorer for Match (match, match-trained, ngram)")
-    ap.add_argument("--work", type=Path, default=REPO / "runs" / "bench-evaluate-jddc2018")
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "eval_jddc2018")
+    ap.add_argument("--work", type=Path, default=REPO / "runs" / "bench-evaluate-end-model")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "eval_end_model")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     queries, reference = first(args.queries, args.limit, args.work), ""
@@ -143,7 +144,7 @@ def main() -> None:
 
     clean = without_text(result.results)
     adapter = json.loads((args.adapter / "manifest.json").read_text(encoding="utf-8"))
-    clean["benchmark"] = {"queries": f"JDDC 2018 test split, first {args.limit} "
+    clean["benchmark"] = {"queries": f"{args.queries}, first {args.limit} "
                                      f"({len(clean['queries'])} scored)", "model": args.model,
                           "adapter": {"path": str(args.adapter), "method": adapter.get("method"),
                                       "step": adapter.get("step")},
