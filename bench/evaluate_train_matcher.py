@@ -79,7 +79,7 @@ def jddc2019_splits(data: Path) -> dict[str, list[dict]]:
     """The prepared JDDC 2019 splits (messages JSONL), made in a temporary folder."""
     with tempfile.TemporaryDirectory() as tmp:
         exe = Path(sys.executable).with_name("endcloud")
-        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "endcloud.cli"]
+        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "endcloud"]
         subprocess.run(cmd + ["data", "prepare", "--config", str(REPO / "configs" / "data.yaml"),
                               "corpus=jddc2019", "on_error=skip",
                               f"output_root={tmp}"], check=True, capture_output=True,

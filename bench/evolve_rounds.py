@@ -16,7 +16,9 @@ Three disjoint query sets, all from the prepared splits (already PII-masked):
   * probe: the next `--probe-n` such test conversations, sent after every round to a second
     service instance over its own store (same code, same registry), so the probe measures the
     escalation rate without ever becoming training data.
-Round 0 is the base model (no adapter). The teacher is either the embedded 1.5B model
+Round 0 is the base model (no adapter), or `--init-adapter` (an adapter trained offline,
+e.g. on the cloud labels of `bench/cloud_embedded.py`; `--replay-extra` puts those labels in the
+replay pool too). The teacher is either the embedded 1.5B model
 (`local`, started once and shared by service escalation and relabelling) or `fake`: a loopback
 OpenAI-compatible server that answers with the corpus's reference reply for a known query
 (a generic reply otherwise) - fast, for proving the pipeline, not a quality claim.
@@ -233,6 +235,7 @@ def exchange_stats(store: Path, ids: list[str]) -> dict[str, Any]:
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    from endcloud.evolve.registry import Registry
     from endcloud.evolve.round import run as evolve_round
     from endcloud.serve.app import create_app
     from endcloud.serve.server import running
@@ -245,6 +248,12 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     sets = split_sets(Path(args.data), args.rounds, args.traffic, args.gate_n, args.probe_n, run)
     model = model_cfg(args, run)
     registry = str(run / "evolve" / "registry")
+    if args.init_adapter:  # round 0's champion: an adapter trained offline (natural + cloud labels)
+        reg = Registry(registry)
+        reg.promote(reg.add(args.init_adapter, round_id=0), "initial champion: " + args.init_adapter)
+    if args.replay_extra:  # replay draws from the natural data and these earlier labels alike
+        sets["natural"] = run / "replay-source.jsonl"
+        write(sets["natural"], read_rows(Path(args.data) / "train.jsonl") + read_rows(Path(args.replay_extra)))
     rows: list[dict[str, Any]] = []
     t_all = time.monotonic()
     with teacher(args.teacher, sets["teacher_map"]) as cloud_url:
@@ -255,7 +264,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         with running(create_app(traffic_cfg)) as url, running(create_app(probe_cfg)) as purl:
             t0 = time.monotonic()
             probe = exchange_stats(run / "probe.db", send(purl, sets["probe"], args.max_new_tokens))
-            rows.append({"round": 0, "status": "base", "champion": None, "probe": probe,
+            rows.append({"round": 0, "status": "initial" if args.init_adapter else "base",
+                         "champion": Registry(registry).champion(), "probe": probe,
                          "wall_s": {"probe": time.monotonic() - t0}})
             print(f"round 0 (base): probe escalation {probe['escalation_rate']:.3f}", flush=True)
             for r in range(1, args.rounds + 1):
@@ -276,7 +286,7 @@ def save(args: argparse.Namespace, run: Path, registry: str, rows: list[dict[str
     """rounds.{json,md,png} so far (after every round: a stopped run still has its table)."""
     from endcloud.evolve.registry import Registry
 
-    # round 0's held-out Final is round 1's champion score (the base model)
+    # round 0's held-out Final is round 1's champion score (the base model or --init-adapter)
     if len(rows) > 1 and rows[1].get("gate"):
         rows[0]["heldout_final"] = rows[1]["gate"]["champion_final"]
         rows[0]["heldout_ci"] = rows[1].get("base_ci")
@@ -403,7 +413,7 @@ def markdown(result: dict[str, Any]) -> str:
             fin += " [{:.3f}, {:.3f}]".format(*row["heldout_ci"])
         esc = f"{p['escalation_rate']:.3f} ({p['escalated']}/{p['n']})"
         if row["round"] == 0:
-            lines.append(f"| 0 (base) | {fin} | {esc} | -+{p['cloud_calls']}+- | - | - | - | - "
+            lines.append(f"| 0 ({row['status']}) | {fin} | {esc} | -+{p['cloud_calls']}+- | - | - | - | - "
                          f"| -/-/{w['probe']:.0f} | - |")
             continue
         calls = f"{row['traffic']['cloud_calls']}+{p['cloud_calls']}+{row['relabel_cloud_calls']}"
@@ -443,6 +453,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--stop-after-s", type=float, default=0.0,
                     help="after round 1, stop if rounds x elapsed would exceed this")
+    ap.add_argument("--init-adapter", default="", help="round 0's champion (else the base model): "
+                    "e.g. an `endcloud end train` adapter distilled from cloud labels")
+    ap.add_argument("--replay-extra", default="", help="labels JSONL added to the replay pool "
+                    "(e.g. those the initial champion was trained on)")
     ap.add_argument("--out", default="")
     ap.add_argument("--results", default="", help="also copy rounds.{json,md,png} to PREFIX.*")
     bench(ap.parse_args(argv))

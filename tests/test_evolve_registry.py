@@ -71,3 +71,21 @@ def test_kill_9_during_promotion_leaves_old_or_new_never_dangling(tmp_path, poin
     # the next promotion works despite a stray temp file from the killed one
     reg.promote(new, "retry")
     assert Registry(reg.root).champion() == new
+
+
+def test_cli_promote_makes_an_outside_adapter_the_champion_and_rollback_undoes_it(tmp_path):
+    """`endcloud evolve promote DIR`: the loop can start from an offline-trained adapter."""
+    cfg = [f"work_dir={tmp_path / 'evolve'}"]
+    run = lambda *a, opts=(): subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "endcloud", "evolve", *a, *cfg, *opts], capture_output=True, text=True,
+        cwd=TESTS.parent)
+    bad = tmp_path / "not-an-adapter"
+    bad.mkdir()
+    out = run("promote", str(bad))
+    assert out.returncode != 0 and "Traceback" not in out.stderr and str(bad) in out.stderr
+    out = run("promote", str(fake_adapter(tmp_path / "src", "a")), opts=("--reason", "offline distillation"))
+    assert out.returncode == 0, out.stderr
+    aid = json.loads(out.stdout)["champion"]
+    reg = Registry(tmp_path / "evolve" / "registry")
+    assert reg.champion() == aid and reg.pointer()["reason"] == "offline distillation"
+    assert run("rollback").returncode == 0 and reg.champion() is None

@@ -1,4 +1,4 @@
-"""`endcloud evolve run | watch | rollback | status | report`."""
+"""`endcloud evolve run | watch | promote | rollback | status | report`."""
 
 from __future__ import annotations
 
@@ -20,6 +20,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     w = cmds.add_parser("watch", help="rounds on a schedule, or when enough new data waits")
     add_config_args(w, DEFAULT_CONFIG)
     w.set_defaults(func=watch)
+    pr = cmds.add_parser("promote", help="make an adapter folder the champion (e.g. the offline-"
+                         "trained one the loop starts from); rollback undoes it")
+    pr.add_argument("adapter", help="an adapter folder from `endcloud end train`")
+    add_config_args(pr, DEFAULT_CONFIG)
+    pr.add_argument("--reason", default="manual promotion")
+    pr.set_defaults(func=promote)
     r = cmds.add_parser("rollback", help="restore the previous champion (the service follows)")
     add_config_args(r, DEFAULT_CONFIG)
     r.add_argument("--reason", default="manual rollback")
@@ -54,6 +60,17 @@ def watch(args: argparse.Namespace) -> int:
 
     for r in watch_rounds(_cfg(args)):
         print(json.dumps({"round": r.round_id, "status": r.status, "reason": r.reason}))
+    return 0
+
+
+def promote(args: argparse.Namespace) -> int:
+    from endcloud.evolve.registry import Registry
+
+    reg = Registry(_cfg(args).registry_dir)
+    aid = reg.add(args.adapter)  # verified (manifest, weights) before it is copied in
+    reg.promote(aid, args.reason)
+    print(json.dumps({"champion": aid, "previous": reg.pointer()["previous"][-1],
+                      "note": "a service with backend.registry set follows within registry_poll_s"}))
     return 0
 
 
