@@ -97,3 +97,22 @@ def test_int_is_accepted_for_float_but_bool_is_not_int():
         from_dict(C, {"n": True})
     with pytest.raises(ConfigError, match=r"tags\[1\]"):
         from_dict(C, {"tags": ["a", [1]]})
+
+
+def test_exponent_without_a_dot_is_a_float(tmp_path):
+    """PyYAML (YAML 1.1) reads `2e-4` as a string; a float key takes it, anything else stays an error."""
+    from endcloud.end.config import TrainConfig
+
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text("lr: 5e-5\ndata: {natural: train.jsonl}\n", encoding="utf-8")
+    assert load_config(TrainConfig, cfg, []).lr == 5e-5
+    assert load_config(TrainConfig, cfg, ["lr=2e-4"]).lr == 2e-4
+
+    @dataclass
+    class C:
+        x: float = 0.0
+
+    assert from_dict(C, {"x": "-1E+2"}).x == -100.0 and from_dict(C, {"x": ".5e1"}).x == 5.0
+    for bad in ("lr=2e", "lr=e-4", "lr=fast", "lr=1e-4x"):
+        with pytest.raises(ConfigError, match="lr"):
+            load_config(TrainConfig, cfg, [bad])
