@@ -95,19 +95,18 @@ def test_registered_and_missing_weights_say_how_to_fix(tmp_path, monkeypatch):
 
 
 def test_eval_config_names_the_matcher_weights(trained, tmp_path, monkeypatch):
-    """`matcher_weights` (default: the cache folder) is the folder `endcloud evaluate` loads."""
+    """`matcher_weights` is the folder `endcloud evaluate` loads; "" (the default) means
+    $ENDCLOUD_MATCHER, else the cache folder - as `evaluate score` does."""
     from endcloud.cli import main
     from endcloud.config import load_config
     from endcloud.errors import ConfigError
     from endcloud.evaluate.config import EvalConfig, SystemConfig
-    from endcloud.evaluate.trained import DEFAULT_DIR
 
     shipped = load_config(EvalConfig, EVAL_YAML, [])
-    assert Path(shipped.matcher_weights).expanduser() == DEFAULT_DIR
     bare = EvalConfig(queries="q", systems=[SystemConfig(name="a", replies="r")])
-    assert Path(bare.matcher_weights).expanduser() == DEFAULT_DIR
+    assert shipped.matcher_weights == bare.matcher_weights == ""
     with pytest.raises(ConfigError, match="matcher_weights"):
-        load_config(EvalConfig, EVAL_YAML, ["matcher_weights=' '"])
+        load_config(EvalConfig, EVAL_YAML, ["matcher_weights=' /x'"])
 
     folder = trained.save(tmp_path / "mine")
     monkeypatch.setenv(ENV, str(tmp_path / "nowhere"))  # the config key wins over the variable
@@ -133,6 +132,13 @@ def test_eval_config_names_the_matcher_weights(trained, tmp_path, monkeypatch):
     assert np.allclose(got, want, atol=1e-6)
     with pytest.raises(MissingWeightsError, match="elsewhere"):
         main(args + [f"matcher_weights={tmp_path / 'elsewhere'}"])
+    with pytest.raises(MissingWeightsError, match="nowhere"):  # "" -> $ENDCLOUD_MATCHER
+        main(args)
+    monkeypatch.setenv(ENV, str(folder))
+    assert main(args) == 0
+    (second,) = [d for d in (tmp_path / "runs").iterdir() if d != run_dir and (d / "scores.json").exists()]
+    res = json.loads((second / "scores.json").read_text(encoding="utf-8"))
+    assert res["scorers"]["match"]["path"] == str(folder)
 
 
 def test_dequant_q4_matches_the_block_layout():

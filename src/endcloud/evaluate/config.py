@@ -60,8 +60,9 @@ class EvalConfig:
     systems: list[SystemConfig] = field(default_factory=list)
     similarity: str = "similarity"  # scorer names (see endcloud.evaluate.scorers.SCORERS)
     match: str = "match"
-    # weights of the trained matcher, read when `match` (or `similarity`) is "match-trained"
-    matcher_weights: str = "~/.cache/endcloud/matcher/e5-lora"
+    # weights of the trained matcher, read when `match` (or `similarity`) is "match-trained";
+    # "" = $ENDCLOUD_MATCHER, else ~/.cache/endcloud/matcher/e5-lora (as `evaluate score`)
+    matcher_weights: str = ""
     alpha: float = 0.8  # Eq. 1
     theta: float = 0.2  # the Θ rule
     generation: GenerationConfig = field(default_factory=GenerationConfig)
@@ -76,9 +77,8 @@ class EvalConfig:
         names = [s.name for s in self.systems]
         dup = sorted({n for n in names if names.count(n) > 1})
         check(not dup, "systems", f"system names must be unique (repeated: {', '.join(dup)})")
-        check(bool(self.matcher_weights.strip()), "matcher_weights",
-              "name the trained matcher's folder (matcher.json + weights.pt), e.g. "
-              "~/.cache/endcloud/matcher/e5-lora")
+        check(self.matcher_weights == self.matcher_weights.strip(), "matcher_weights",
+              "a folder path without surrounding spaces, or \"\" for $ENDCLOUD_MATCHER / the cache")
         check(0.0 <= self.alpha <= 1.0, "alpha", "must be in [0, 1]")
         check(0.0 <= self.theta <= 1.0, "theta", "must be in [0, 1]")
         check(self.figure_max_queries > 0, "figure_max_queries", "must be > 0")
