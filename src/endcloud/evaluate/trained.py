@@ -46,7 +46,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from endcloud.evaluate.encoders import get_encoder, normalise
-from endcloud.evaluate.scorers import Calibration, Scorer, fit_platt, register
+from endcloud.evaluate.scorers import Calibration, Scorer, fit_platt
 
 DEFAULT_DIR = Path.home() / ".cache" / "endcloud" / "matcher" / "e5-lora"
 ENV = "ENDCLOUD_MATCHER"
@@ -721,5 +721,3 @@ class TrainedMatchScorer(Scorer):
                 "backbone": self.matcher.backbone.config(),
                 "calibration": asdict(self.matcher.calibration)}
 
-
-register("match-trained", TrainedMatchScorer)
