@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from endcloud.evolve.config import GateConfig
+from endcloud.runs import atomic_write
 
 
 @dataclass
@@ -185,10 +186,8 @@ def cached_replies(model_cfg: Any, adapter: Path | None, cfg: GateConfig,
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
     out = replies_of(model_cfg, adapter, cfg, conversations)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
+    with atomic_write(path) as fh:  # two gates at once never read a half-written file
+        fh.write(json.dumps(out, ensure_ascii=False))
     return out
 
 
