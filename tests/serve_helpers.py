@@ -20,8 +20,8 @@ DEAD_CLOUD = "http://127.0.0.1:9/v1"  # discard port: connection refused at once
 def fake_cfg(tmp_path: Path, *, escalation: bool = False, cloud_url: str = DEAD_CLOUD,
              backend: dict[str, Any] | None = None, limits: dict[str, Any] | None = None,
              esc: dict[str, Any] | None = None) -> ServeConfig:
-    e = EscalationConfig(**{"enabled": escalation, "scorer": "ngram", "first_token_s": 0.5,
-                            "total_s": 1.5, **(esc or {})})
+    e = EscalationConfig(**{"enabled": escalation, "scorer": "ngram", "match_threshold": 0.05,
+                            "first_token_s": 0.5, "total_s": 1.5, **(esc or {})})
     e.cloud.base_url, e.cloud.model = cloud_url, "local"
     e.cloud.breaker_open_s = 30.0
     return ServeConfig(store=str(tmp_path / "serve.db"),

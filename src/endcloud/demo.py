@@ -69,7 +69,8 @@ experiment:
 serve:
   backend: {model: {name: qwen2.5-coder-0.5b, dtype: bfloat16}}
   limits: {default_max_tokens: 64}
-  escalation: {first_token_s: 60.0, total_s: 120.0}   # a CPU teacher, not a real cloud's 5 s / 15 s
+  # a CPU teacher, not a real cloud's 5 s / 15 s; 0.05: only a clearly off reply goes to the slow teacher
+  escalation: {first_token_s: 60.0, total_s: 120.0, match_threshold: 0.05}
 """
 
 # `--tiny`: the same loop in about a minute: tiny model, loopback teacher, lexical scorers (CI).
@@ -93,7 +94,7 @@ experiment:
     generation: {max_new_tokens: 6, temperature: 0.0, batch_size: 4}
 serve:
   backend: {model: {name: tiny}}
-  escalation: {scorer: ngram, first_token_s: 10.0, total_s: 20.0}
+  escalation: {scorer: ngram, match_threshold: 0.05, first_token_s: 10.0, total_s: 20.0}
 chat: {max_tokens: 8}
 """
 

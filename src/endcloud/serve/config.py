@@ -109,7 +109,7 @@ class EscalationConfig:
     out_of_scope_patterns: list[str] = field(default_factory=lambda: list(OUT_OF_SCOPE_PATTERNS))
     max_query_chars: int = 600  # longer queries are "hard" (escalated before generation)
     scorer: str = "match"  # query-reply Match scorer (endcloud.evaluate); falls back to "ngram"
-    match_threshold: float = 0.05  # reply Match score below this: the cloud takes over
+    match_threshold: float = 0.5  # calibrated reply Match below this (0.5 = even odds): the cloud takes over
     confidence_threshold: float = 0.0  # geometric-mean token probability below this: same
     # replace: hold the end reply until it is scored, stream the winner; record: stream the end
     # reply live and only record its scores (low ones are flagged for review)
