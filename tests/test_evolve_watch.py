@@ -48,10 +48,21 @@ def test_watch_runs_on_new_data_then_on_schedule_and_stops(tiny_model_dir, tmp_p
             else:  # nothing new: time passes until the schedule is due
                 now[0] += 3600.0
 
-        results = watch(cfg, sleep=sleep, clock=lambda: now[0])
+        import endcloud.evolve.round as rnd
+
+        selects = []
+        real_select = rnd.select
+        rnd.select = lambda *a, **k: selects.append(1) or real_select(*a, **k)
+        try:
+            results = watch(cfg, sleep=sleep, clock=lambda: now[0])
+        finally:
+            rnd.select = real_select
 
     # sleep 1 (no data yet) -> 4 items wait -> round 1 at t=0; sleep 2 -> t=3600 -> round 2
     assert sleeps == [(0.0, 7.0), (0.0, 7.0)]
+    # scored only when 4 exchanges waited: the poll that found none, and the one after round 1
+    # had used them, cost a COUNT (rounds 1 and 2 select once each; the busy poll once)
+    assert len(selects) == 3
     assert len(results) == 2
     first, second = results
     assert first.status in ("promoted", "refused") and first.stats["selected"] == 4

@@ -211,8 +211,15 @@ def _regression_from_store(store: Store, limit: int) -> list[tuple[list[dict], s
 
 
 def pending(cfg: EvolveConfig) -> int:
-    """How many exchanges a round would select now (for `watch`)."""
+    """How many exchanges a round would select now (for `watch`). While fewer exchanges than
+    `watch.min_new` wait unused, their count is returned (selection keeps at most those) and
+    nothing is scored: a poll of a quiet shop costs one COUNT query."""
     with Store.open(cfg.store or None) as store:
+        waiting = store.conn.execute(
+            "SELECT COUNT(*) FROM serve_exchanges e WHERE NOT EXISTS "
+            "(SELECT 1 FROM evolve_items i WHERE i.exchange_id = e.id)").fetchone()[0]
+        if waiting < cfg.watch.min_new:
+            return int(waiting)
         return len(select(store.conn, cfg.select, cfg.gate.similarity, cfg.gate.match)[0])
 
 
