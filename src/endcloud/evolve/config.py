@@ -8,6 +8,7 @@ from typing import Literal
 from endcloud.cloud.config import CloudConfig, PromptConfig
 from endcloud.config import check
 from endcloud.end.config import MethodConfig, ModelConfig
+from endcloud.serve.config import DEFAULT_SYSTEM
 
 UNSAFE_PATTERNS = [r"(?i)\b(idiot|stupid|shut up|damn)\b", r"傻[逼瓜]|滚开|去死|白痴"]
 
@@ -51,7 +52,9 @@ class RetrainConfig:
     grad_accum: int = 1
     max_input_tokens: int = 256
     max_output_tokens: int = 256
-    system: str = ""  # the service's system prompt (serve.yaml `system`): trained and gated with it
+    # the service's system prompt (serve.yaml `system`): candidates are trained and gated with the
+    # prompt they will be served with ("" = none, for a service started with system: "")
+    system: str = DEFAULT_SYSTEM
     seed: int = 42
     subprocess: bool = True  # False: train in this process (tests, notebooks)
     threads: int = 0  # torch threads of the training process (0 = torch's default)
