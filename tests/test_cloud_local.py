@@ -117,3 +117,16 @@ def test_gguf_backend_choice_and_fallback_log(monkeypatch, caplog, installed, ba
         assert server_mod.load_backend("/m/teacher.gguf", backend=backend) == expected
     fell_back = "llama-cpp-python is not installed" in caplog.text
     assert fell_back == (not installed and backend == "auto")
+
+
+def test_transformers_teacher_on_a_gguf_loads_the_cached_dequantized_copy(monkeypatch, tiny_model_dir):
+    """The transformers fallback does not dequantize a GGUF at every start: it asks the end
+    model's cache (end.models.resolve), which dequantizes once."""
+    from endcloud.end import models as end_models
+
+    asked = []
+    monkeypatch.setattr(end_models, "resolve",
+                        lambda cfg: asked.append(cfg.name) or (tiny_model_dir, None))
+    backend = server_mod.HFBackend("/models/teacher.gguf")
+    assert asked == ["/models/teacher.gguf"]
+    assert backend.model.config.hidden_size == 8  # the folder resolve gave, not the .gguf

@@ -71,12 +71,14 @@ class HFBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        # A .gguf is dequantized to fp32 on load: it works everywhere, but is several times slower.
-        folder, gguf = (str(Path(path).parent), {"gguf_file": Path(path).name}) if path.endswith(
-            ".gguf") else (path, {})
+        if path.endswith(".gguf"):  # dequantized to fp32 once, then loaded from the cache
+            from endcloud.end.config import ModelConfig
+            from endcloud.end.models import resolve
+
+            path = str(resolve(ModelConfig(name=path))[0])
         self.torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, **gguf)
-        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **gguf)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         self.model.eval()
 
     def generate(self, messages: list[dict[str, str]], max_tokens: int, temperature: float,
