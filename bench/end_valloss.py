@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 
 def score(adapter: str, args: argparse.Namespace) -> dict:

@@ -16,7 +16,6 @@ import random
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 
 from endcloud.data.loaders import iter_dialogues
 from endcloud.evaluate.scorers import CALIBRATION_DIR, Calibration, fit_platt, get_scorer

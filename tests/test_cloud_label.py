@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from endcloud.cloud.config import API_KEY_ENV, CloudConfig, LabelConfig, PromptConfig
 from endcloud.cloud.label import run

@@ -123,28 +123,10 @@ class LlamaCppBackend:
     serial = True
 
     def __init__(self, path: str) -> None:
-        try:
-            from llama_cpp import Llama
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-        except ImportError:
-            from endcloud.errors import MissingExtraError
+        from endcloud.llama import open_gguf
 
-            raise MissingExtraError("llama-cpp-python", "cloud-local") from None
-        threads = int(os.environ.get("ENDCLOUD_N_THREADS") or os.cpu_count() or 1)
-        self.llm = Llama(model_path=path, n_ctx=int(os.environ.get("ENDCLOUD_N_CTX", "8192")),
-                         n_threads=threads, n_threads_batch=threads, verbose=False)
-        meta = self.llm.metadata
-        if "tokenizer.chat_template" not in meta:
-            from endcloud.errors import ConfigError
-
-            raise ConfigError(f"--model: {path} carries no chat template (tokenizer.chat_template)")
-        def token_text(key: str) -> str:  # the template's special tokens, e.g. <|im_end|>
-            tid = int(meta.get(key, -1))
-            return self.llm.detokenize([tid], special=True).decode("utf-8", "replace") if tid >= 0 else ""
-
-        self.formatter = Jinja2ChatFormatter(
-            template=meta["tokenizer.chat_template"], eos_token=token_text("tokenizer.ggml.eos_token_id"),
-            bos_token=token_text("tokenizer.ggml.bos_token_id"))
+        self.llm, self.formatter = open_gguf(path, n_ctx=int(os.environ.get("ENDCLOUD_N_CTX", "8192")),
+                                             what="--model")
 
     def generate(self, messages: list[dict[str, str]], max_tokens: int, temperature: float,
                  top_p: float) -> Iterator[Event]:

@@ -23,7 +23,6 @@ import codecs
 import hashlib
 import json
 import math
-import os
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -222,34 +221,13 @@ class LlamaCppBackend(Backend):
                 self.llm = None
 
     def _load(self) -> None:
-        try:
-            import llama_cpp
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-        except ImportError:
-            from endcloud.errors import MissingExtraError
-
-            raise MissingExtraError("llama-cpp-python", "cloud-local") from None
         from endcloud.end.models import cache_root, fingerprint
+        from endcloud.llama import open_gguf
 
         self.path = gguf_file(self.cfg.model.name)
         self.base_sha256 = fingerprint(self.path, cache_root(self.cfg.model))
-        threads = self.cfg.n_threads or int(os.environ.get("ENDCLOUD_N_THREADS") or os.cpu_count() or 1)
-        # seed + 1: llama-cpp-python reads seed 0 as "random"
-        self.llm = llama_cpp.Llama(model_path=str(self.path), n_ctx=self.cfg.n_ctx, n_threads=threads,
-                                   n_threads_batch=threads, seed=self.cfg.seed + 1, verbose=False)
-        meta = self.llm.metadata
-        if "tokenizer.chat_template" not in meta:
-            from endcloud.errors import ConfigError
-
-            raise ConfigError(f"backend.model: {self.path} carries no chat template")
-
-        def special(key: str) -> str:  # the template's bos/eos text, e.g. <|im_end|>
-            tid = int(meta.get(key, -1))
-            return self.llm.detokenize([tid], special=True).decode("utf-8", "replace") if tid >= 0 else ""
-
-        self.formatter = Jinja2ChatFormatter(
-            template=meta["tokenizer.chat_template"], eos_token=special("tokenizer.ggml.eos_token_id"),
-            bos_token=special("tokenizer.ggml.bos_token_id"))
+        self.llm, self.formatter = open_gguf(self.path, n_ctx=self.cfg.n_ctx, n_threads=self.cfg.n_threads,
+                                             seed=self.cfg.seed, what="backend.model")
         self.adapters[self.served_name] = None
         for name, source in self.cfg.adapters.items():
             self.adapters[name] = self._open_adapter(source)
