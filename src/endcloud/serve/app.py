@@ -35,6 +35,7 @@ def create_app(cfg: ServeConfig, *, backend: Any = None, admin_token: str | None
         raise MissingExtraError("fastapi", "serve") from None
 
     from endcloud.serve import routes
+    from endcloud.serve.limits import error_body
     from endcloud.serve.backends import build_backend
     from endcloud.serve.escalation import Cloud, Policy
     from endcloud.serve.limits import Admission, BodyLimit, Refused, SessionLimiter
@@ -81,7 +82,7 @@ def create_app(cfg: ServeConfig, *, backend: Any = None, admin_token: str | None
     app.mount("/static", StaticFiles(directory=routes.STATIC), name="static")
 
     def error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-        return Response(routes.error_body(status, message), status, headers=headers,
+        return Response(error_body(status, message), status, headers=headers,
                         media_type="application/json")
 
     @app.exception_handler(HTTPException)

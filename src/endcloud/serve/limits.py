@@ -66,9 +66,17 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+def error_body(status: int, message: str) -> bytes:
+    """The OpenAI-style error body every route and middleware of the service answers with."""
+    kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+            413: "request_too_large", 422: "invalid_request_error", 429: "rate_limit_error",
+            503: "overloaded_error"}.get(status, "invalid_request_error" if status < 500 else "server_error")
+    return json.dumps({"error": {"message": message, "type": kind, "code": status}},
+                      ensure_ascii=False).encode()
+
+
 async def _error(send: Callable, status: int, message: str) -> None:
-    kind = "request_too_large" if status == 413 else "invalid_request_error"
-    body = json.dumps({"error": {"message": message, "type": kind, "code": status}}).encode()
+    body = error_body(status, message)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()),

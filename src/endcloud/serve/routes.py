@@ -12,7 +12,6 @@ Who may call what (the route-inventory test holds every route to this):
 from __future__ import annotations
 
 import hmac
-import json
 import secrets
 import tempfile
 import threading
@@ -314,11 +313,3 @@ async def report_png(request: Request) -> Response:
     if data is None:
         raise HTTPException(404, "the plot needs matplotlib: pip install 'endcloud[eval]'")
     return Response(data, media_type="image/png", headers={"cache-control": "no-store"})
-
-
-def error_body(status: int, message: str) -> bytes:
-    kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
-            413: "request_too_large", 422: "invalid_request_error", 429: "rate_limit_error",
-            503: "overloaded_error"}.get(status, "invalid_request_error" if status < 500 else "server_error")
-    return json.dumps({"error": {"message": message, "type": kind, "code": status}},
-                      ensure_ascii=False).encode()
