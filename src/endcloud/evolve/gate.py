@@ -146,16 +146,12 @@ def side(cfg: GateConfig, replies: list[str], heldout: list[tuple[list[dict], st
 def replies_of(model_cfg: Any, adapter: Path | None, cfg: GateConfig,
                conversations: list[list[dict[str, str]]]) -> list[str]:
     """Greedy replies of the base model (+ adapter) to each conversation."""
-    from endcloud.end.adapters import load_adapter
-    from endcloud.end.generate import Generator, Sampling
-    from endcloud.end.models import load_base
+    from endcloud.end.config import GenerateConfig
+    from endcloud.end.generate import load_generator
 
-    model, tokenizer, base = load_base(model_cfg)
-    if adapter is not None:
-        model = load_adapter(model, adapter, base.sha256)
-    model.eval()
-    gen = Generator(model, tokenizer, Sampling(cfg.max_new_tokens, 0.0, 1.0, cfg.max_input_tokens),
-                    seed=cfg.seed)
+    gen = load_generator(GenerateConfig(model=model_cfg, adapter=str(adapter) if adapter else "",
+                                        max_new_tokens=cfg.max_new_tokens, temperature=0.0, top_p=1.0,
+                                        max_input_tokens=cfg.max_input_tokens, seed=cfg.seed))
     out: list[str] = []
     for i in range(0, len(conversations), cfg.batch_size):
         out += gen.generate(conversations[i: i + cfg.batch_size])
