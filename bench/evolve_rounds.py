@@ -267,7 +267,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             rows.append({"round": 0, "status": "initial" if args.init_adapter else "base",
                          "champion": Registry(registry).champion(), "probe": probe,
                          "wall_s": {"probe": time.monotonic() - t0}})
-            print(f"round 0 (base): probe escalation {probe['escalation_rate']:.3f}", flush=True)
+            print(f"round 0 ({rows[0]['status']}): probe escalation {probe['escalation_rate']:.3f}", flush=True)
             for r in range(1, args.rounds + 1):
                 rows.append(one_round(r, cfg, sets, url, purl, run, args, evolve_round))
                 print(f"round {r}: {rows[-1]['status']} ({rows[-1]['reason']}) "
