@@ -259,13 +259,17 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     with teacher(args.teacher, sets["teacher_map"]) as cloud_url:
         traffic_cfg = serve_cfg(args, model, run / "serve.db", registry, cloud_url)
         probe_cfg = serve_cfg(args, model, run / "probe.db", registry, cloud_url)
+        if args.heldout_reference == "cloud":  # Eq. 1's Sim is against the cloud's reply
+            sets["heldout"] = cloud_references(sets["heldout"], cloud_url, args.teacher, run)
         cfg = evolve_cfg(args, model, run, run / "serve.db", sets["heldout"], sets["natural"],
                          cloud_url, traffic_cfg.system)
+        base_vs_initial = initial_vs_base(cfg, model, Registry(registry)) if args.init_adapter else None
         with running(create_app(traffic_cfg)) as url, running(create_app(probe_cfg)) as purl:
             t0 = time.monotonic()
             probe = exchange_stats(run / "probe.db", send(purl, sets["probe"], args.max_new_tokens))
             rows.append({"round": 0, "status": "initial" if args.init_adapter else "base",
                          "champion": Registry(registry).champion(), "probe": probe,
+                         "base_vs_initial": base_vs_initial,
                          "wall_s": {"probe": time.monotonic() - t0}})
             print(f"round 0 ({rows[0]['status']}): probe escalation {probe['escalation_rate']:.3f}", flush=True)
             for r in range(1, args.rounds + 1):
@@ -279,6 +283,46 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                           f"{args.rounds} rounds > --stop-after-s; stopping", flush=True)
                     break
     return save(args, run, registry, rows, t_all, final=True)
+
+
+def cloud_references(heldout: Path, cloud_url: str, kind: str, run: Path) -> Path:
+    """The held-out set with the teacher's reply in place of the corpus's (one masked label job,
+    the relabel prompt), so that the gate's Sim compares with the cloud as Eq. 1 says."""
+    from endcloud.cloud.config import CloudConfig, LabelConfig, PromptConfig
+    from endcloud.cloud.label import run as label_run
+
+    cloud = CloudConfig(base_url=cloud_url, model="local", concurrency=1 if kind == "local" else 2)
+    t0 = time.monotonic()
+    res = label_run(LabelConfig(input=str(heldout), output=str(run / "heldout-cloud-labels.jsonl"),
+                                output_root=str(run), store=str(run / "heldout-labels.db"), cloud=cloud,
+                                prompt=PromptConfig(n_examples=0)))
+    got = {r["meta"]["id"]: r["messages"][-1]["content"] for r in read_rows(res.output)}
+    rows = read_rows(heldout)
+    missing = [r["meta"]["id"] for r in rows if r["meta"]["id"] not in got]
+    if missing:
+        raise SystemExit(f"the teacher left {len(missing)} held-out queries unlabelled: {missing[:3]}")
+    out = run / "heldout-cloud.jsonl"
+    write(out, [{**r, "messages": r["messages"][:-1] + [{"role": "assistant", "content": got[r["meta"]["id"]]}]}
+                for r in rows])
+    print(f"held-out references: {len(rows)} teacher replies ({time.monotonic() - t0:.0f} s)", flush=True)
+    return out
+
+
+def initial_vs_base(cfg: Any, model: Any, registry: Any) -> dict[str, Any]:
+    """The base model vs the initial champion on the held-out set (the gate's own scoring; its
+    reply cache makes round 1's champion side free)."""
+    from endcloud.evolve.gate import gate
+
+    t0 = time.monotonic()
+    result, detail = gate(cfg.gate, model, None, registry.champion_path(), [], set(), cfg.train.system,
+                          Path(cfg.work_dir) / "gate-cache" if cfg.gate.cache else None)
+    out = {"base_final": result.champion_final, "initial_final": result.candidate_final,
+           "base_ci": mean_ci(detail["champion"]["finals"]),
+           "initial_ci": mean_ci(detail["candidate"]["finals"]),
+           "diff_lower": result.diff_lower, "seconds": round(time.monotonic() - t0, 1)}
+    print(f"held-out Final: base {out['base_final']:.4f} vs initial champion {out['initial_final']:.4f}",
+          flush=True)
+    return out
 
 
 def save(args: argparse.Namespace, run: Path, registry: str, rows: list[dict[str, Any]],
@@ -399,8 +443,14 @@ def markdown(result: dict[str, Any]) -> str:
             f"traffic {a['traffic']}/round, train: {a['steps']} steps x batch {a['batch_size']}, "
             f"lr {a['lr'] or 'default'} {a['scheduler'] or 'default'}, replay share "
             f"{a['replay_share']}; held-out {a['gate_n']}, probe {a['probe_n']}, max_new_tokens "
-            f"{a['max_new_tokens']}, max_input_tokens {a['max_input_tokens']}; "
-            f"total {result['total_wall_s']:.0f} s\n\n")
+            f"{a['max_new_tokens']}, max_input_tokens {a['max_input_tokens']}; held-out reference: "
+            f"{a.get('heldout_reference', 'human')}; total {result['total_wall_s']:.0f} s\n\n")
+    bvi = (result["rounds"][0].get("base_vs_initial") if result["rounds"] else None)
+    if bvi:
+        head += ("initial champion: {} - held-out Final {:.4f} [{:.3f}, {:.3f}] vs the base model's "
+                 "{:.4f} [{:.3f}, {:.3f}] (paired 95% lower bound of the gain {:+.4f})\n\n").format(
+            a.get("init_adapter"), bvi["initial_final"], *bvi["initial_ci"], bvi["base_final"],
+            *bvi["base_ci"], bvi["diff_lower"])
     lines = ["| round | champion held-out Final [95% CI] | probe escalation "
              "| cloud calls (traffic+probe+relabel) | traffic escalation | selected | labels (served-cloud) "
              "| gate: decision, reason | wall s (traffic/evolve/probe) "
@@ -457,6 +507,9 @@ def main(argv: list[str] | None = None) -> int:
                     "e.g. an `endcloud end train` adapter distilled from cloud labels")
     ap.add_argument("--replay-extra", default="", help="labels JSONL added to the replay pool "
                     "(e.g. those the initial champion was trained on)")
+    ap.add_argument("--heldout-reference", default="human", choices=["human", "cloud"],
+                    help="the gate's reference reply: the corpus's agent (human) or the teacher's (cloud, "
+                         "as Eq. 1 defines Sim; labelled once at the start)")
     ap.add_argument("--out", default="")
     ap.add_argument("--results", default="", help="also copy rounds.{json,md,png} to PREFIX.*")
     bench(ap.parse_args(argv))
