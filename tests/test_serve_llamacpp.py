@@ -229,3 +229,20 @@ def test_confidence_is_the_geometric_mean_token_probability(real, live):
         llm.close()
     assert final.completion_tokens == len(reply) == 4
     assert final.confidence == pytest.approx(float(np.exp(np.mean(logp))), rel=1e-2)  # batched vs one by one
+
+
+def test_the_teacher_backend_opens_the_same_gguf_the_same_way(real, monkeypatch):
+    """The embedded teacher (cloud/server.py) and the end backend share endcloud.llama.open_gguf:
+    the teacher's greedy reply is bare llama.cpp's, and its token counts are exact."""
+    from endcloud.cloud.server import load_backend
+
+    monkeypatch.setenv("ENDCLOUD_N_CTX", "512")
+    teacher = load_backend(str(real["path"]), backend="llama-cpp")
+    try:
+        events = list(teacher.generate([{"role": "system", "content": SYSTEM}, *MSGS], N, 0.0, 1.0))
+    finally:
+        teacher.llm.close()
+    text = "".join(v for k, v in events if k == "delta")
+    finish, n_prompt, n_out = next(v for k, v in events if k == "end")
+    assert text == bare(real) and 0 < n_out <= N and finish in ("stop", "length")
+    assert n_prompt > len(SYSTEM)  # the rendered chat template, tokenized: more than the text
