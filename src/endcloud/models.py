@@ -101,10 +101,27 @@ def models_dir() -> Path:
     return Path(os.environ.get("ENDCLOUD_MODELS_DIR") or Path.home() / ".cache" / "endcloud" / "models")
 
 
+# the short names `endcloud end models` shows (end-model configs use them): the same files
+ALIASES = {"qwen2.5-coder-0.5b": "qwen2.5-coder-0.5b-instruct-q4",
+           "qwen2.5-coder-1.5b": "qwen2.5-coder-1.5b-instruct-q4km",
+           "gemma3-270m": "gemma3-270m-q4km", "smollm2-135m": "smollm2-135m-instruct-q4"}
+
+
+def canonical(name: str) -> str | None:
+    """The registry name of `name` (a registry name or a short alias), else None."""
+    return name if name in REGISTRY else ALIASES.get(name)
+
+
+def known_names() -> list[str]:
+    return sorted(set(REGISTRY) | set(ALIASES))
+
+
 def get(name: str) -> PackagedModel:
-    if name not in REGISTRY:
-        raise ModelFetchError(f"unknown model {name!r}; known: {', '.join(REGISTRY)} (endcloud models list)")
-    return REGISTRY[name]
+    key = canonical(name)
+    if key is None:
+        raise ModelFetchError(f"unknown model {name!r}; known: {', '.join(known_names())} "
+                              "(endcloud models list)")
+    return REGISTRY[key]
 
 
 def path_of(name: str) -> Path:

@@ -162,7 +162,7 @@ def resolve_model(model: str) -> str:
 
     if not model:
         model = models.DEFAULT_TEACHER
-    if model in models.REGISTRY:
+    if models.canonical(model) and not Path(model).exists():  # a registry name or a short alias
         return str(models.fetch(model))
     return model
 

