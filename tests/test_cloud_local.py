@@ -130,3 +130,41 @@ def test_transformers_teacher_on_a_gguf_loads_the_cached_dequantized_copy(monkey
     backend = server_mod.HFBackend("/models/teacher.gguf")
     assert asked == ["/models/teacher.gguf"]
     assert backend.model.config.hidden_size == 8  # the folder resolve gave, not the .gguf
+
+
+def test_a_teacher_does_not_outlive_a_parent_killed_with_sigkill(tmp_path):
+    """kill -9 runs no cleanup in the parent; the teacher notices it was orphaned and exits."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = ("import os, sys, time\n"
+              "from endcloud.cloud.server import server_process\n"
+              "with server_process('fake', warmup=False) as url:\n"
+              "    print(url, flush=True)\n"
+              "    time.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        url = parent.stdout.readline().strip()
+        assert httpx.get(url + "/models", timeout=5).status_code == 200
+        children = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True)
+        (child,) = [int(x) for x in children.stdout.split()]
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(child, signal.SIGKILL)
+            pytest.fail("the teacher outlived its parent by 10 s")
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(url + "/models", timeout=2)
+    finally:
+        if parent.poll() is None:
+            parent.kill()

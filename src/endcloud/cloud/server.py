@@ -368,6 +368,7 @@ def server_process(model: str, *, record: str | None = None, fake_delay: float =
                "--fake-delay", str(fake_delay), "--backend", backend]
         cmd += ["--record", record] if record else []
         cmd += [] if warmup else ["--no-warmup"]
+        cmd += ["--exit-with", str(os.getpid())]  # a parent killed outright leaves no teacher behind
         out = open(log_path or os.path.join(tmp, "server.log"), "ab")
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
         try:
@@ -389,6 +390,18 @@ def server_process(model: str, *, record: str | None = None, fake_delay: float =
             out.close()
 
 
+def _exit_with(parent: int, poll_s: float = 0.5) -> None:
+    """Exit once `parent` is gone: a parent killed with SIGKILL runs no cleanup, and the teacher
+    (a GB of weights) would otherwise live on. Re-parenting shows in getppid (Linux, macOS)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        log.warning("parent %d is gone: exiting", parent)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m endcloud.cloud.server", description=__doc__.split("\n")[0])
     p.add_argument("--model", default="", help="'' = the embedded default teacher (fetched if missing)")
@@ -401,7 +414,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--record", help="append every request (headers + body) to this JSONL file")
     p.add_argument("--fake-delay", type=float, default=0.0, help="seconds per reply of --model fake")
     p.add_argument("--no-warmup", action="store_true")
+    p.add_argument("--exit-with", type=int, default=0, metavar="PID",
+                   help="exit as soon as this process (the parent that started us) is gone")
     args = p.parse_args(argv)
+    if args.exit_with:
+        _exit_with(args.exit_with)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     serve(args.model, args.host, args.port, args.served_name, args.port_file, not args.no_warmup,
           args.record, args.fake_delay, args.backend)
