@@ -345,7 +345,9 @@ def _cli_list(args: argparse.Namespace) -> int:
         target = models_dir() / m.filename
         state = f"{target.stat().st_size / 1e6:.0f} MB at {target}" if target.is_file() else "not fetched"
         default = " (default teacher)" if m.name == DEFAULT_TEACHER else ""
-        print(f"{m.name}{default}\n    {m.description}\n    {len(m.parts)} parts: {m.parts[0]} ...; {state}")
+        short = [a for a, full in ALIASES.items() if full == m.name]
+        also = f" = {short[0]}" if short else ""
+        print(f"{m.name}{also}{default}\n    {m.description}\n    {len(m.parts)} parts: {m.parts[0]} ...; {state}")
     return 0
 
 
