@@ -390,7 +390,8 @@ def plot(result: dict[str, Any], png: Path) -> None:
     a.plot([r["round"] for r in cand], [r["gate"]["candidate_final"] for r in cand], "x",
            color="tab:red", label="candidate (gated)")
     a.legend(loc="upper left", fontsize=8)
-    a.set_xlabel("round (0 = base model)")
+    zero = "initial champion" if result["rounds"] and result["rounds"][0].get("status") == "initial" else "base model"
+    a.set_xlabel(f"round (0 = {zero})")
     a.set_ylabel("champion held-out mean Final (95% CI)")
     a.set_xticks([r["round"] for r in result["rounds"]])
     allr = result["rounds"]
