@@ -27,7 +27,19 @@ over the held-out queries), and the round's stage times (select/relabel/train/ga
 Writes <out>/rounds.{json,md,png} (and copies them to `--results PREFIX`.{json,md,png}: counts,
 scores and settings only, no corpus text) and prints the table.
 
-The real three-round run (12 min/round budget on a 2-core CPU; see the settings in the table head):
+The real run whose round 3 promoted (bench/results/evolve_rounds_real3_cloudref.md; 15 min a round on
+one core): an initial champion distilled from the embedded teacher's labels, the gate's Sim against
+the teacher's replies (Eq. 1):
+    endcloud end train --config configs/train.yaml model.dtype=bfloat16 data.natural=<X>/train.jsonl \
+        data.labels=<labels>.jsonl data.label_ratio=0.7 "data.system=<serve.yaml system>" \
+        data.max_input_tokens=128 data.max_output_tokens=64 steps=400 lr=2.0e-4 batch_size=1 grad_accum=1
+    OMP_NUM_THREADS=1 nice -n 5 python bench/evolve_rounds.py --data /tmp/jd/data-X --model qwen2.5-coder-0.5b \
+        --dtype bfloat16 --teacher local --threads 1 --rounds 3 --traffic 48 --steps 48 --batch-size 4 \
+        --lr 1e-4 --scheduler constant --gate-n 48 --probe-n 12 --max-new-tokens 24 --max-input-tokens 128 \
+        --init-adapter <distilled adapter> --replay-extra <labels>.jsonl --heldout-reference cloud
+(<labels>: `python bench/cloud_embedded.py --input <X>/train.jsonl --queries 500`.)
+
+The earlier three-round runs from the base model, human references (every candidate refused):
     OMP_NUM_THREADS=1 nice -n 5 python bench/evolve_rounds.py --data /tmp/jd/data-X --model qwen2.5-coder-0.5b \
         --dtype bfloat16 --teacher local --threads 1 --rounds 3 --traffic 32 --steps 32 \
         --batch-size 2 --lr 5e-4 --scheduler constant --gate-n 32 --probe-n 12 \
