@@ -118,10 +118,10 @@ def real_gguf() -> Path:
     """The cached packaged GGUF and its dequantized safetensors, or skip saying how to get them."""
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama-cpp-python not installed (pip install 'endcloud[cloud-local]')")
-    from endcloud.end.models import PACKAGED, cache_root
+    from endcloud.end.models import cache_root
     from endcloud.models import path_of
 
-    path = path_of(PACKAGED[REAL].registry)
+    path = path_of(REAL)
     dequantized = list((cache_root() / "dequantized").glob(f"{path.stem}-*/config.json"))
     if not path.is_file() or not dequantized:
         pytest.skip(f"{REAL} not cached: run `endcloud end fetch-model {REAL}` once")

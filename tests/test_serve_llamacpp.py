@@ -39,10 +39,9 @@ N = 12  # reply tokens per request: enough to tell replies apart, quick on one c
 def real_gguf() -> Path:
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama-cpp-python not installed (pip install 'endcloud[cloud-local]')")
-    from endcloud.end.models import PACKAGED
     from endcloud.models import path_of
 
-    path = path_of(PACKAGED[REAL].registry)
+    path = path_of(REAL)
     if not path.is_file():
         pytest.skip(f"{REAL} GGUF not cached: run `endcloud end fetch-model {REAL} --no-dequantize`")
     return path

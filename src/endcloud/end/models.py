@@ -41,23 +41,19 @@ class ModelError(EndcloudError):
 
 @dataclass(frozen=True)
 class Packaged:
-    """An end-model name, the file in the shared registry (`endcloud.models`) that holds it."""
+    """An end-model name (an alias in `endcloud.models.ALIASES`, which says which file holds it)."""
 
     name: str
     about: str
-    registry: str  # name in endcloud.models.REGISTRY (download, assembly, sha256)
 
 
 PACKAGED: dict[str, Packaged] = {p.name: p for p in [
     Packaged("qwen2.5-coder-0.5b",
-             "Qwen2.5-Coder-0.5B-Instruct (Q GGUF, ~630M params): fluent Chinese + English, ChatML",
-             "qwen2.5-coder-0.5b-instruct-q4"),
+             "Qwen2.5-Coder-0.5B-Instruct (Q GGUF, ~630M params): fluent Chinese + English, ChatML"),
     Packaged("gemma3-270m",
-             "Gemma 3 270M base (Q4_K_M): no chat template, needs fine-tuning to follow instructions",
-             "gemma3-270m-q4km"),
+             "Gemma 3 270M base (Q4_K_M): no chat template, needs fine-tuning to follow instructions"),
     Packaged("smollm2-135m",
-             "SmolLM2-135M-Instruct (Q4_1): English only, cannot write Chinese; fastest",
-             "smollm2-135m-instruct-q4"),
+             "SmolLM2-135M-Instruct (Q4_1): English only, cannot write Chinese; fastest"),
 ]}
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 
@@ -114,14 +110,14 @@ def is_packaged(name: str) -> bool:
     """A packaged model's name: an end-model name (PACKAGED) or any `endcloud models list` name."""
     from endcloud.models import canonical
 
-    return name in PACKAGED or canonical(name) is not None
+    return canonical(name) is not None
 
 
 def fetch_model(name: str) -> Path:
     """The GGUF file of packaged model `name` (downloaded, assembled and verified once)."""
     from endcloud.models import canonical, fetch, known_names
 
-    key = PACKAGED[name].registry if name in PACKAGED else canonical(name)
+    key = canonical(name)
     if key is None:
         raise ModelError(f"unknown packaged model {name!r} (known: {', '.join(known_names())}); "
                          "or give a model folder or a .gguf file")

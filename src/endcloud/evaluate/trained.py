@@ -494,7 +494,7 @@ class TrainedMatcher:
             p = _batched(self.backbone, replies, "passage", batch_size)
         if q.shape[1] != p.shape[1]:  # one side was all empty texts (width-1 zero rows)
             return np.zeros(len(queries))
-        return np.einsum("nd,nd->n", q, p).astype(np.float64)
+        return np.clip(np.einsum("nd,nd->n", q, p).astype(np.float64), -1.0, 1.0)  # float noise
 
     def _batch_size(self) -> int:
         return 256 if str(getattr(self.backbone, "device", "cpu")).startswith("cuda") else 32
@@ -708,8 +708,7 @@ class TrainedMatchScorer(Scorer):
     def raw(self, left: list[str], right: list[str]) -> np.ndarray:
         if len(left) != len(right):
             raise ValueError(f"{self.name}: {len(left)} left texts but {len(right)} right texts")
-        raw = self.matcher.raw(left, right)
-        return raw if hasattr(self.matcher.backbone, "pair_scores") else np.clip(raw, -1.0, 1.0)
+        return self.matcher.raw(left, right)
 
     def score(self, left: list[str], right: list[str]) -> np.ndarray:
         cos = self.raw(left, right)

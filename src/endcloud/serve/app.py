@@ -35,10 +35,9 @@ def create_app(cfg: ServeConfig, *, backend: Any = None, admin_token: str | None
         raise MissingExtraError("fastapi", "serve") from None
 
     from endcloud.serve import routes
-    from endcloud.serve.limits import error_body
     from endcloud.serve.backends import build_backend
     from endcloud.serve.escalation import Cloud, Policy
-    from endcloud.serve.limits import Admission, BodyLimit, Refused, SessionLimiter
+    from endcloud.serve.limits import Admission, BodyLimit, Refused, SessionLimiter, error_body
     from endcloud.serve.store import ServeStore
     from endcloud.serve.turn import Services
     from endcloud.store import default_db_path
