@@ -14,12 +14,12 @@ $(PY):
 # The demo runs the embedded teacher through llama.cpp (a ~12 min source build the first time;
 # pip caches the wheel), trains and evaluates the end model, and chats through the service.
 $(VENV)/.installed-demo: pyproject.toml | $(PY)
-	$(PIP) install -q -e ".[tokenize,end,cloud,cloud-local,eval,serve]"
+	$(PIP) install -q -e ".[tokenize,end,cloud,cloud-local,eval,serve,kb]"
 	touch $@
 
 # Tests include the llama.cpp serving backend: the same cached llama-cpp-python wheel as the demo.
 $(VENV)/.installed-test: pyproject.toml | $(PY)
-	$(PIP) install -q -e ".[tokenize,end,cloud,cloud-local,eval,serve,test]"
+	$(PIP) install -q -e ".[tokenize,end,cloud,cloud-local,eval,serve,kb,test]"
 	touch $@ $(VENV)/.installed-demo  # a superset of the demo's extras
 
 install: $(VENV)/.installed-test

@@ -79,7 +79,7 @@ def test_evolve_items_keep_their_rows_and_accept_served_cloud_labels(tmp_path):
             store.conn.execute("INSERT INTO evolve_items (round_id, exchange_id, reasons, label_source) "
                                "VALUES (1, 'ex-2', 'disliked', 'served-cloud')")
     with Store.open(path) as store:
-        assert store.applied_migrations()[-1] == "0007_evolve_served_cloud"
+        assert "0007_evolve_served_cloud" in store.applied_migrations()
         rows = store.conn.execute("SELECT exchange_id, final, label_source FROM evolve_items").fetchall()
         assert [tuple(r) for r in rows] == [("ex-1", 0.1, "cloud")]
         store.conn.execute("INSERT INTO evolve_items (round_id, exchange_id, reasons, label_source) "

@@ -19,6 +19,7 @@ from endcloud.errors import EndcloudError
 COMMAND_MODULES = [
     "endcloud.data.cli",
     "endcloud.end.cli",
+    "endcloud.knowledge.cli",
     "endcloud.cloud.cli",
     "endcloud.evaluate.cli",
     "endcloud.serve.cli",

@@ -26,13 +26,7 @@ class CloudStore:
     # -- egress audit: what left the machine (hash, sizes, tokens, latency, cost, status) --------
     def audit(self, r: EgressRecord) -> None:
         with self.lock:
-            self.store.conn.execute(
-                "INSERT INTO cloud_egress (ts, run_id, endpoint, model, payload_sha256, request_bytes,"
-                " response_bytes, prompt_tokens, completion_tokens, latency_ms, cost, status, attempt)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (utcnow(), self.run_id, r.endpoint, r.model, r.payload_sha256, r.request_bytes,
-                 r.response_bytes, r.prompt_tokens, r.completion_tokens, round(r.latency_ms, 1),
-                 r.cost, r.status, r.attempt))
+            insert_egress(self.store.conn, r, self.run_id)
 
     # -- labels: exactly one per (sample, prompt hash) --------------------------------------------
     def state(self, sample_id: str, prompt_hash: str) -> str:
@@ -102,3 +96,16 @@ class CloudStore:
         wanted = set(keys)
         return {(r["sample_id"], r["prompt_hash"]): r for r in rows
                 if (r["sample_id"], r["prompt_hash"]) in wanted}
+
+
+def insert_egress(conn: Any, r: EgressRecord, run_id: int | None) -> None:
+    """One row of the egress audit: hashes, sizes, tokens, cost, status, the knowledge chunk ids
+    that were inside - never text."""
+    conn.execute(
+        "INSERT INTO cloud_egress (ts, run_id, endpoint, model, payload_sha256, request_bytes,"
+        " response_bytes, prompt_tokens, completion_tokens, latency_ms, cost, status, attempt,"
+        " knowledge_ids) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (utcnow(), run_id, r.endpoint, r.model, r.payload_sha256, r.request_bytes,
+         r.response_bytes, r.prompt_tokens, r.completion_tokens, round(r.latency_ms, 1),
+         r.cost, r.status, r.attempt,
+         json.dumps(list(r.knowledge_ids)) if r.knowledge_ids else None))

@@ -27,6 +27,7 @@ import random
 import re
 import threading
 import time
+from contextvars import ContextVar
 from collections import deque
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -75,7 +76,12 @@ class EgressRecord:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
+    knowledge_ids: tuple[str, ...] = ()  # knowledge chunks inside this request (KNOWLEDGE_IDS)
 
+
+# The knowledge chunks the caller put into the messages it is sending; set around `chat` (it is
+# copied into worker threads with the context), read into each audit record.
+KNOWLEDGE_IDS: ContextVar[tuple[str, ...]] = ContextVar("knowledge_ids", default=())
 
 AuditSink = Callable[[EgressRecord], None]
 
@@ -395,7 +401,8 @@ class CloudClient:
         data = data or {}
         record = EgressRecord(self.endpoint, self.cfg.model, digest, sent, received, status, attempt,
                               (time.monotonic() - t0) * 1000, data.get("prompt_tokens", 0),
-                              data.get("completion_tokens", 0), data.get("cost", 0.0))
+                              data.get("completion_tokens", 0), data.get("cost", 0.0),
+                              KNOWLEDGE_IDS.get())
         try:
             self.audit(record)
         except Exception:  # the audit must not turn a good reply into a failure

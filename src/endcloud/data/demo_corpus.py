@@ -28,27 +28,27 @@ LANGS: tuple[str, ...] = ("zh", "en")
 POLICY: dict[str, Any] = {
     "shop": "endcloud demo shop",
     "shop_zh": "endcloud 演示小店",
-    "hours": "9:00–22:00",
-    "warehouse": {"zh": "杭州仓", "en": "our New Jersey warehouse"},
-    "ship_hours": 48,            # paid orders leave the warehouse within 48 h
-    "metro_days": "1–3", "other_days": "3–5", "remote_days": "5–7",
-    "free_ship": {"zh": 99, "en": 15},
-    "return_days": 7,            # no-reason returns, counted from the day of delivery
-    "return_fee": {"zh": 12, "en": 6},
-    "exchange_days": 15,         # size/colour exchanges; first exchange ships free both ways
-    "refund_days": "1–3",        # business days after the warehouse receives the return
-    "card_days": "3–7",          # extra days some card issuers take to post the refund
-    "cancel_refund_hours": 24,   # refund after cancelling an order that has not shipped
-    "price_protect_days": 7,
-    "coupon_min": {"zh": 300, "en": 60}, "coupon_off": {"zh": 30, "en": 8},
-    "invoice_days": 3,           # e-invoice issued within 3 business days of delivery
-    "damage_hours": 48,          # report damaged/wrong items with photos within 48 h
-    "stale_days": 3,             # no tracking update for 3 days -> we reship or refund
-    "warranty_months": 12,
-    "apology": {"zh": 20, "en": 5},   # apology coupon for delays and complaints
-    "callback_hours": 24,
-    "return_address": {"zh": "浙江省杭州市余杭区演示路88号 endcloud退货组",
-                       "en": "Returns Dept., 88 Demo Road, Newark, NJ 07100"},
+    "hours": "8:30–21:30",
+    "warehouse": {"zh": "嘉兴仓", "en": "our Allentown, Pennsylvania warehouse"},
+    "ship_hours": 36,            # paid orders leave the warehouse within 36 h
+    "metro_days": "1–2", "other_days": "3–4", "remote_days": "6–9",
+    "free_ship": {"zh": 147, "en": 27},
+    "return_days": 11,           # no-reason returns, counted from the day of delivery
+    "return_fee": {"zh": 9, "en": 7},
+    "exchange_days": 19,         # size/colour exchanges; first exchange ships free both ways
+    "refund_days": "2–4",        # business days after the warehouse receives the return
+    "card_days": "5–8",          # extra days some card issuers take to post the refund
+    "cancel_refund_hours": 6,    # refund after cancelling an order that has not shipped
+    "price_protect_days": 10,
+    "coupon_min": {"zh": 288, "en": 65}, "coupon_off": {"zh": 26, "en": 9},
+    "invoice_days": 5,           # e-invoice issued within 5 business days of delivery
+    "damage_hours": 60,          # report damaged/wrong items with photos within 60 h
+    "stale_days": 4,             # no tracking update for 4 days -> we reship or refund
+    "warranty_months": 18,
+    "apology": {"zh": 15, "en": 6},   # apology coupon for delays and complaints
+    "callback_hours": 8,
+    "return_address": {"zh": "浙江省嘉兴市南湖区演示路17号 endcloud退货组",
+                       "en": "Returns Dept., 417 Demo Road, Allentown, PA 18100"},
 }
 
 # ---- slot values ------------------------------------------------------------------------
@@ -56,30 +56,30 @@ POLICY: dict[str, Any] = {
 # (zh name, en name, kind, zh price, en price, zh fact, en fact, zh care, en care)
 PRODUCTS: list[tuple[str, str, str, int, int, str, str, str, str]] = [
     ("纯棉圆领T恤", "cotton crew-neck T-shirt", "apparel", 129, 19,
-     "面料是100%精梳棉，220g重磅，不透也不容易起球", "100% combed cotton, 220 gsm, so it is opaque and resists pilling",
+     "面料是100%精梳棉，230g重磅，不透也不容易起球", "100% combed cotton, 230 gsm, so it is opaque and resists pilling",
      "建议30℃以下反面机洗，不要漂白哦", "machine wash inside out below 30 °C and skip the bleach"),
     ("羊毛针织开衫", "wool-blend cardigan", "apparel", 399, 59,
-     "70%羊毛+30%锦纶，手感软糯不扎人", "70% wool and 30% nylon, soft and not itchy",
+     "62%美利奴羊毛+38%锦纶，手感软糯不扎人", "62% merino wool and 38% nylon, soft and not itchy",
      "建议手洗或干洗，平铺晾干不变形", "hand wash or dry clean it and dry it flat so it keeps its shape"),
     ("高腰直筒牛仔裤", "high-waist straight jeans", "apparel", 259, 45,
-     "98%棉+2%氨纶，有微弹，久坐不勒", "98% cotton and 2% elastane, with a little stretch for comfort",
+     "97%棉+3%氨纶，有微弹，久坐不勒", "97% cotton and 3% elastane, with a little stretch for comfort",
      "前两次洗会轻微掉色，建议单独冷水洗", "the first two washes may bleed a little, so wash them separately in cold water"),
     ("加绒连帽卫衣", "fleece-lined hoodie", "apparel", 219, 39,
-     "380g毛圈棉，内里加绒不掉毛", "380 gsm cotton terry with a fleece lining that does not shed",
+     "410g毛圈棉，内里加绒不掉毛", "410 gsm cotton terry with a fleece lining that does not shed",
      "建议翻面洗涤，低温烘干或自然晾干", "wash it inside out and tumble dry low or hang dry"),
     ("蓝牙降噪耳机", "noise-cancelling Bluetooth earbuds", "goods", 499, 79,
-     "支持蓝牙5.3，兼容iPhone和安卓，单次续航7小时，加充电盒共28小时",
-     "Bluetooth 5.3, works with iPhone and Android, 7 hours per charge and 28 hours with the case",
-     "整机保修12个月，非人为损坏免费换新", "they carry a 12-month warranty and we replace them free for non-accidental faults"),
+     "支持蓝牙5.3，兼容iPhone和安卓，单次续航9小时，加充电盒共31小时",
+     "Bluetooth 5.3, works with iPhone and Android, 9 hours per charge and 31 hours with the case",
+     "整机保修18个月，非人为损坏免费换新", "they carry an 18-month warranty and we replace them free for non-accidental faults"),
     ("65W氮化镓充电器", "65 W GaN charger", "goods", 159, 29,
-     "支持PD/QC快充，兼容MacBook Air、iPad和主流手机，双口同时用时单口最高45W",
-     "PD/QC fast charging for MacBook Air, iPad and most phones; with two ports in use each gives up to 45 W",
-     "保修12个月，请勿在潮湿环境使用", "it has a 12-month warranty; please keep it away from damp places"),
+     "支持PD/QC快充，兼容MacBook Air、iPad和主流手机，双口同时用时按45W+20W分配",
+     "PD/QC fast charging for MacBook Air, iPad and most phones; with both ports in use it splits 45 W + 20 W",
+     "保修18个月，请勿在潮湿环境使用", "it has an 18-month warranty; please keep it away from damp places"),
     ("不锈钢保温杯", "stainless-steel vacuum flask", "goods", 119, 25,
-     "316不锈钢内胆，容量500ml，保温12小时、保冷24小时", "316 stainless steel, 500 ml, keeps drinks hot for 12 hours and cold for 24",
+     "316不锈钢内胆，容量480ml，保温10小时、保冷20小时", "316 stainless steel, 480 ml, keeps drinks hot for 10 hours and cold for 20",
      "不建议放洗碗机，杯盖硅胶圈可以拆下清洗", "hand wash only; the silicone ring in the lid comes out for cleaning"),
     ("骨瓷餐具四件套", "4-piece bone china dinner set", "goods", 189, 35,
-     "高温骨瓷，无铅釉面，可进微波炉和洗碗机", "fine bone china with a lead-free glaze, microwave and dishwasher safe",
+     "高温骨瓷（骨粉含量42%），无铅釉面，可进微波炉和洗碗机", "fine bone china (42% bone ash) with a lead-free glaze, microwave and dishwasher safe",
      "避免冷热骤变，比如刚从冰箱拿出直接加热", "avoid sudden temperature changes, like heating it straight from the fridge"),
 ]
 # (size, height cm, weight kg, chest cm) — the size chart quoted in exchange replies
@@ -126,7 +126,7 @@ TOPICS: dict[str, dict[str, list[Step]]] = {
               "亲，支持指定{carrier_alt}哦，在订单备注里写上，我们仓库会优先安排出库。"]),
             (["周末也发货吗？", "今天是周六，下单了明天会发吗？"],
              ["亲，仓库周六正常发货，周日和法定节假日暂停，节后按付款顺序依次发出哦~",
-              "周六下午4点前付款的订单当天就能发出哦亲，周日休息，寄{city}的周一一早优先发。"]),
+              "周六上午11点前付款的订单当天就能发出哦亲，周日休息，寄{city}的周一一早优先发。"]),
             (["到了能先打电话吗？我电话{phone}", "收件人{name}，电话{phone}，派送前麻烦联系下"],
              ["好的亲，已备注快递员派送前拨打{phone}联系您，号码只用于本单配送，请放心~",
               "收到~ 已在订单上备注派送前电话联系，如果白天不方便也可以选择放快递柜哦。"]),
@@ -140,7 +140,7 @@ TOPICS: dict[str, dict[str, list[Step]]] = {
               "Yes, {carrier_alt} is available at checkout under shipping options, and the dispatch time stays the same."]),
             (["Do you ship on weekends?", "It's Saturday, will my order go out before Monday?"],
              ["Our warehouse ships on Saturdays; on Sundays and public holidays it's closed, and orders go out in payment order the next working day.",
-              "Orders paid before 4 pm on Saturday ship the same day; anything later goes out first thing Monday."]),
+              "Orders paid before 11 am on Saturday ship the same day; anything later goes out first thing Monday."]),
             (["Could the driver call me first? It's {phone}.", "Please deliver to {name}, phone {phone}, and call before arriving."],
              ["Done. I've asked the driver to call {phone} before delivery; your number is used only for this shipment.",
               "Noted on the order: the courier will call ahead. You can also pick a safe-drop spot in the tracking link if you're out."]),
@@ -152,7 +152,7 @@ TOPICS: dict[str, dict[str, list[Step]]] = {
              ["亲，帮您查到啦：订单已于{days}天前从{warehouse}发出，{carrier}单号{tracking}，目前在{city}转运中心，预计{eta}天内送达哦~",
               "您好亲，订单{order}已发货，{carrier}运单号{tracking}，现在到{city}分拣中心了，正常{eta}天内派送呢。"]),
             (["物流好几天都没更新了，是不是丢了？", "怎么{days}天了还显示在路上？"],
-             ["亲别着急，我已联系{carrier}核查，24小时内给您回复；如果超过{stale_days}天没有任何更新，我们直接给您补发或全额退款。",
+             ["亲别着急，我已联系{carrier}核查，8小时内给您回复；如果超过{stale_days}天没有任何更新，我们直接给您补发或全额退款。",
               "抱歉让您久等了亲，转运高峰偶尔会延迟扫描，我这边已提交催件，超过{stale_days}天无更新会为您补发哦。"]),
             (["能发我个查询链接吗？", "在哪里可以看物流？"],
              ["亲，在“我的订单”里点{order}就能看到实时物流，也可以在{carrier}官网输入单号{tracking}查询哦~",
@@ -163,7 +163,7 @@ TOPICS: dict[str, dict[str, list[Step]]] = {
              ["Hi! Order #{order} left {warehouse} {days} days ago with {carrier}, tracking number {tracking}. It's at the {city} sorting hub and should arrive within {eta} business days.",
               "Thanks for waiting! Your order shipped {days} days ago via {carrier} (tracking {tracking}) and is now in {city}; expected delivery is within {eta} business days."]),
             (["The tracking hasn't updated in days. Is it lost?", "Why has it said 'in transit' for {days} days?"],
-             ["Sorry for the worry. I've opened a trace with {carrier} and will reply within 24 hours; if there's no scan for {stale_days} days, we'll reship or refund you in full, your choice.",
+             ["Sorry for the worry. I've opened a trace with {carrier} and will reply within 8 hours; if there's no scan for {stale_days} days, we'll reship or refund you in full, your choice.",
               "Scans are sometimes skipped at busy hubs. I've asked {carrier} to check, and if nothing moves for {stale_days} days we'll send a replacement right away."]),
             (["Is there a link where I can track it?", "Where can I see the tracking?"],
              ["You can track it under My Orders > #{order}, or enter {tracking} on the {carrier} website.",
@@ -230,7 +230,7 @@ TOPICS: dict[str, dict[str, list[Step]]] = {
              ["可以的亲~ 签收{exchange_days}天内支持换码，首次换码来回运费都由我们承担；按尺码表{size_alt}码对应身高{height_alt}cm、胸围{chest_alt}cm，您穿正合适。",
               "亲，在订单页点“换货”选{size_alt}码就好，{exchange_days}天内都能换，首次换码免运费哦~ {size_alt}码胸围{chest_alt}cm，比{size}码大4cm。"]),
             (["{size_alt}码还有{colour}的吗？", "能顺便换成{colour_alt}吗？"],
-             ["有的亲，{colour}{size_alt}码目前有现货，换货寄回签收后24小时内给您发新的~",
+             ["有的亲，{colour}{size_alt}码目前有现货，换货寄回签收后12小时内给您发新的~",
               "可以的亲，{colour_alt}也有{size_alt}码现货，换货单里选好颜色就行哦。"]),
             (["尺码表在哪看？", "你们家尺码偏大还是偏小？"],
              ["亲，商品详情页最下面有尺码表哦：S码155–160cm，M码160–167cm，L码167–173cm，XL码173–178cm，按身高体重选一般不会错~",
@@ -241,7 +241,7 @@ TOPICS: dict[str, dict[str, list[Step]]] = {
              ["Absolutely! Exchanges are accepted within {exchange_days} days of delivery and the first size swap ships free both ways. Per our size chart, {size_alt} fits {height_alt} cm with a {chest_alt} cm chest, so it should fit well.",
               "Yes, choose \"Exchange\" on the order page and pick {size_alt}; you have {exchange_days} days and the first exchange is free. {size_alt} measures {chest_alt} cm at the chest, 4 cm more than {size}."]),
             (["Do you have {size_alt} in {colour}?", "Could I switch to {colour_alt} while I'm at it?"],
-             ["Yes, {size_alt} in {colour} is in stock, and we ship it within 24 hours of receiving your return.",
+             ["Yes, {size_alt} in {colour} is in stock, and we ship it within 12 hours of receiving your return.",
               "Sure, {colour_alt} is available in {size_alt}; just select it on the exchange form."]),
             (["Where's your size chart?", "Do your clothes run small or large?"],
              ["It's at the bottom of each product page: S 155–160 cm, M 160–167 cm, L 167–173 cm, XL 173–178 cm. Height and weight are the best guide.",
@@ -325,7 +325,7 @@ TOPICS: dict[str, dict[str, list[Step]]] = {
              ["非常抱歉亲，给您添麻烦了！请在签收{damage_hours}小时内拍一下外箱和商品照片发我，我们给您免费补发或全额退款，您选~",
               "太抱歉了亲，这是我们的失误！麻烦发几张照片过来，核实后马上给您补发正确的商品，错发的我们安排上门取回，运费我们出。"]),
             (["照片发了，要补发", "图片看下，我要退款"],
-             ["收到照片了亲，已为您登记，新的{product}会在24小时内发出，坏的不用寄回，直接处理掉就好~",
+             ["收到照片了亲，已为您登记，新的{product}会在12小时内发出，坏的不用寄回，直接处理掉就好~",
               "看到了亲，确实是运输问题，已为您申请全额退款，{refund_days}个工作日内原路退回，另外补偿您一张{apology}元无门槛券。"]),
             (["以后发货包装能不能好一点", "你们仓库打包太随便了吧"],
              ["亲，已把这单反馈给仓库，{product}这类商品以后统一加气泡柱和加厚纸箱，走顺丰发货~",
@@ -336,7 +336,7 @@ TOPICS: dict[str, dict[str, list[Step]]] = {
              ["I'm so sorry about that! Please send photos of the box and the item within {damage_hours} hours of delivery, and we'll reship for free or refund in full, whichever you prefer.",
               "Sorry, that's our mistake! Send a quick photo and we'll ship the right one today, plus a prepaid label to return the wrong item at no cost."]),
             (["Photos attached. I'd like a replacement.", "Here are the pictures, please refund me."],
-             ["Thanks for the photos. The replacement {product} ships within 24 hours, and there's no need to send the damaged one back.",
+             ["Thanks for the photos. The replacement {product} ships within 12 hours, and there's no need to send the damaged one back.",
               "Confirmed, it was damaged in transit. Your full refund is on its way within {refund_days} business days, plus a ${apology} coupon for the trouble."]),
             (["Can you pack things better in future?", "Your warehouse packing is pretty careless."],
              ["Absolutely. I've reported this to the warehouse, and items like the {product} now ship double-boxed with air cushions.",
@@ -375,8 +375,8 @@ TOPICS: dict[str, dict[str, list[Step]]] = {
              ["好的亲，已帮您改成{address}，订单详情里可以看到新地址，{ship_hours}小时内发出~",
               "已修改成功亲，请在订单页核对一下，如有问题随时说哦。"]),
             (["如果已经发货了还能改吗？", "要是发出去了怎么办"],
-             ["发货后的话我们可以联系{carrier}转寄，一般会多1–2天，个别偏远地区可能需要补转寄费哦。",
-              "发出后需要快递改派，我们会帮您联系，一般延迟1–2天送达。"]),
+             ["发货后的话我们可以联系{carrier}转寄，一般会多2–3天，个别偏远地区可能需要补转寄费哦。",
+              "发出后需要快递改派，我们会帮您联系，一般延迟2–3天送达。"]),
         ],
         "en": [
             (["I put the wrong address on order #{order}. Can I change it?", "Can I update the shipping address on my order?"],
@@ -386,8 +386,8 @@ TOPICS: dict[str, dict[str, list[Step]]] = {
              ["All set, the address is now {address}, and the order ships within {ship_hours} hours.",
               "Updated! You can double-check it on the order page."]),
             (["What if it had already shipped?", "And if it's already on the way?"],
-             ["Then we'd ask {carrier} to reroute it, which usually adds 1–2 days.",
-              "We'd request a carrier redirect; it typically adds 1–2 days to delivery."]),
+             ["Then we'd ask {carrier} to reroute it, which usually adds 2–3 days.",
+              "We'd request a carrier redirect; it typically adds 2–3 days to delivery."]),
         ],
     },
     "cancellation": {

@@ -24,8 +24,14 @@ log = logging.getLogger(__name__)
 
 
 def create_app(cfg: ServeConfig, *, backend: Any = None, admin_token: str | None = None,
-               cloud_client: Any = None, scorer: Any = None) -> Any:
-    """The service. `backend`, `cloud_client` and `scorer` replace the configured ones (tests)."""
+               cloud_client: Any = None, scorer: Any = None, knowledge: Any = None) -> Any:
+    """The service. `backend`, `cloud_client`, `scorer` and `knowledge` replace the configured
+    ones (tests). A configured knowledge index that is unusable stops the start (one line naming
+    the path) unless `knowledge.required` is false."""
+    if knowledge is None and cfg.knowledge.index and cfg.knowledge.required:
+        from endcloud.knowledge.index import current_version, read_manifest
+
+        read_manifest(current_version(cfg.knowledge.index))  # fail before anything starts
     try:
         from fastapi import FastAPI, HTTPException, Request
         from fastapi.exceptions import RequestValidationError
@@ -56,6 +62,7 @@ def create_app(cfg: ServeConfig, *, backend: Any = None, admin_token: str | None
             await app.state.champion.check()
             swap_task = asyncio.create_task(app.state.champion.run())
         store = ServeStore(cfg.store or default_db_path())
+        kb = knowledge if knowledge is not None else await _open_knowledge(cfg, store)
         audit = _egress_audit(store)
         lim = cfg.limits
         app.state.services = Services(
@@ -63,7 +70,8 @@ def create_app(cfg: ServeConfig, *, backend: Any = None, admin_token: str | None
             cloud=Cloud(cfg.escalation, audit, cloud_client),
             admission=Admission(engine.slots, lim.queue_size, lim.queue_timeout_s, lim.retry_after_s),
             limiter=SessionLimiter(lim.session_rate_per_minute, lim.session_burst), admin_token=token,
-            signups=SessionLimiter(lim.customer_rate_per_minute, lim.customer_burst))
+            signups=SessionLimiter(lim.customer_rate_per_minute, lim.customer_burst),
+            knowledge=kb)
         app.state.token_cache = {}
         log.info("serving %s (staff console %s)", ", ".join(engine.models()),
                  "enabled" if token else f"disabled: set {ADMIN_TOKEN_ENV}")
@@ -139,17 +147,26 @@ def route_table(app: Any) -> list[tuple[str, str]]:
     return out
 
 
+async def _open_knowledge(cfg: ServeConfig, store: Any) -> Any:
+    """The index and answer memory; the staff approvals already in the store join the memory."""
+    from endcloud.knowledge.service import ShopKnowledge
+    from endcloud.serve.store import approved_memory
+
+    kb = await asyncio.to_thread(ShopKnowledge.open, cfg.knowledge)
+    if kb is not None:
+        rows = await store.read(approved_memory)
+        await asyncio.to_thread(kb.remember_all, rows)
+        log.info("knowledge: %s chunks, %d memory entries", len(kb.index) if kb.index else "no",
+                 len(kb.memory))
+    return kb
+
+
 def _egress_audit(store: Any) -> Any:
-    """Every cloud request (hash, sizes, tokens, cost, status; never text) into cloud_egress."""
-    from endcloud.store.db import utcnow
+    """Every cloud request (hash, sizes, tokens, cost, status, chunk ids; never text) into
+    cloud_egress."""
+    from endcloud.cloud.audit import insert_egress
 
     def audit(r: Any) -> None:
-        store.write_nowait(lambda conn: conn.execute(
-            "INSERT INTO cloud_egress (ts, run_id, endpoint, model, payload_sha256, request_bytes,"
-            " response_bytes, prompt_tokens, completion_tokens, latency_ms, cost, status, attempt)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (utcnow(), None, r.endpoint, r.model, r.payload_sha256, r.request_bytes,
-             r.response_bytes, r.prompt_tokens, r.completion_tokens, round(r.latency_ms, 1),
-             r.cost, r.status, r.attempt)))
+        store.write_nowait(lambda conn: insert_egress(conn, r, None))
 
     return audit

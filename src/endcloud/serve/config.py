@@ -12,6 +12,7 @@ from typing import Literal
 from endcloud.cloud.config import CloudConfig
 from endcloud.config import check
 from endcloud.end.config import ModelConfig
+from endcloud.knowledge.config import KnowledgeConfig
 
 ADMIN_TOKEN_ENV = "ENDCLOUD_ADMIN_TOKEN"
 
@@ -150,7 +151,11 @@ class ServeConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     escalation: EscalationConfig = field(default_factory=EscalationConfig)
+    knowledge: KnowledgeConfig = field(default_factory=KnowledgeConfig)
 
     def __post_init__(self) -> None:
+        check(self.knowledge.max_context_tokens < self.backend.max_input_tokens,
+              "knowledge.max_context_tokens", "must be < backend.max_input_tokens (the history "
+              "and the question need room too)")
         check(0 <= self.port <= 65535, "port", "must be in [0, 65535] (0 = a free port)")
         check(bool(self.host), "host", "must not be empty")

@@ -144,10 +144,15 @@ class Cloud:
     def breaker_state(self) -> str:
         return self.client.breaker.state if self.client is not None else "unavailable"
 
-    async def ask(self, messages: list[dict[str, str]]) -> CloudOutcome:
+    async def ask(self, messages: list[dict[str, str]],
+                  knowledge_ids: list[str] | None = None) -> CloudOutcome:
+        """`knowledge_ids`: the chunks inside `messages`, for the egress audit."""
         if self.client is None:
             return CloudOutcome("unavailable")
+        from endcloud.cloud.client import KNOWLEDGE_IDS
         from endcloud.cloud.errors import CloudError
+
+        KNOWLEDGE_IDS.set(tuple(knowledge_ids or ()))  # this task's context, copied into the thread
         from endcloud.errors import PrivacyError
 
         try:

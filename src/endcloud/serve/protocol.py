@@ -167,6 +167,8 @@ class ExchangeRow(BaseModel):
     query: str
     reply: str
     answered_by: str
+    answered_from: str | None = None  # model | memory (an approved answer served as it is)
+    knowledge_json: str | None = None  # the chunk ids and memory entry the turn was given
     escalation: str | None
     cloud_status: str | None
     match_score: float | None

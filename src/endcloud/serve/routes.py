@@ -12,6 +12,7 @@ Who may call what (the route-inventory test holds every route to this):
 from __future__ import annotations
 
 import hmac
+import json
 import secrets
 import tempfile
 import threading
@@ -277,12 +278,38 @@ async def review(req: p.ReviewRequest, request: Request) -> p.Stored:
     correction = req.corrected_reply.strip() if req.corrected_reply else None
     if req.rating is None and req.verdict is None and not correction:
         raise HTTPException(422, "give a rating, a verdict or a corrected reply")
+    svc = services(request)
     try:
-        rid = await services(request).store.write(lambda conn: db.add_review(
+        rid = await svc.store.write(lambda conn: db.add_review(
             conn, req.exchange_id, req.rating, req.verdict, correction, req.reviewer))
     except KeyError:
         raise HTTPException(404, "exchange not found") from None
+    if svc.knowledge is not None and (correction or req.verdict == "approve"):
+        await remember(svc, req.exchange_id, rid, correction)
     return p.Stored(id=rid)
+
+
+async def remember(svc: Services, exchange_id: str, review_id: int, correction: str | None) -> None:
+    """The fast path of online evolution: an approved or corrected answer joins the answer
+    memory (masked, in the store first) and serves the next similar question from any customer."""
+    import asyncio
+
+    from endcloud.serve.turn import _masker
+
+    row = await svc.store.read(lambda conn: db.exchange_text(conn, exchange_id))
+    masker = _masker()
+    conv = masker.new_conversation()
+    for m in json.loads(row["context_json"]):
+        if m.get("role") in ("user", "assistant"):
+            masker.mask(m["content"], conv)  # the numbering this conversation's values had
+    q, a = masker.mask(row["query"], conv), masker.mask(correction or row["reply"], conv)
+    if not (q.sendable and a.sendable):
+        return  # text that still looks personal never enters the shared memory
+    origin = "correction" if correction else "approved"
+    memory_id = f"mem-{exchange_id}-{review_id}"
+    await svc.store.write(lambda conn: db.remember_review(conn, memory_id, exchange_id, review_id,
+                                                          origin, q.text, a.text))
+    await asyncio.to_thread(svc.knowledge.remember, q.text, a.text, origin, memory_id)
 
 
 @router.get("/admin/report", response_model=p.Report, dependencies=[Depends(staff)])

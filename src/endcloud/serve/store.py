@@ -57,6 +57,8 @@ class Exchange:
     cloud_completion_tokens: int = 0
     cost: float = 0.0
     first_token_ms: float | None = None
+    answered_from: str | None = None  # model | memory (answered_by == "end")
+    knowledge_json: str | None = None  # {"chunks": [ids], "memory": id, "version": ...}
 
 
 class ServeStore:
@@ -215,6 +217,24 @@ def add_review(conn: sqlite3.Connection, exchange_id: str, rating: int | None,
     return int(cur.lastrowid)
 
 
+def remember_review(conn: sqlite3.Connection, memory_id: str, exchange_id: str, review_id: int,
+                    origin: str, query_masked: str, reply_masked: str) -> None:
+    """An approved or corrected answer (masked) for the answer memory."""
+    conn.execute("INSERT INTO knowledge_memory (id, exchange_id, review_id, origin, query_masked,"
+                 " reply_masked, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 (memory_id, exchange_id, review_id, origin, query_masked, reply_masked, utcnow()))
+
+
+def approved_memory(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    return list(conn.execute("SELECT id, query_masked, reply_masked, origin FROM knowledge_memory"
+                             " ORDER BY created_at, rowid"))
+
+
+def exchange_text(conn: sqlite3.Connection, exchange_id: str) -> sqlite3.Row | None:
+    return conn.execute("SELECT context_json, query, reply FROM serve_exchanges WHERE id = ?",
+                        (exchange_id,)).fetchone()
+
+
 def conversation_turns(conn: sqlite3.Connection, conversation_id: str) -> list[sqlite3.Row]:
     return list(conn.execute("SELECT id, query, reply, created_at FROM serve_exchanges "
                              "WHERE conversation_id = ? ORDER BY created_at, rowid",
@@ -239,7 +259,8 @@ def recent_exchanges(conn: sqlite3.Connection, which: str, limit: int,
                      threshold: float) -> list[dict[str, Any]]:
     """Exchanges for the review console, newest first, with their feedback and review summary."""
     sql = f"""
-        SELECT e.id, e.conversation_id, e.model, e.query, e.reply, e.answered_by, e.escalation,
+        SELECT e.id, e.conversation_id, e.model, e.query, e.reply, e.answered_by, e.answered_from,
+               e.knowledge_json, e.escalation,
                e.cloud_status, e.match_score, e.confidence, e.latency_ms, e.cost, e.created_at,
                (SELECT COUNT(*) FROM serve_feedback f WHERE f.exchange_id = e.id AND f.thumb = 'up') AS ups,
                (SELECT COUNT(*) FROM serve_feedback f WHERE f.exchange_id = e.id AND f.thumb = 'down') AS downs,

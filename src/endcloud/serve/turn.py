@@ -1,5 +1,6 @@
-"""One customer turn, stage by stage: admit -> (cloud before?) -> end model -> score ->
-(cloud after?) -> record -> acknowledge.
+"""One customer turn, stage by stage: admit -> retrieve (shop knowledge, approved answers) ->
+(cloud before? an approved answer?) -> end model -> score -> guard placeholders -> (cloud after?)
+-> record -> acknowledge.
 
     turn = await Turn.begin(services, conversation_id, model, messages, params)
     async for piece in turn.run():   # text for the customer, then turn.exchange is committed
@@ -12,12 +13,16 @@ a refusal is a clean 503 rather than a broken stream (the route checks the rate 
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
+from endcloud.knowledge.context import (fit_messages, knowledge_block, lang_of,
+                                        placeholder_guard, with_knowledge)
 from endcloud.serve.backends import Delta, Final, GenParams
 from endcloud.serve.escalation import CloudOutcome
 from endcloud.serve.store import Exchange, add_exchange
@@ -38,6 +43,7 @@ class Services:
     limiter: Any  # limits.SessionLimiter, per customer token
     admin_token: str | None
     signups: Any  # limits.SessionLimiter, per client address, for POST /v1/customers
+    knowledge: Any = None  # knowledge.service.ShopKnowledge, or None
 
 
 def pieces(text: str, size: int = 8) -> list[str]:
@@ -57,6 +63,10 @@ class Turn:
         self.reason: str | None = None
         self.slot: Any = None
         self.exchange: Exchange | None = None
+        self.found: Any = None  # knowledge.service.Retrieved
+        self.prompt = messages  # what the models are shown: with the shop's knowledge, fitted
+        self.knowledge_ids: list[str] = []
+        self.handoff_only = False  # a question the knowledge base does not cover, on_missing=handoff
 
     @classmethod
     async def begin(cls, svc: Services, conversation_id: str, model: str,
@@ -64,10 +74,30 @@ class Turn:
         """Admit the turn: take a model slot if it needs one (or raise limits.Refused(503))."""
         turn = cls(svc, conversation_id, model, messages, params)
         turn.reason = svc.policy.before(turn.query)
-        if turn.reason is None:
+        if svc.knowledge is not None:
+            await turn._retrieve()
+        if turn.reason is None and not turn.memory_answer():
             turn.slot = svc.admission.slot()
             await turn.slot.__aenter__()  # waits in the bounded queue, or raises Refused(503)
         return turn
+
+    async def _retrieve(self) -> None:
+        """The shop's knowledge for this turn: into the prompt; an uncovered fact question is
+        escalated (or handed over) per `knowledge.on_missing`."""
+        kb, cfg = self.svc.knowledge, self.svc.cfg
+        self.found = found = await asyncio.to_thread(kb.retrieve, self.query)
+        close = [m for m in found.memory if m.dense >= kb.cfg.memory_context_threshold]
+        block, self.knowledge_ids = knowledge_block(close + found.hits, kb.cfg.max_context_tokens,
+                                                    lang_of(self.query))
+        self.prompt = fit_messages(with_knowledge(self.messages, block), cfg.backend.max_input_tokens)
+        if self.reason is None and not kb.covered(found) and kb.cfg.on_missing != "model":
+            self.reason = "no_knowledge"
+            self.handoff_only = kb.cfg.on_missing == "handoff"
+
+    def memory_answer(self) -> str | None:
+        """An approved answer close enough to serve as it is (None: generate)."""
+        found = self.found
+        return found.answer.chunk.text if found is not None and found.answer is not None else None
 
     async def release(self) -> None:
         if self.slot is not None:
@@ -82,56 +112,107 @@ class Turn:
         """Yield the reply's text for the customer; the exchange is committed before the end."""
         try:
             if self.reason is not None:
-                outcome = await self.svc.cloud.ask(self.messages)
-                reply = outcome.text if outcome.ok else self.svc.cfg.escalation.handoff_message
+                outcome = (CloudOutcome("not_called") if self.handoff_only
+                           else await self.svc.cloud.ask(self.prompt, self.knowledge_ids))
+                reply = self._shown_text(outcome.text) if outcome.ok else None
+                by = "cloud" if reply else "handoff"
+                reply = reply or self.svc.cfg.escalation.handoff_message
                 for p in pieces(reply):
                     self._shown()
                     yield p
-                await self._record(reply, "cloud" if outcome.ok else "handoff", None, outcome,
-                                   None, None, Final("stop", 0, 0))
+                await self._record(reply, by, None, None if self.handoff_only else outcome, None,
+                                   None, Final("stop", 0, 0))
                 return
-            live = not self.svc.policy.cfg.enabled or self.svc.policy.cfg.after_mode == "record"
-            parts: list[str] = []
-            final = Final("stop", 0, 0)
-            failed = False
-            try:
-                async for ev in self.svc.backend.stream(self.model, self.messages, self.params):
-                    if isinstance(ev, Delta):
-                        parts.append(ev.text)
-                        if live and ev.text:
-                            self._shown()
-                            yield ev.text
-                    else:
-                        final = ev
-            except Exception:  # an end model that fails hands the turn over, never errors
-                log.exception("the end model failed; escalating")
-                failed, final = True, Final("error", 0, 0)
-            await self.release()  # the model is free; scoring and the cloud happen outside it
-            shown = "".join(parts)  # in live mode, exactly what the customer saw
-            draft = shown.strip()
-            match = await asyncio.to_thread(self.svc.policy.match, self.query, draft)
-            reason = "end_error" if failed else self.svc.policy.after(match, final.confidence)
-            reply, by, outcome = (shown if live else draft), "end", None
-            if reason is not None and (not live or failed):
-                self.reason = reason
-                outcome = await self.svc.cloud.ask(self.messages)
-                if outcome.ok:
-                    reply, by = outcome.text, "cloud"
-                elif self.svc.cfg.escalation.fallback == "handoff" or not draft:
-                    reply, by = self.svc.cfg.escalation.handoff_message, "handoff"
-            elif reason is not None:
-                self.reason = f"{reason}:recorded"
-            if not live or failed:
-                for p in pieces(reply):
-                    self._shown()
+            answer = self.memory_answer()
+            if answer is not None:
+                async for p in self._serve_memory(answer):
                     yield p
-            await self._record(reply, by, draft, outcome, match, final.confidence, final)
+                return
+            async for p in self._generate():
+                yield p
         finally:
             await self.release()
 
+    async def _serve_memory(self, answer: str) -> AsyncIterator[str]:
+        """Dify's annotation reply: an approved answer, as it is, without the model."""
+        reply = self._shown_text(answer) or self.svc.cfg.escalation.handoff_message
+        for p in pieces(reply):
+            self._shown()
+            yield p
+        match = await asyncio.to_thread(self.svc.policy.match, self.query, reply)
+        await self._record(reply, "end", reply, None, match, None, Final("stop", 0, 0), "memory")
+
+    async def _generate(self) -> AsyncIterator[str]:
+        live = not self.svc.policy.cfg.enabled or self.svc.policy.cfg.after_mode == "record"
+        parts: list[str] = []
+        final = Final("stop", 0, 0)
+        failed = False
+        try:
+            async for ev in self.svc.backend.stream(self.model, self.prompt, self.params):
+                if isinstance(ev, Delta):
+                    parts.append(ev.text)
+                    if live and ev.text:
+                        self._shown()
+                        yield ev.text
+                else:
+                    final = ev
+        except Exception:  # an end model that fails hands the turn over, never errors
+            log.exception("the end model failed; escalating")
+            failed, final = True, Final("error", 0, 0)
+        await self.release()  # the model is free; scoring and the cloud happen outside it
+        shown = "".join(parts)  # in live mode, exactly what the customer saw
+        draft = shown.strip()
+        match = await asyncio.to_thread(self.svc.policy.match, self.query, draft)
+        reason = "end_error" if failed else self.svc.policy.after(match, final.confidence)
+        guarded = self._shown_text(draft)
+        if reason is None and guarded is None and self.svc.policy.cfg.enabled:
+            reason = "placeholder"  # a fact the model did not have: the cloud, or a person
+        reply, by, outcome = (shown if live else (guarded or "")), "end", None
+        if reason is not None and (not live or failed):
+            self.reason = reason
+            outcome = await self.svc.cloud.ask(self.prompt, self.knowledge_ids)
+            cloud_reply = self._shown_text(outcome.text) if outcome.ok else None
+            if cloud_reply:
+                reply, by = cloud_reply, "cloud"
+            elif self.svc.cfg.escalation.fallback == "handoff" or not guarded:
+                reply, by = self.svc.cfg.escalation.handoff_message, "handoff"
+        elif reason is not None:
+            self.reason = f"{reason}:recorded"
+        if not live or failed:
+            for p in pieces(reply):
+                self._shown()
+                yield p
+        await self._record(reply, by, draft, outcome, match, final.confidence, final, "model")
+
+    def _shown_text(self, text: str) -> str | None:
+        """`text` with this conversation's own masked values restored; None when a placeholder
+        with nothing behind it remains (a customer never sees `[数字x]` or another's `[ORDER_1]`)."""
+        if not text.strip():
+            return None
+        guarded = placeholder_guard(text, self._conversation())
+        return None if guarded.missing else guarded.text
+
+    def _conversation(self) -> Any:
+        """This conversation's masking state (the values its own messages hold)."""
+        masker = _masker()
+        conv = masker.new_conversation()
+        for m in self.messages:
+            if m["role"] in ("user", "assistant"):
+                masker.mask(m["content"], conv)
+        return conv
+
     async def _record(self, reply: str, by: str, draft: str | None, outcome: CloudOutcome | None,
-                      match: float | None, confidence: float | None, final: Final) -> None:
+                      match: float | None, confidence: float | None, final: Final,
+                      source: str | None = None) -> None:
         o = outcome or CloudOutcome("not_called")
+        knowledge = None
+        if self.found is not None:
+            f = self.found
+            knowledge = json.dumps({
+                "chunks": self.knowledge_ids, "version": f.version,
+                "relevance": None if f.relevance is None else round(f.relevance, 4),
+                "memory": f.answer.chunk.id if source == "memory" and f.answer else None,
+                "retrieval_ms": round(f.ms, 2)})
         ex = Exchange(
             id=self.id, conversation_id=self.conversation_id, model=self.model,
             context=self.messages[:-1], query=self.query, reply=reply, answered_by=by,
@@ -142,6 +223,14 @@ class Turn:
             match_score=match, confidence=confidence, prompt_tokens=final.prompt_tokens,
             completion_tokens=final.completion_tokens, cloud_prompt_tokens=o.prompt_tokens,
             cloud_completion_tokens=o.completion_tokens, cost=o.cost,
-            first_token_ms=None if self.first_token_ms is None else round(self.first_token_ms, 2))
+            first_token_ms=None if self.first_token_ms is None else round(self.first_token_ms, 2),
+            answered_from=source if by == "end" else None, knowledge_json=knowledge)
         await self.svc.store.write(lambda conn: add_exchange(conn, ex))
         self.exchange = ex
+
+
+@functools.lru_cache(maxsize=1)
+def _masker() -> Any:
+    from endcloud.data.privacy import Masker
+
+    return Masker()

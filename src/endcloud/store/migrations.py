@@ -282,4 +282,22 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE evolve_items_new RENAME TO evolve_items;
         """,
     ),
+    (
+        "0008_knowledge",
+        """
+        ALTER TABLE serve_exchanges ADD COLUMN answered_from TEXT;  -- model | memory (end only)
+        ALTER TABLE serve_exchanges ADD COLUMN knowledge_json TEXT; -- chunk ids, memory id, version
+        ALTER TABLE cloud_egress ADD COLUMN knowledge_ids TEXT;     -- chunks that went to the cloud
+        CREATE TABLE knowledge_memory (
+            id           TEXT PRIMARY KEY,
+            exchange_id  TEXT REFERENCES serve_exchanges (id),
+            review_id    INTEGER UNIQUE,
+            origin       TEXT NOT NULL CHECK (origin IN ('approved', 'correction')),
+            query_masked TEXT NOT NULL,
+            reply_masked TEXT NOT NULL,
+            created_at   TEXT NOT NULL
+        );
+        CREATE INDEX knowledge_memory_created ON knowledge_memory (created_at);
+        """,
+    ),
 ]

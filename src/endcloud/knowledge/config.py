@@ -1,0 +1,71 @@
+"""Configuration of the shop's knowledge: `endcloud kb build` (configs/kb.yaml) and the
+`knowledge:` section of `endcloud serve` (configs/serve.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from endcloud.config import check
+
+# A question that asks for one of these needs a shop fact; with nothing relevant retrieved it is
+# not the end model's to answer (`knowledge.on_missing`).
+FACT_PATTERNS = [
+    r"多久|几天|几点|多少|多长|什么时候|哪天|截止|时效|运费|邮费|包邮|费用|价格|多钱|退货|退款|换货|"
+    r"保修|质保|发票|优惠|满减|会员|积分|地址|寄回|时间|营业|客服电话|尺码|材质|续航|容量",
+    r"(?i)\b(how (long|much|many|soon)|when|what time|price|cost|fee|shipping|delivery|return|"
+    r"refund|exchange|warranty|invoice|coupon|discount|member|points|address|hours|size|"
+    r"material|battery|capacity|deadline|cut-?off)\b",
+]
+
+
+@dataclass
+class KBConfig:
+    """`endcloud kb build`: documents -> a hybrid (BM25 + dense) index folder."""
+
+    input: list[str] = field(default_factory=list)  # files or folders
+    output: str = ""  # the index folder (replaced atomically)
+    encoder: str = "e5"  # dense encoder (endcloud.evaluate.encoders): e5 | use | ngram
+    max_chunk_chars: int = 600  # a longer section is split at paragraph, then sentence ends
+    max_file_bytes: int = 10 * 1024 * 1024  # larger files are skipped (and listed in the report)
+    memory: list[str] = field(default_factory=list)  # approved Q/A: prepared samples, labels, FAQ
+
+    def __post_init__(self) -> None:
+        check(self.max_chunk_chars >= 50, "max_chunk_chars", "must be >= 50")
+        check(self.max_file_bytes >= 1024, "max_file_bytes", "must be >= 1024")
+
+
+@dataclass
+class KnowledgeConfig:
+    """`knowledge:` in serve.yaml: what the service retrieves for each turn."""
+
+    index: str = ""  # `endcloud kb build` output; "" = no knowledge base
+    memory: str = ""  # an answer-memory folder (`kb build --memory ...`); staff approvals add to it
+    required: bool = True  # an index that is set but missing/corrupt: refuse to start (false: warn)
+    k: int = 3  # chunks put into the end model's prompt
+    max_context_tokens: int = 240  # the chunks' share of backend.max_input_tokens
+    min_relevance: float = 0.0  # the best chunk's dense cosine below this: nothing relevant
+    on_missing: Literal["model", "cloud", "handoff"] = "cloud"  # a fact question, nothing relevant
+    fact_patterns: list[str] = field(default_factory=lambda: list(FACT_PATTERNS))
+    # answer memory: an approved answer whose question is this close (cosine of the dense
+    # encoder, calibrated on the demo shop: bench/kb_memory.py) is served as it is
+    memory_threshold: float = 0.92
+    memory_as_is: bool = True
+    memory_context_threshold: float = 0.8  # approved answers this close go into the prompt
+    reload_s: float = 2.0  # how often the index folder is checked for a rebuild (0 = never)
+
+    def __post_init__(self) -> None:
+        import re
+
+        check(1 <= self.k <= 20, "knowledge.k", "must be in [1, 20]")
+        check(self.max_context_tokens >= 16, "knowledge.max_context_tokens", "must be >= 16")
+        check(0 <= self.memory_threshold <= 1, "knowledge.memory_threshold", "must be in [0, 1]")
+        check(0 <= self.memory_context_threshold <= 1, "knowledge.memory_context_threshold",
+              "must be in [0, 1]")
+        check(-1 <= self.min_relevance <= 1, "knowledge.min_relevance", "must be in [-1, 1]")
+        check(self.reload_s >= 0, "knowledge.reload_s", "must be >= 0 (0 = never)")
+        for i, p in enumerate(self.fact_patterns):
+            try:
+                re.compile(p)
+            except re.error as exc:
+                check(False, f"knowledge.fact_patterns[{i}]", f"does not compile: {exc}")
