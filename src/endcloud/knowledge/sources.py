@@ -48,8 +48,8 @@ class Chunk:
     def search_text(self) -> str:
         """The text both indexes see: the title path carries the topic words a section omits;
         an answer-memory entry is found by its question (title) alone."""
-        if self.kind == "memory":
-            return self.title
+        if self.kind == "memory":  # placeholders say nothing about the question asked
+            return re.sub(r"\[[A-Z]+_\d+\]", "", self.title)
         return f"{self.title}\n{self.text}" if self.title and self.title not in self.text else self.text
 
 
