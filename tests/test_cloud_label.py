@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from endcloud.cloud.config import API_KEY_ENV, CloudConfig, LabelConfig, PromptConfig
 from endcloud.cloud.label import run
@@ -239,3 +240,37 @@ def test_kill_9_at_random_points_leaves_no_duplicate_and_no_loss(tmp_path):
         rows = db.execute("SELECT sample_id, COUNT(*) FROM cloud_labels GROUP BY sample_id").fetchall()
         quarantined = db.execute("SELECT COUNT(*) FROM cloud_quarantine").fetchone()[0]
     assert len(rows) == n and all(c == 1 for _, c in rows) and quarantined == 0
+
+
+def test_teacher_gets_the_shops_knowledge_and_labels_record_it(tmp_path):
+    """prompt.knowledge: each query's top chunks go to the teacher, delimited, with the
+    instruction to answer from them; each label names the chunk ids; the audit records them."""
+    pytest.importorskip("bm25s")
+    from endcloud.knowledge.build import run as build_kb
+    from endcloud.knowledge.config import KBConfig
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "policy.md").write_text("# 政策\n## 发货\n每天16:30前付款当天发出。\n## 退货\n签收后11天内可退。\n",
+                                    encoding="utf-8")
+    build_kb(KBConfig(input=[str(docs)], output=str(tmp_path / "kb"), encoder="ngram"))
+    path = tmp_path / "s.jsonl"
+    with path.open("w", encoding="utf-8") as fh:
+        for i, q in enumerate(["几点前付款当天发货？", "签收后几天内能退货？"]):
+            s = Sample(f"k{i}", f"ks{i}", [], q, "亲，收到~", "demo", "train")
+            fh.write(json.dumps(s.to_messages(), ensure_ascii=False) + "\n")
+    rec = tmp_path / "requests.jsonl"
+    cfg = label_cfg(tmp_path, "", input=str(path))
+    cfg.prompt.knowledge, cfg.prompt.knowledge_k = str(tmp_path / "kb"), 1
+    with server_process("fake", record=str(rec), warmup=False) as url:
+        cfg.cloud.base_url = url
+        result = run(cfg)
+    systems = [json.loads(b["body"])["messages"][0]["content"] for b in recorded(rec)]
+    assert any("<knowledge>" in s and "16:30" in s and "never invent" in s for s in systems)
+    assert any("11天" in s for s in systems)
+    labels = [json.loads(line) for line in result.output.read_text(encoding="utf-8").splitlines()]
+    ids = [lab["meta"]["knowledge_ids"] for lab in labels]
+    assert all(len(i) == 1 and i[0].startswith("policy-") for i in ids) and ids[0] != ids[1]
+    with sqlite3.connect(tmp_path / "e.db") as db:
+        audited = [json.loads(k) for (k,) in db.execute("SELECT knowledge_ids FROM cloud_egress")]
+    assert sorted(map(tuple, audited)) == sorted(map(tuple, ids))

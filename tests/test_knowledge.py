@@ -202,3 +202,19 @@ def test_vectors_are_unit_rows(tmp_path):
     result = build(shop(tmp_path), tmp_path / "kb")
     v = np.load(result.version / "vectors.npy")
     assert v.shape[0] == 6 and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+
+
+def test_fact_judge():
+    from endcloud.evaluate.facts import judge, numbers, summarise
+
+    kb = numbers("签收后11天内可退，运费9元，15:45前付款当天发，满147元包邮，标签$4.50")
+    assert {"11", "9", "15", "45", "147", "4.5"} <= kb
+    q = {"question": "退货运费多少?", "answerable": True, "facts": [["9元", "九元"]]}
+    assert judge(q, "退货运费 9 元哦", kb).correct
+    assert not judge(q, "退货运费9元，3天到账", kb).correct  # 3 is invented
+    assert not judge(q, "运费要看情况", kb).correct
+    u = {"question": "能用花呗分期吗？", "answerable": False, "facts": []}
+    assert judge(u, "这个我帮您核实一下哦", kb).honest
+    assert not judge(u, "支持的亲，可以分12期", kb).honest and not judge(u, "支持的亲", kb).honest
+    s = summarise([q, u], ["运费9元", "支持的亲"], "运费9元")
+    assert s["fact_accuracy"] == 1.0 and s["unanswerable_invented"] == 1.0

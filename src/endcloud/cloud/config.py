@@ -118,9 +118,16 @@ class PromptConfig:
     seed: int = 42
     max_example_chars: int = 400  # longer example answers are cut (keeps N=500 affordable)
     context_turns: int = 6  # history turns sent before the query (0 = single-turn)
+    # the shop's knowledge (`endcloud kb build` folders): chunks and approved answers per query
+    knowledge: str = ""
+    knowledge_k: int = 3
+    memory: str = ""
+    memory_k: int = 2
 
     def __post_init__(self) -> None:
         check(bool(self.system.strip()), "prompt.system", "must not be empty")
+        check(0 <= self.knowledge_k <= 20, "prompt.knowledge_k", "must be in [0, 20]")
+        check(0 <= self.memory_k <= 20, "prompt.memory_k", "must be in [0, 20]")
         check(self.n_examples >= 0, "prompt.n_examples", "must be >= 0")
         check(self.n_retrieved >= 0, "prompt.n_retrieved", "must be >= 0")
         check(self.max_example_chars >= 20, "prompt.max_example_chars", "must be >= 20")

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from endcloud.cloud.audit import CloudStore
-from endcloud.cloud.client import CloudClient, Reply
+from endcloud.cloud.client import KNOWLEDGE_IDS, CloudClient, Reply
 from endcloud.cloud.config import CloudConfig, LabelConfig
 from endcloud.cloud.errors import (AuthError, CircuitOpenError, CloudError, MalformedReplyError,
                                    RequestRejectedError)
@@ -54,6 +54,7 @@ class Item:
     sample: Sample
     messages: list[dict[str, str]]
     key: tuple[str, str]  # (sample id, prompt hash)
+    knowledge_ids: list[str] = field(default_factory=list)  # chunks the teacher was given
 
 
 @dataclass
@@ -89,8 +90,8 @@ def run(cfg: LabelConfig, *, masker: Any = None, transport: Any = None) -> Label
               "top_p": cfg.cloud.top_p, "max_tokens": cfg.cloud.max_tokens}
     items = []
     for s in samples:
-        msgs = builder.messages(s)
-        items.append(Item(s, msgs, (s.id, prompt_hash(msgs, params))))
+        msgs, ids = builder.build(s)
+        items.append(Item(s, msgs, (s.id, prompt_hash(msgs, params)), ids))
 
     run_dir = new_run_dir(cfg.output_root, "label")
     save_config(run_dir, cfg)
@@ -175,6 +176,7 @@ def _round_of_calls(cfg: LabelConfig, client: CloudClient, db: CloudStore, todo:
 
 def _call(client: CloudClient, item: Item, patience_s: float) -> Reply | Exception:
     """One item's call in a worker thread; waits out an open breaker for up to `patience_s`."""
+    KNOWLEDGE_IDS.set(tuple(item.knowledge_ids))  # this worker thread's audit records name them
     waited = 0.0
     while True:
         try:
@@ -235,7 +237,8 @@ def _write_outputs(db: CloudStore, items: list[Item], result: LabelResult) -> No
                    "latency_ms": row["latency_ms"]}
         s = it.sample
         labelled = Sample(s.id, s.session_id, s.context, s.query, row["reply"], s.source, s.split,
-                          {**s.meta, "label_source": "cloud", "teacher": teacher, "human_reply": s.reply})
+                          {**s.meta, "label_source": "cloud", "teacher": teacher, "human_reply": s.reply,
+                           **({"knowledge_ids": it.knowledge_ids} if it.knowledge_ids else {})})
         rows.append(labelled.to_messages())
     result.labelled = write_jsonl(result.output, rows)
     quarantined = db.quarantined_for(keys)

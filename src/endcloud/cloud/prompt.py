@@ -112,12 +112,32 @@ def _same_session(ex: Example, session_id: str) -> bool:
     return bool(session_id) and ex.session_id == session_id
 
 
-class PromptBuilder:
-    """Builds the chat messages for one sample, and their hash (the label cache key)."""
+KNOWLEDGE_HEAD = ("Shop knowledge for this question. Answer from it; when it does not cover the "
+                  "question, say that you will check or hand over to a colleague, and never invent "
+                  "a fact (a time, a fee, a number of days, a policy):")
+MEMORY_HEAD = "Approved answers to similar questions:"
 
-    def __init__(self, cfg: PromptConfig, pool: ExamplePool) -> None:
+
+class PromptBuilder:
+    """Builds the chat messages for one sample, and their hash (the label cache key).
+
+    With `prompt.knowledge` / `prompt.memory` set, each query also gets the top chunks of the
+    shop's knowledge base and the most similar approved answers, delimited, after the examples;
+    `build` returns the chunk ids beside the messages (the label's provenance)."""
+
+    def __init__(self, cfg: PromptConfig, pool: ExamplePool, knowledge: Any = None,
+                 memory: Any = None) -> None:
         self.cfg = cfg
         self.pool = pool
+        if knowledge is None and cfg.knowledge and cfg.knowledge_k:
+            from endcloud.knowledge.index import open_index
+
+            knowledge = open_index(cfg.knowledge)
+        if memory is None and cfg.memory and cfg.memory_k:
+            from endcloud.knowledge.index import open_index
+
+            memory = open_index(cfg.memory)
+        self.knowledge, self.memory = knowledge, memory
         order = list(range(len(pool)))
         if cfg.selection == "random":
             random.Random(cfg.seed).shuffle(order)
@@ -130,6 +150,9 @@ class PromptBuilder:
         return picked[: self.cfg.n_examples]
 
     def system_text(self, sample: Sample) -> str:
+        return self._system(sample)[0]
+
+    def _system(self, sample: Sample) -> tuple[str, list[str]]:
         cfg = self.cfg
         parts = [cfg.system.strip()]
         if cfg.rules.strip():
@@ -147,7 +170,21 @@ class PromptBuilder:
         if retrieved:
             parts.append("Examples similar to the customer's question:")
             parts.append(self._format(retrieved, len(fixed) + 1))
-        return "\n\n".join(parts)
+        ids: list[str] = []
+        if self.memory is not None and cfg.memory_k:
+            approved = [h.chunk for h in self.memory.search(sample.query, cfg.memory_k)]
+            if approved:
+                parts.append(MEMORY_HEAD + "\n" + "\n".join(
+                    f"Customer: {_clip(c.title, cfg.max_example_chars)}\nCustomer Service: "
+                    f"{_clip(c.text, cfg.max_example_chars)}" for c in approved))
+                ids += [c.id for c in approved]
+        if self.knowledge is not None and cfg.knowledge_k:
+            chunks = [h.chunk for h in self.knowledge.search(sample.query, cfg.knowledge_k)]
+            if chunks:
+                parts.append("<knowledge>\n" + KNOWLEDGE_HEAD + "\n" + "\n".join(
+                    f"[K{n}] {c.title}: {c.text}" for n, c in enumerate(chunks, 1)) + "\n</knowledge>")
+                ids += [c.id for c in chunks]
+        return "\n\n".join(parts), ids
 
     def _format(self, examples: list[Example], first: int) -> str:
         cut = self.cfg.max_example_chars
@@ -155,12 +192,17 @@ class PromptBuilder:
                            for n, ex in enumerate(examples, first))
 
     def messages(self, sample: Sample) -> list[dict[str, str]]:
-        """[system (instruction + examples), *last context turns, user query]."""
+        """[system (instruction + examples + knowledge), *last context turns, user query]."""
+        return self.build(sample)[0]
+
+    def build(self, sample: Sample) -> tuple[list[dict[str, str]], list[str]]:
+        """The messages and the ids of the knowledge chunks / approved answers inside them."""
         context = sample.context[-self.cfg.context_turns:] if self.cfg.context_turns else []
-        msgs = [{"role": "system", "content": self.system_text(sample)}]
+        system, ids = self._system(sample)
+        msgs = [{"role": "system", "content": system}]
         msgs += [{"role": t.role, "content": t.text} for t in context if t.role in ("user", "assistant")]
         msgs.append({"role": "user", "content": sample.query})
-        return _merge_same_role(msgs)
+        return _merge_same_role(msgs), ids
 
 
 def _merge_same_role(msgs: list[dict[str, str]]) -> list[dict[str, str]]:

@@ -25,7 +25,7 @@ HEADERS = {
     "zh": ("店铺资料（请只根据这些资料回答顾客；资料里没有的信息不要编造，请告诉顾客会为其核实或转人工）：",
            "已确认的回答："),
     "en": ("Shop information (answer the customer only from it; do not make up anything it does not "
-           "say - tell the customer you will check, or hand over to a colleague):",
+           "say - tell the customer you will check, or hand over to a colleague). Reply in English:",
            "Approved answers:"),
 }
 # Placeholders a reply must never show: ours ([PHONE_1]) and the corpora's ([数字x], {{Order Number}}).
