@@ -31,7 +31,10 @@ def test_tiny_demo_runs_the_whole_loop(tmp_path, capsys):
     assert len(labels) == 8 and all(json.loads(x)["meta"]["label_source"] == "cloud" for x in labels)
     assert (exp / "train" / "lora" / "adapter" / "manifest.json").is_file()
 
-    # 5: the chat went through the service; the complaint was escalated before generation
+    # 5: the demo shop's knowledge base was built and served; its fact question was asked
+    assert summary["knowledge"]["chunks"] >= 50 and (run_dir / "kb" / "CURRENT").is_file()
+    assert summary["fact"]["question"] == ChatScript().fact_question and summary["fact"]["reply"]
+    # the chat went through the service; the complaint was escalated before generation
     chat = [json.loads(x) for x in (run_dir / "chat.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(chat) == 2
     complaint = next(r for r in chat if r["query"] == ChatScript().complaint)

@@ -9,9 +9,10 @@ No API key and no data path: everything runs on this machine.
   2. teacher     masked labels from the embedded local cloud (Table II prompt) (endcloud.cloud)
   3. fine-tune   LoRA on the default end model                                (endcloud.end)
   4. evaluate    original vs fine-tuned on held-out queries: Table VI, Fig. 3  (endcloud.evaluate)
-  5. service     a scripted chat through the real service on loopback: the fine-tuned model
-                 answers a question, a complaint is escalated to the cloud, the customer gives
-                 the first reply a thumbs-down                               (endcloud.serve)
+  5. service     the demo shop's knowledge base is built (policy pages, FAQ, catalog), then a
+                 scripted chat through the real service on loopback: a fact question answered
+                 from the shop's documents, a question the fine-tuned model answers, a complaint
+                 escalated to the cloud, a thumbs-down on a reply    (endcloud.kb, endcloud.serve)
   6. relabel     the disliked exchange, read back through the staff API, is relabelled by the
                  cloud teacher: the start of online evolutive learning       (endcloud.cloud)
   7. summary     where every output is, and what to run next
@@ -40,6 +41,14 @@ from endcloud.runs import new_run_dir, save_config, write_json, write_jsonl
 from endcloud.serve.config import ServeConfig
 
 FINE_TUNED = "demo-lora"  # the adapter's model name in the service
+DEMO_SHOP_DOCS = ("policy.zh.md", "policy.en.md", "faq.csv", "catalog.jsonl")
+
+
+def demo_shop() -> Path:
+    """The demo shop's documents and held-out questions (package data)."""
+    from importlib import resources
+
+    return Path(str(resources.files("endcloud.data") / "demo_shop"))
 
 # The demo profile, sized for 5-15 minutes on 2 cores after install: 16 masked labels + 6 cloud
 # references, 16 LoRA steps in bf16, 6 held-out queries. `--config FILE` and key=value overrides
@@ -66,6 +75,7 @@ experiment:
   evaluate:
     generation: {max_new_tokens: 48, batch_size: 6}
     table_v_queries: 3
+kb_encoder: e5
 serve:
   backend: {model: {name: qwen2.5-coder-0.5b, dtype: bfloat16}}
   limits: {default_max_tokens: 64}
@@ -92,6 +102,7 @@ experiment:
     similarity: ngram
     match: ngram
     generation: {max_new_tokens: 6, temperature: 0.0, batch_size: 4}
+kb_encoder: ngram
 serve:
   backend: {model: {name: tiny}}
   escalation: {scorer: ngram, match_threshold: 0.05, first_token_s: 10.0, total_s: 20.0}
@@ -103,6 +114,9 @@ chat: {max_tokens: 8}
 class ChatScript:
     """What the scripted customer says (first question: answered by the end model, then disliked)."""
 
+    # answered from the shop's knowledge base (src/endcloud/data/demo_shop): the fact is checked
+    fact_question: str = "亲，想退货的话寄回去运费要多少钱呀？"
+    fact_expected: list[str] = field(default_factory=lambda: ["9元", "9块", "九元", "¥9"])
     question: str = "你好，请问今天下单什么时候能发货？"
     complaint: str = "等了一个星期还没到，我要投诉，给我转人工！"  # a hard pattern: the cloud answers
     feedback_comment: str = "没有回答我的问题"
@@ -120,6 +134,7 @@ class DemoConfig:
     serve: ServeConfig = field(default_factory=ServeConfig)
     chat: ChatScript = field(default_factory=ChatScript)
     output_root: str = "runs"
+    kb_encoder: str = "e5"  # the knowledge base's dense encoder (TINY: ngram, no weights)
 
 
 def load_demo_config(path: str | None = None, overrides: list[str] | None = None,
@@ -225,10 +240,17 @@ def _service_step(cfg: DemoConfig, model: ModelConfig, adapter: Path, cloud: Clo
                                  "(pip install 'endcloud[serve]')")
         _say(f"skipped the service chat: {exc.name} is not installed")
         return None
-    _say("[7/8] a scripted chat through the service (fine-tuned end model, cloud escalation)")
+    _say("[7/8] the demo shop's knowledge base, then a scripted chat through the service "
+         "(fine-tuned end model, cloud escalation)")
+    kb = _knowledge_step(cfg, run_dir, report)
     staff = secrets.token_urlsafe(16)  # this run's staff token; never written anywhere
-    app = create_app(_serve_config(cfg.serve, model, adapter, cloud), admin_token=staff)
+    serve_cfg = _serve_config(cfg.serve, model, adapter, cloud)
+    if kb is not None:
+        serve_cfg.knowledge = dataclasses.replace(serve_cfg.knowledge, index=str(kb))
+    app = create_app(serve_cfg, admin_token=staff)
     with running(app) as url, httpx.Client(base_url=url, timeout=300) as http:
+        if kb is not None:
+            report["fact"] = _fact_turn(http, cfg.chat)
         turns = _customer(http, cfg.chat)
         admin = {"authorization": f"Bearer {staff}"}
         ours = {t["reply_id"] for t in turns}
@@ -244,6 +266,36 @@ def _service_step(cfg: DemoConfig, model: ModelConfig, adapter: Path, cloud: Clo
                       "escalated": [r["id"] for r in views["all"] if r["answered_by"] == "cloud"],
                       "disliked": [r["id"] for r in views["disliked"]]}
     return {"turns": turns, "exchanges": views["all"], "disliked": views["disliked"]}
+
+
+def _knowledge_step(cfg: DemoConfig, run_dir: Path, report: dict[str, Any]) -> Path | None:
+    """`endcloud kb build` on the demo shop's policy pages, FAQ and catalog."""
+    try:
+        from endcloud.knowledge.build import run as build
+        from endcloud.knowledge.config import KBConfig
+
+        shop = demo_shop()
+        result = build(KBConfig(input=[str(shop / f) for f in DEMO_SHOP_DOCS],
+                                output=str(run_dir / "kb"), encoder=cfg.kb_encoder))
+    except ImportError as exc:
+        report["skipped"].append(f"knowledge base: {exc.name} is not installed "
+                                 "(pip install 'endcloud[kb]')")
+        return None
+    print(f"  knowledge base: {result.chunks} chunks from {result.sources} documents "
+          f"({cfg.kb_encoder} + BM25) -> {result.root}")
+    report["knowledge"] = {"index": str(result.root), "chunks": result.chunks}
+    return result.root
+
+
+def _fact_turn(http: Any, script: ChatScript) -> dict[str, Any]:
+    """One question whose answer only the shop's documents hold; is the fact in the reply?"""
+    token = http.post("/v1/customers").raise_for_status().json()["token"]
+    auth = {"authorization": f"Bearer {token}"}
+    turn = _chat(http, auth, [{"role": "user", "content": script.fact_question}], script.max_tokens, [])
+    right = any(f in "".join(turn["reply"].split()) for f in script.fact_expected)
+    print(f"  {'✓' if right else '✗'} the shop's fact ({' / '.join(script.fact_expected[:1])}) "
+          f"{'is' if right else 'is not'} in the reply")
+    return {"question": script.fact_question, "reply": turn["reply"], "right": right}
 
 
 def _customer(http: Any, script: ChatScript) -> list[dict[str, Any]]:
@@ -339,6 +391,8 @@ def _print_summary(report: dict[str, Any], cfg: DemoConfig) -> None:
             ("Table V (replies)", files["table_v"]), ("metrics", files["metrics"]),
             ("loss plot", files["loss"]), ("scores (every component)", files["scores"]),
             ("fine-tuned adapter", report["adapter"])]
+    if "knowledge" in report:
+        rows.append(("knowledge base", report["knowledge"]["index"]))
     if "chat" in report:
         rows.append(("chat transcript", report["chat"]["transcript"]))
     if "relabel" in report:
