@@ -23,6 +23,7 @@ CONFIG_CLASSES = {
     "eval.yaml": "endcloud.evaluate.config:EvalConfig",
     "serve.yaml": "endcloud.serve.config:ServeConfig",
     "evolve.yaml": "endcloud.evolve.config:EvolveConfig",
+    "kb.yaml": "endcloud.knowledge.config:KBConfig",
 }
 
 

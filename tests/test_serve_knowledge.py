@@ -53,7 +53,8 @@ def kb_cfg(tmp_path: Path, docs: str = POLICY, **knowledge) -> object:
     (d / "policy.md").write_text(docs, encoding="utf-8")
     build(KBConfig(input=[str(d)], output=str(tmp_path / "kb"), encoder="ngram"))
     cfg = fake_cfg(tmp_path, **{k: knowledge.pop(k) for k in ("escalation", "cloud_url") if k in knowledge})
-    cfg.knowledge = KnowledgeConfig(index=str(tmp_path / "kb"), **{"memory_threshold": 0.6, **knowledge})
+    cfg.knowledge = KnowledgeConfig(index=str(tmp_path / "kb"), **{
+        "memory_threshold": 0.6, "memory_context_threshold": 0.3, **knowledge})
     return cfg
 
 
@@ -113,6 +114,9 @@ def test_correction_serves_the_next_customer_at_once_and_keeps_privacy(tmp_path)
     assert mem["origin"] == "correction" and "13912345678" not in mem["query_masked"]
     assert "张伟" not in mem["query_masked"] and "[PHONE_1]" in mem["query_masked"]
     # whatever B got or the model was shown after the approval holds none of A's values
+    # a paraphrase below the as-is threshold: the model answers, with the correction in its prompt
+    assert len(backend.prompts) == prompts_before + 1
+    assert "周日仓库休息不发货" in backend.prompts[-1][0]["content"]
     seen = json.dumps(backend.prompts[prompts_before:], ensure_ascii=False) + reply + reply_c
     assert "13912345678" not in seen and "张伟" not in seen
 

@@ -160,9 +160,11 @@ def _encoder_for(memory_dir: str) -> Any:
 
 
 def _open_memory(folder: str, encoder: Any, required: bool) -> HybridIndex:
+    """The memory folder with its own encoder (it may differ from the index's: e.g. USE, fast
+    enough to embed 100k approved answers); empty, on the index's encoder, when there is none."""
     if folder and Path(folder).exists():
         try:
-            return open_index(folder, encoder)
+            return open_index(folder)
         except KnowledgeError as exc:
             if required:
                 raise
