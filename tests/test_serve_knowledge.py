@@ -188,3 +188,16 @@ def test_rebuild_while_serving_is_picked_up(tmp_path):
                 break
         system = backend.prompts[-1][0]["content"]
     assert "运费6元" in system and "运费9元" not in system  # the new index, not a mix
+
+
+def test_invented_number_is_not_served(tmp_path):
+    """The shop says 11 days; a reply saying 7 is ungrounded and goes to the cloud (down here: a
+    hand-off); a reply with the shop's own number is served."""
+    cfg = kb_cfg(tmp_path, escalation=True)
+    for reply, served in (("亲，签收后7天内可以退哦", False), ("亲，签收后11天内可以退哦", True)):
+        backend = RecordingBackend(cfg.backend, reply=reply)
+        with running(create_app(cfg, backend=backend, admin_token=STAFF)) as url:
+            _, headers = new_customer(url)
+            got, rid = chat(url, headers, "收到货几天内可以退货？")
+        (row,) = rows(cfg.store, "SELECT escalation FROM serve_exchanges WHERE id = ?", rid)
+        assert (got == reply) is served and (row["escalation"] == "ungrounded") is (not served)

@@ -54,6 +54,9 @@ class KnowledgeConfig:
     memory_threshold: float = 0.95
     memory_as_is: bool = True
     memory_context_threshold: float = 0.9
+    # a reply that states a number found neither in the retrieved chunks nor in the conversation
+    # is ungrounded (an invented fee, time or day count): the cloud takes the turn
+    check_numbers: bool = True
     reload_s: float = 2.0  # how often the index folder is checked for a rebuild (0 = never)
 
     def __post_init__(self) -> None:

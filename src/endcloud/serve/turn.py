@@ -167,6 +167,8 @@ class Turn:
         guarded = self._shown_text(draft)
         if reason is None and guarded is None and self.svc.policy.cfg.enabled:
             reason = "placeholder"  # a fact the model did not have: the cloud, or a person
+        if reason is None and guarded and self.svc.policy.cfg.enabled and self._invents(guarded):
+            reason = "ungrounded"
         reply, by, outcome = (shown if live else (guarded or "")), "end", None
         if reason is not None and (not live or failed):
             self.reason = reason
@@ -174,7 +176,8 @@ class Turn:
             cloud_reply = self._shown_text(outcome.text) if outcome.ok else None
             if cloud_reply:
                 reply, by = cloud_reply, "cloud"
-            elif self.svc.cfg.escalation.fallback == "handoff" or not guarded:
+            elif (self.svc.cfg.escalation.fallback == "handoff" or not guarded
+                  or reason == "ungrounded"):  # an invented fact is never the fallback
                 reply, by = self.svc.cfg.escalation.handoff_message, "handoff"
         elif reason is not None:
             self.reason = f"{reason}:recorded"
@@ -183,6 +186,16 @@ class Turn:
                 self._shown()
                 yield p
         await self._record(reply, by, draft, outcome, match, final.confidence, final, "model")
+
+    def _invents(self, reply: str) -> bool:
+        """A number in the reply that neither the prompt (chunks, history) nor the question holds."""
+        kb = self.svc.knowledge
+        if kb is None or not kb.cfg.check_numbers or self.found is None:
+            return False
+        from endcloud.evaluate.facts import numbers
+
+        given = numbers(" ".join(m["content"] for m in self.prompt))
+        return bool(numbers(reply) - given)
 
     def _shown_text(self, text: str) -> str | None:
         """`text` with this conversation's own masked values restored; None when a placeholder
