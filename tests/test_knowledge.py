@@ -218,3 +218,20 @@ def test_fact_judge():
     assert not judge(u, "支持的亲，可以分12期", kb).honest and not judge(u, "支持的亲", kb).honest
     s = summarise([q, u], ["运费9元", "支持的亲"], "运费9元")
     assert s["fact_accuracy"] == 1.0 and s["unanswerable_invented"] == 1.0
+
+
+def test_synth_grounding_samples_follow_the_service_prompt(tmp_path, capsys):
+    from endcloud.knowledge.synth import samples
+
+    rows = samples(6, 20, "SYS", seed=1, p_absent=0.25)
+    assert len(rows) == 120
+    absent = [r for r in rows if r["meta"]["gold_absent"]]
+    assert 10 <= len(absent) <= 50
+    for r in rows:
+        system, _user, answer = (m["content"] for m in r["messages"])
+        assert system.startswith("SYS\n\n") and ("店铺资料" in system or "Shop information" in system)
+        if not r["meta"]["gold_absent"]:  # every number the answer states is in the chunks shown
+            from endcloud.evaluate.facts import numbers
+            assert numbers(answer) <= numbers(system), (answer, system)
+    assert main(["kb", "synth", "--output", str(tmp_path / "g.jsonl"), "--shops", "2", "--per-shop", "3"]) == 0
+    assert len((tmp_path / "g.jsonl").read_text().splitlines()) == 6

@@ -26,6 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--k", type=int, default=5)
     s.add_argument("--json", action="store_true", help="one JSON object per hit")
     s.set_defaults(func=search)
+    g = cmds.add_parser("synth", help="grounding training data from generated shops (RAFT-style)")
+    g.add_argument("--output", required=True, metavar="FILE")
+    g.add_argument("--shops", type=int, default=80)
+    g.add_argument("--per-shop", type=int, default=10)
+    g.add_argument("--p-absent", type=float, default=0.2, help="share of samples without the gold chunk")
+    g.add_argument("--seed", type=int, default=0)
+    g.set_defaults(func=synth)
     kb.set_defaults(func=lambda _args: kb.print_help() or 2)
 
 
@@ -59,4 +66,13 @@ def search(args: argparse.Namespace) -> int:
             print(f"{rank}. [{c.id}] {c.source} | {c.title}  (rrf {hit.score:.4f}, cos "
                   f"{hit.dense:.3f}, bm25 {hit.lexical:.2f})")
             print("   " + c.text.replace("\n", "\n   "))
+    return 0
+
+
+def synth(args: argparse.Namespace) -> int:
+    from endcloud.knowledge.synth import samples, write
+    from endcloud.serve.config import DEFAULT_SYSTEM
+
+    n = write(args.output, samples(args.shops, args.per_shop, DEFAULT_SYSTEM, args.seed, args.p_absent))
+    print(f"{n} grounding samples from {args.shops} generated shops -> {args.output}")
     return 0
