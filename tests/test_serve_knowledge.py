@@ -201,3 +201,31 @@ def test_invented_number_is_not_served(tmp_path):
             got, rid = chat(url, headers, "收到货几天内可以退货？")
         (row,) = rows(cfg.store, "SELECT escalation FROM serve_exchanges WHERE id = ?", rid)
         assert (got == reply) is served and (row["escalation"] == "ungrounded") is (not served)
+
+
+def test_cloud_gets_only_the_retrieved_chunks_masked_and_audited(tmp_path):
+    """An escalated turn sends the turn's retrieved chunks inside the masked request (never the
+    whole knowledge base); the egress audit names them; a customer's approved phone number and
+    name reach no other customer's cloud request."""
+    from evolve_helpers import teacher
+
+    extra = "\n## 发票\n签收后5个工作日内开具电子发票。\n## 积分\n每消费1元得1积分。\n"
+    with teacher() as cloud:
+        cfg = kb_cfg(tmp_path, docs=POLICY + extra, escalation=True, cloud_url=cloud.url, k=1)
+        staff = {"authorization": f"Bearer {STAFF}"}
+        with running(create_app(cfg, backend=RecordingBackend(cfg.backend), admin_token=STAFF)) as url:
+            _, a = new_customer(url)
+            _, rid = chat(url, a, "我叫张伟，电话13912345678，退货运费多少？")
+            httpx.post(f"{url}/admin/reviews", headers=staff, json={
+                "exchange_id": rid, "verdict": "approve"}).raise_for_status()
+            _, b = new_customer(url)
+            _, rid_b = chat(url, b, "退货运费多少？我要投诉")  # hard: the cloud answers
+        bodies = list(cloud.bodies)
+    sent = json.dumps(bodies[-1], ensure_ascii=False)
+    assert "运费9元" in sent and "电子发票" not in sent and "积分" not in sent  # k=1: one chunk
+    assert all("13912345678" not in json.dumps(b, ensure_ascii=False) and "张伟" not in
+               json.dumps(b, ensure_ascii=False) for b in bodies)
+    (row,) = rows(cfg.store, "SELECT knowledge_json FROM serve_exchanges WHERE id = ?", rid_b)
+    audited = [json.loads(r["knowledge_ids"]) for r in rows(cfg.store, "SELECT knowledge_ids FROM cloud_egress")
+               if r["knowledge_ids"]]
+    assert audited and audited[-1] == json.loads(row["knowledge_json"])["chunks"]
