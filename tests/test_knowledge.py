@@ -158,9 +158,9 @@ def test_memory_build_masks_and_adds_at_once(tmp_path):
     memory = open_index(tmp_path / "mem")
     text = " ".join(c.title + c.text for c in memory.chunks)
     assert "13800138000" not in text and "张伟" not in text and "[PHONE_1]" in text
-    from endcloud.knowledge.sources import _chunk
+    from endcloud.knowledge.sources import make_chunk
 
-    memory.add([_chunk("serve", "memory", "周日发货吗", "周日不发货，周一一早发出", {"origin": "correction"})])
+    memory.add([make_chunk("serve", "memory", "周日发货吗", "周日不发货，周一一早发出", {"origin": "correction"})])
     hit = memory.search("周日会发货吗", 1)[0]
     assert hit.chunk.text.startswith("周日不发货") and hit.dense > 0.5  # dense at once, before BM25
 
@@ -168,8 +168,8 @@ def test_memory_build_masks_and_adds_at_once(tmp_path):
 def test_knowledge_block_budget_and_fit_messages():
     class H:  # a hit as the index returns it
         def __init__(self, title, text, kind="policy"):
-            from endcloud.knowledge.sources import _chunk
-            self.chunk = _chunk("s", kind, title, text)
+            from endcloud.knowledge.sources import make_chunk
+            self.chunk = make_chunk("s", kind, title, text)
 
     hits = [H("发货", "16:30前付款当天发出。"), H("长文", "很长的内容。" * 200), H("退货", "签收后11天内可退。")]
     block, ids = knowledge_block(hits, 160, "zh")

@@ -25,7 +25,7 @@ import numpy as np
 from endcloud.errors import ConfigError, DataFormatError
 from endcloud.knowledge.config import KBConfig
 from endcloud.knowledge.index import FORMAT, HybridIndex, current_version, publish, read_manifest
-from endcloud.knowledge.sources import (Chunk, SkipFile, Skipped, _chunk, file_sha256, list_files,
+from endcloud.knowledge.sources import (Chunk, SkipFile, Skipped, make_chunk, file_sha256, list_files,
                                         read_file)
 from endcloud.progress import progress
 
@@ -176,7 +176,7 @@ def _memory_entries(path: Path, name: str, max_file_bytes: int) -> list[Chunk]:
         conv = masker.new_conversation()
         q, r = masker.mask(query, conv), masker.mask(reply, conv)
         if q.sendable and r.sendable and q.text.strip() and r.text.strip():
-            out.append(_chunk(name, "memory", q.text, r.text, {"origin": origin, "ref": ref}))
+            out.append(make_chunk(name, "memory", q.text, r.text, {"origin": origin, "ref": ref}))
     return out
 
 

@@ -26,7 +26,7 @@ from endcloud.knowledge.config import KnowledgeConfig
 from endcloud.knowledge.context import PLACEHOLDER
 from endcloud.knowledge.index import (HybridIndex, Hit, KnowledgeError, current_version,
                                       open_index, read_manifest)
-from endcloud.knowledge.sources import _chunk
+from endcloud.knowledge.sources import make_chunk
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +105,13 @@ class ShopKnowledge:
         """Add an approved (masked) answer; searchable when this returns. None if refused."""
         if not query.strip() or not reply.strip() or _looks_personal(query + reply):
             return None
-        entry = _chunk("serve", "memory", query.strip(), reply.strip(), {"origin": origin, "ref": ref})
+        entry = make_chunk("serve", "memory", query.strip(), reply.strip(), {"origin": origin, "ref": ref})
         self.memory.add([entry])
         return entry.id
 
     def remember_all(self, rows: list[Any]) -> int:
         """Approvals kept in the store (id, query_masked, reply_masked, origin), in one batch."""
-        entries = [_chunk("serve", "memory", r["query_masked"].strip(), r["reply_masked"].strip(),
+        entries = [make_chunk("serve", "memory", r["query_masked"].strip(), r["reply_masked"].strip(),
                           {"origin": r["origin"], "ref": r["id"]})
                    for r in rows if not _looks_personal(r["query_masked"] + r["reply_masked"])]
         self.memory.add(entries)

@@ -133,7 +133,7 @@ def markdown_chunks(text: str, source: str, max_chars: int) -> list[Chunk]:
         if section:
             title = " > ".join(path)
             for piece in split_text(section, max_chars):
-                chunks.append(_chunk(source, "policy", title, piece))
+                chunks.append(make_chunk(source, "policy", title, piece))
 
     for line in text.split("\n"):
         m = _HEADING.match(line)
@@ -217,7 +217,7 @@ def _faq(row: dict[str, Any], source: str, n: int) -> Chunk:
     q, a = str(row.get("question") or "").strip(), str(row.get("answer") or "").strip()
     if not q or not a:
         raise SkipFile(f"row {n}: an empty question or answer")
-    return _chunk(source, "faq", q, a, {"question": q, "answer": a})
+    return make_chunk(source, "faq", q, a, {"question": q, "answer": a})
 
 
 def _product(row: dict[str, Any], source: str) -> Chunk:
@@ -237,9 +237,11 @@ def _product(row: dict[str, Any], source: str) -> Chunk:
         parts.extend(f"{k}: {v}" for k, v in attrs.items())
     skip = {"title", "name", "sku", "price", "currency", "attributes", "lang"}
     parts.extend(f"{k}: {v}" for k, v in row.items() if k not in skip and v not in (None, ""))
-    return _chunk(source, "product", title, "\n".join(parts), {"sku": sku, "lang": row.get("lang", "")})
+    return make_chunk(source, "product", title, "\n".join(parts), {"sku": sku, "lang": row.get("lang", "")})
 
 
-def _chunk(source: str, kind: str, title: str, text: str, meta: dict[str, Any] | None = None) -> Chunk:
+def make_chunk(source: str, kind: str, title: str, text: str,
+               meta: dict[str, Any] | None = None) -> Chunk:
+    """A chunk with its stable id (sha256 of source, title and text)."""
     digest = hashlib.sha256(f"{source}\n{title}\n{text}".encode()).hexdigest()[:12]
     return Chunk(f"{kind}-{digest}", source, kind, title, text, meta or {})

@@ -14,14 +14,13 @@ no number can be learnt as "the" answer; the held-out shops (demo, bench/shops) 
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from endcloud.knowledge.context import knowledge_block
-from endcloud.knowledge.sources import _chunk
+from endcloud.knowledge.sources import make_chunk
 
 
 @dataclass
@@ -161,7 +160,7 @@ def samples(n_shops: int, per_shop: int, system: str, seed: int = 0, p_absent: f
     for s in range(n_shops):
         lang = "zh" if s % 2 == 0 else "en"
         facts = shop(lang, rng)
-        chunks = [_chunk(f"synth-{s}", "policy", f.title, rng.choice(f.policy).format(**v)) for f, v in facts]
+        chunks = [make_chunk(f"synth-{s}", "policy", f.title, rng.choice(f.policy).format(**v)) for f, v in facts]
         for _ in range(per_shop):
             gold = rng.randrange(len(facts))
             fact, values = facts[gold]
