@@ -235,3 +235,13 @@ def test_synth_grounding_samples_follow_the_service_prompt(tmp_path, capsys):
             assert numbers(answer) <= numbers(system), (answer, system)
     assert main(["kb", "synth", "--output", str(tmp_path / "g.jsonl"), "--shops", "2", "--per-shop", "3"]) == 0
     assert len((tmp_path / "g.jsonl").read_text().splitlines()) == 6
+
+
+def test_claims_tie_numbers_to_their_units():
+    from endcloud.evaluate.facts import claims
+
+    assert claims("退货运费9元，¥147包邮，签收后11天内，36个小时发货，2–4个工作日退款，保修18个月") == {
+        "9元", "147元", "11天", "36小时", "4工作日", "18月"}
+    assert claims("A $4.50 label, within 11 days, 36 hours, 5 business days, 12% off") == {
+        "$4.5", "11天", "36小时", "5工作日", "12%"}
+    assert claims("运费为1元") - claims("1–2天送达，运费9元") == {"1元"}

@@ -229,3 +229,14 @@ def test_cloud_gets_only_the_retrieved_chunks_masked_and_audited(tmp_path):
     audited = [json.loads(r["knowledge_ids"]) for r in rows(cfg.store, "SELECT knowledge_ids FROM cloud_egress")
                if r["knowledge_ids"]]
     assert audited and audited[-1] == json.loads(row["knowledge_json"])["chunks"]
+
+
+def test_right_number_wrong_unit_is_ungrounded(tmp_path):
+    """"30" occurs in the shop's text (16:30), "30元" does not (the demo once answered "1元")."""
+    cfg = kb_cfg(tmp_path, escalation=True)
+    backend = RecordingBackend(cfg.backend, reply="退货运费为30元。")
+    with running(create_app(cfg, backend=backend, admin_token=STAFF)) as url:
+        _, headers = new_customer(url)
+        got, rid = chat(url, headers, "退货运费多少钱？")
+    (row,) = rows(cfg.store, "SELECT escalation FROM serve_exchanges WHERE id = ?", rid)
+    assert row["escalation"] == "ungrounded" and got == cfg.escalation.handoff_message

@@ -36,6 +36,27 @@ def numbers(text: str) -> set[str]:
     return {n.rstrip("0").rstrip(".") if "." in n else n.lstrip("0") or "0" for n in _NUMBER.findall(t)}
 
 
+_UNIT = [(re.compile(r"[¥￥](\d+(?:\.\d+)?)"), "元"), (re.compile(r"(\d+(?:\.\d+)?)\s*(?:元|块)"), "元"),
+         (re.compile(r"\$\s*(\d+(?:\.\d+)?)"), "$"), (re.compile(r"(?i)(\d+(?:\.\d+)?)\s*(?:dollars|usd)"), "$"),
+         (re.compile(r"(\d+)\s*个?工作日|(?i:(\d+)\s*business days?)"), "工作日"),
+         (re.compile(r"(\d+)\s*(?:天|日)(?!用)|(?i:(\d+)\s*days?)"), "天"),
+         (re.compile(r"(\d+)\s*个?小时|(?i:(\d+)\s*(?:hours?|h\b))"), "小时"),
+         (re.compile(r"(\d+)\s*个?月|(?i:(\d+)\s*months?)"), "月"), (re.compile(r"(\d+(?:\.\d+)?)\s*%"), "%")]
+
+
+def claims(text: str) -> set[str]:
+    """Amounts with their unit ("9元", "$4.5", "11天", "36小时", "5工作日", "18月", "12%"): a
+    number alone may occur anywhere in the shop's text; the same number with its unit may not."""
+    t = unicodedata.normalize("NFKC", text).replace(",", "")
+    out = set()
+    for pattern, unit in _UNIT:
+        for m in pattern.finditer(t):
+            n = next(g for g in m.groups() if g)
+            n = n.rstrip("0").rstrip(".") if "." in n else n
+            out.add(f"${n}" if unit == "$" else f"{n}{unit}")
+    return out
+
+
 @dataclass
 class Verdict:
     stated: bool  # every expected fact present (answerable questions)

@@ -188,14 +188,15 @@ class Turn:
         await self._record(reply, by, draft, outcome, match, final.confidence, final, "model")
 
     def _invents(self, reply: str) -> bool:
-        """A number in the reply that neither the prompt (chunks, history) nor the question holds."""
+        """A number, or an amount with its unit ("1元" where the shop says "9元"), in the reply that
+        neither the prompt (chunks, history) nor the question holds."""
         kb = self.svc.knowledge
         if kb is None or not kb.cfg.check_numbers or self.found is None:
             return False
-        from endcloud.evaluate.facts import numbers
+        from endcloud.evaluate.facts import claims, numbers
 
-        given = numbers(" ".join(m["content"] for m in self.prompt))
-        return bool(numbers(reply) - given)
+        given = " ".join(m["content"] for m in self.prompt)
+        return bool(numbers(reply) - numbers(given) or claims(reply) - claims(given))
 
     def _shown_text(self, text: str) -> str | None:
         """`text` with this conversation's own masked values restored; None when a placeholder
