@@ -130,13 +130,9 @@ class PromptBuilder:
         self.cfg = cfg
         self.pool = pool
         if knowledge is None and cfg.knowledge and cfg.knowledge_k:
-            from endcloud.knowledge.index import open_index
-
-            knowledge = open_index(cfg.knowledge)
+            knowledge = _open_index(cfg.knowledge)
         if memory is None and cfg.memory and cfg.memory_k:
-            from endcloud.knowledge.index import open_index
-
-            memory = open_index(cfg.memory)
+            memory = _open_index(cfg.memory)
         self.knowledge, self.memory = knowledge, memory
         order = list(range(len(pool)))
         if cfg.selection == "random":
@@ -203,6 +199,12 @@ class PromptBuilder:
         msgs += [{"role": t.role, "content": t.text} for t in context if t.role in ("user", "assistant")]
         msgs.append({"role": "user", "content": sample.query})
         return _merge_same_role(msgs), ids
+
+
+def _open_index(path: str) -> Any:
+    from endcloud.knowledge.index import open_index  # bm25s/usearch only when a prompt uses them
+
+    return open_index(path)
 
 
 def _merge_same_role(msgs: list[dict[str, str]]) -> list[dict[str, str]]:

@@ -24,7 +24,8 @@ import numpy as np
 
 from endcloud.errors import ConfigError, DataFormatError
 from endcloud.knowledge.config import KBConfig
-from endcloud.knowledge.index import FORMAT, HybridIndex, current_version, publish, read_manifest
+from endcloud.knowledge.index import (FORMAT, HybridIndex, current_version, publish, read_chunks,
+                                      read_manifest)
 from endcloud.knowledge.sources import (Chunk, SkipFile, Skipped, make_chunk, file_sha256, list_files,
                                         read_file)
 from endcloud.progress import progress
@@ -129,14 +130,14 @@ def _previous(root: Path, encoder_name: str) -> dict[Any, Any]:
         manifest = read_manifest(version)
         if manifest.get("encoder") != encoder_name:
             return {}
-        loaded = HybridIndex.load(version, encoder=None)
+        chunks, vectors = read_chunks(version)  # no BM25 or HNSW needed to reuse them
     except Exception:  # nothing usable to reuse: embed everything
         return {}
     out: dict[Any, Any] = {"__version__": (version.name,)}
     start = 0
     for s in manifest["sources"]:
         end = start + s["chunks"]
-        out[(s["path"], s["sha256"])] = (loaded.chunks[start:end], np.array(loaded.vectors[start:end]))
+        out[(s["path"], s["sha256"])] = (chunks[start:end], np.array(vectors[start:end]))
         start = end
     return out
 

@@ -116,6 +116,7 @@ class HybridIndex(Retriever):
         self.n_lexical = len(chunks)  # chunks[:n_lexical] are in the BM25 index
         self.dense = dense if dense is not None else self._build_dense(vectors)
         self.dense_file: Path | None = None  # set when `dense` is a read-only memory map of it
+        self.version = ""  # the version folder it was loaded from ("" when built in memory)
         self._refreshing = False
 
     def __len__(self) -> int:
@@ -189,7 +190,9 @@ class HybridIndex(Retriever):
             if self.dense_file is not None:  # a memory-mapped index is read-only: load a copy
                 self.dense, self.dense_file = _usearch().restore(str(self.dense_file)), None
             if self.vectors.ndim != 2 or self.vectors.shape[1] != vecs.shape[1]:
-                self.vectors = np.zeros((0, vecs.shape[1]), np.float32)
+                if self.chunks:
+                    raise ValueError(f"{vecs.shape[1]}-dim vectors for a {self.vectors.shape[1]}-dim index")
+                self.vectors = np.zeros((0, vecs.shape[1]), np.float32)  # an empty index takes any dim
                 self.dense = self._build_dense(self.vectors)
             self.dense.add(np.arange(start, start + len(chunks), dtype=np.uint64), vecs, threads=1)
             self.vectors = np.concatenate([np.asarray(self.vectors), vecs])
@@ -229,12 +232,7 @@ class HybridIndex(Retriever):
 
     @classmethod
     def load(cls, folder: Path, encoder: Any) -> "HybridIndex":
-        chunks = [Chunk.from_dict(json.loads(line))
-                  for line in (folder / "chunks.jsonl").read_text(encoding="utf-8").splitlines()
-                  if line.strip()]
-        vectors = np.load(folder / "vectors.npy", mmap_mode="r")
-        if len(vectors) != len(chunks):
-            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        chunks, vectors = read_chunks(folder)
         dense = _usearch().restore(str(folder / "dense.usearch"), view=True) if chunks else None
         if chunks and (dense is None or len(dense) != len(chunks)):
             raise ValueError("the dense index does not match the chunks")
@@ -243,6 +241,17 @@ class HybridIndex(Retriever):
                     dense=dense if chunks else cls._build_dense(np.zeros((0, 1), np.float32)))
         index.dense_file = folder / "dense.usearch" if chunks else None
         return index
+
+
+def read_chunks(folder: Path) -> tuple[list[Chunk], np.ndarray]:
+    """The chunks of a version folder and their vectors (memory-mapped), checked to align."""
+    chunks = [Chunk.from_dict(json.loads(line))
+              for line in (folder / "chunks.jsonl").read_text(encoding="utf-8").splitlines()
+              if line.strip()]
+    vectors = np.load(folder / "vectors.npy", mmap_mode="r")
+    if len(vectors) != len(chunks):
+        raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+    return chunks, vectors
 
 
 # -- index folders: versions + CURRENT --------------------------------------------------------------
@@ -295,7 +304,7 @@ def open_index(root: str | Path, encoder: Any = None) -> HybridIndex:
     if len(index) == 0 and manifest.get("kind", "knowledge") == "knowledge":
         raise KnowledgeError(f"{root}: the knowledge index is empty (no readable documents were "
                           f"given; see {version}/report.json)")
-    index.version = version.name  # type: ignore[attr-defined]
+    index.version = version.name
     return index
 
 

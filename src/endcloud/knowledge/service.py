@@ -53,7 +53,7 @@ class ShopKnowledge:
         self.memory = memory
         self.encoder = encoder
         self.fact = [re.compile(p) for p in cfg.fact_patterns]
-        self._version = getattr(index, "version", "")
+        self._version = index.version if index is not None else ""
         self._checked = time.monotonic()
         self._reload_lock = threading.Lock()
 
@@ -85,7 +85,7 @@ class ShopKnowledge:
         if index is not None:
             out.hits = index.search(query, self.cfg.k)
             out.relevance = max((h.dense for h in out.hits), default=0.0)
-            out.version = getattr(index, "version", "")
+            out.version = index.version
         out.memory = self.memory.search(query, 2) if len(self.memory) else []
         best = max(out.memory, key=lambda h: h.dense, default=None)
         if (self.cfg.memory_as_is and best is not None and best.dense >= self.cfg.memory_threshold
@@ -103,17 +103,16 @@ class ShopKnowledge:
     # -- the fast path of online evolution ------------------------------------------------------------
     def remember(self, query: str, reply: str, origin: str, ref: str = "") -> str | None:
         """Add an approved (masked) answer; searchable when this returns. None if refused."""
-        if not query.strip() or not reply.strip() or _looks_personal(query + reply):
+        entry = _entry(query, reply, origin, ref)
+        if entry is None:
             return None
-        entry = make_chunk("serve", "memory", query.strip(), reply.strip(), {"origin": origin, "ref": ref})
         self.memory.add([entry])
         return entry.id
 
     def remember_all(self, rows: list[Any]) -> int:
         """Approvals kept in the store (id, query_masked, reply_masked, origin), in one batch."""
-        entries = [make_chunk("serve", "memory", r["query_masked"].strip(), r["reply_masked"].strip(),
-                          {"origin": r["origin"], "ref": r["id"]})
-                   for r in rows if not _looks_personal(r["query_masked"] + r["reply_masked"])]
+        entries = [e for r in rows
+                   if (e := _entry(r["query_masked"], r["reply_masked"], r["origin"], r["id"]))]
         self.memory.add(entries)
         return len(entries)
 
@@ -140,6 +139,13 @@ class ShopKnowledge:
             log.warning("knowledge rebuild not loaded (still serving %s): %s", self._version, exc)
         finally:
             self._reload_lock.release()
+
+
+def _entry(query: str, reply: str, origin: str, ref: str) -> Any:
+    """A memory entry, or None for empty text or text that still looks personal."""
+    if not query.strip() or not reply.strip() or _looks_personal(query + reply):
+        return None
+    return make_chunk("serve", "memory", query.strip(), reply.strip(), {"origin": origin, "ref": ref})
 
 
 def _looks_personal(text: str) -> bool:

@@ -151,9 +151,9 @@ class Cloud:
             return CloudOutcome("unavailable")
         from endcloud.cloud.client import KNOWLEDGE_IDS
         from endcloud.cloud.errors import CloudError
+        from endcloud.errors import PrivacyError
 
         KNOWLEDGE_IDS.set(tuple(knowledge_ids or ()))  # this task's context, copied into the thread
-        from endcloud.errors import PrivacyError
 
         try:
             masked, _ = self.client.mask_messages(messages)

@@ -294,15 +294,11 @@ async def remember(svc: Services, exchange_id: str, review_id: int, correction: 
     memory (masked, in the store first) and serves the next similar question from any customer."""
     import asyncio
 
-    from endcloud.serve.turn import _masker
+    from endcloud.serve.turn import conversation_state, masker
 
     row = await svc.store.read(lambda conn: db.exchange_text(conn, exchange_id))
-    masker = _masker()
-    conv = masker.new_conversation()
-    for m in json.loads(row["context_json"]):
-        if m.get("role") in ("user", "assistant"):
-            masker.mask(m["content"], conv)  # the numbering this conversation's values had
-    q, a = masker.mask(row["query"], conv), masker.mask(correction or row["reply"], conv)
+    conv = conversation_state(json.loads(row["context_json"]))  # its values' numbering
+    q, a = masker().mask(row["query"], conv), masker().mask(correction or row["reply"], conv)
     if not (q.sendable and a.sendable):
         return  # text that still looks personal never enters the shared memory
     origin = "correction" if correction else "approved"

@@ -207,13 +207,7 @@ class Turn:
         return None if guarded.missing else guarded.text
 
     def _conversation(self) -> Any:
-        """This conversation's masking state (the values its own messages hold)."""
-        masker = _masker()
-        conv = masker.new_conversation()
-        for m in self.messages:
-            if m["role"] in ("user", "assistant"):
-                masker.mask(m["content"], conv)
-        return conv
+        return conversation_state(self.messages)
 
     async def _record(self, reply: str, by: str, draft: str | None, outcome: CloudOutcome | None,
                       match: float | None, confidence: float | None, final: Final,
@@ -244,7 +238,18 @@ class Turn:
 
 
 @functools.lru_cache(maxsize=1)
-def _masker() -> Any:
+def masker() -> Any:
+    """One masker for the process (its detectors are read once)."""
     from endcloud.data.privacy import Masker
 
     return Masker()
+
+
+def conversation_state(messages: list[dict[str, str]]) -> Any:
+    """The masking state of a conversation: placeholders numbered as its own messages give them."""
+    m = masker()
+    conv = m.new_conversation()
+    for msg in messages:
+        if msg.get("role") in ("user", "assistant"):
+            m.mask(msg["content"], conv)
+    return conv
