@@ -1,4 +1,4 @@
-"""Fit the Platt maps of the `match` and `similarity` scorers; write evaluate/calibration/*.json.
+"""Fit the Platt maps of the `match-e5` (zero-shot) and `similarity` scorers; write evaluate/calibration/*.json.
 
     nice -n 10 .venv/bin/python bench/evaluate_calibrate.py [--data ../shared/data] [--n 150]
 
@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     # Bootstrap: the scorers need a calibration file to load; start from the identity-like map.
-    for name in ("match", "similarity"):
+    for name in ("match-e5", "similarity"):
         path = CALIBRATION_DIR / f"{name}.json"
         if not path.exists():
             Calibration("platt", 1.0, 0.0).save(path)
@@ -80,7 +80,7 @@ def main() -> None:
     bitext = bitext_rows(args.data, 0)
     rng.shuffle(bitext)
     pos = jddc_pairs(args.data, "train", args.n, args.seed) + [(q, r) for q, r, _ in bitext[: args.n]]
-    fit("match", pos, negatives(pos, args.seed),
+    fit("match-e5", pos, negatives(pos, args.seed),
         f"{args.n} JDDC 2018 train (zh) + {args.n} Bitext even-row (en) query/reply pairs; "
         "negatives: the same queries with another pair's reply")
     by_intent: dict[str, list[str]] = {}

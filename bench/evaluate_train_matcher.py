@@ -56,11 +56,12 @@ from pathlib import Path
 
 import numpy as np
 
-from endcloud.evaluate.trained import (DEFAULT_DIR, E5CrossBackbone, E5LoraBackbone, E5Tokenizer, HeadBackbone,
-                                       TrainConfig, TrainedMatcher, TrainPair, read_e5, slim_e5,
-                                       train_matcher)
+from endcloud.evaluate.matcher import TrainConfig, TrainedMatcher, TrainPair, train_matcher
+from endcloud.evaluate.matcher.backbones import E5CrossBackbone, E5LoraBackbone, HeadBackbone
+from endcloud.evaluate.matcher.e5 import E5Tokenizer, read_e5, slim_e5
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DIR = Path.home() / ".cache" / "endcloud" / "matcher" / "e5-lora"  # where these runs save
 WORK = DEFAULT_DIR.parent / "work"
 
 
@@ -344,7 +345,7 @@ def profile(work: Path, device: str, shapes: list[tuple[int, int, int]], reps: i
         out[f"tokens_{kind}"] = {f"p{q}": int(np.percentile(n, q)) for q in (50, 90, 99)}
     print(json.dumps(out), flush=True)
     cfg = TrainConfig(hard_negatives=1)
-    from endcloud.evaluate.trained import _step_loss
+    from endcloud.evaluate.matcher.recipe import _step_loss
 
     with torch.no_grad():
         t0 = time.perf_counter()

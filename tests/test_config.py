@@ -24,6 +24,7 @@ CONFIG_CLASSES = {
     "serve.yaml": "endcloud.serve.config:ServeConfig",
     "evolve.yaml": "endcloud.evolve.config:EvolveConfig",
     "kb.yaml": "endcloud.knowledge.config:KBConfig",
+    "matcher.yaml": "endcloud.evaluate.matcher.config:MatcherConfig",
 }
 
 

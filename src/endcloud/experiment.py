@@ -448,7 +448,8 @@ def _one_line(text: str | None, width: int = 160) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-METRICS = [("final_mean", "Final"), ("sim_mean", "Sim"), ("match_mean", "Match"),
+METRICS = [("final_mean", "Final"), ("grounded_mean", "Grounded"), ("ungrounded_share", "ungrounded"),
+           ("sim_mean", "Sim"), ("match_mean", "Match"),
            ("bleu_mean", "BLEU"), ("rouge_l_mean", "ROUGE-L"), ("distinct_1", "distinct-1"),
            ("distinct_2", "distinct-2"), ("length_tokens_mean", "length"),
            ("latency_ms_mean", "latency_ms")]

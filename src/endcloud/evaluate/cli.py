@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML config (e.g. configs/eval.yaml)")
     # subcommands and key=value overrides share the positional slot, so dispatch by hand
     p.add_argument("rest", nargs=argparse.REMAINDER,
-                   metavar="score|human|key=value", help="a subcommand, or config overrides")
+                   metavar="score|human|train-matcher|key=value", help="a subcommand, or config overrides")
     p.set_defaults(func=dispatch)
 
 
@@ -30,6 +30,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return score(_score_parser().parse_args(args.rest[1:]))
     if args.rest and args.rest[0] == "human":
         return human(_human_parser().parse_args(args.rest[1:]))
+    if args.rest and args.rest[0] == "train-matcher":
+        return train_matcher(_train_matcher_parser().parse_args(args.rest[1:]))
     return evaluate(args.config, args.rest)
 
 
@@ -39,8 +41,8 @@ def _scoring_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=0.8)
     p.add_argument("--theta", type=float, default=0.2)
     p.add_argument("--matcher-weights", default=None, metavar="DIR",
-                   help="trained matcher folder for `match-trained` "
-                        "(default: $ENDCLOUD_MATCHER, else ~/.cache/endcloud/matcher/e5-lora)")
+                   help="trained matcher folder for `match` "
+                        "(default: $ENDCLOUD_MATCHER, else the matcher shipped with endcloud)")
 
 
 def _score_parser() -> argparse.ArgumentParser:
@@ -51,6 +53,23 @@ def _score_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="JSONL to write (default: stdout)")
     _scoring_args(p)
     return p
+
+
+def _train_matcher_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="endcloud evaluate train-matcher",
+                                description="train the Match scorer on prepared splits; resumable")
+    p.add_argument("--config", metavar="FILE", help="YAML config (e.g. configs/matcher.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    return p
+
+
+def train_matcher(args: argparse.Namespace) -> int:
+    from endcloud.config import load_config
+    from endcloud.evaluate.matcher.config import MatcherConfig
+    from endcloud.evaluate.matcher.train import run
+
+    run(load_config(MatcherConfig, args.config, args.overrides))
+    return 0
 
 
 def _human_parser() -> argparse.ArgumentParser:

@@ -60,8 +60,8 @@ class EvalConfig:
     systems: list[SystemConfig] = field(default_factory=list)
     similarity: str = "similarity"  # scorer names (see endcloud.evaluate.scorers.SCORERS)
     match: str = "match"
-    # weights of the trained matcher, read when `match` (or `similarity`) is "match-trained";
-    # "" = $ENDCLOUD_MATCHER, else ~/.cache/endcloud/matcher/e5-lora (as `evaluate score`)
+    # another trained matcher's folder for `match` (in either role); "" = $ENDCLOUD_MATCHER,
+    # else the matcher shipped with endcloud (as `evaluate score`)
     matcher_weights: str = ""
     alpha: float = 0.8  # Eq. 1
     theta: float = 0.2  # the Θ rule

@@ -50,19 +50,24 @@ class Encoder(ABC):
     def encode(self, texts: list[str], kind: Kind = "text", batch_size: int = 32) -> np.ndarray:
         """(N, D) unit rows; cached per text; empty texts give zero rows."""
         cut = [normalise(t)[: self.max_chars] for t in texts]
-        todo = sorted({t for t in cut if t and (kind, t) not in self._cache})
+        # this call's vectors are held here, not only in the LRU: adding many new texts may evict
+        # an old entry this same call still needs
+        got = {t: self._cache[(kind, t)] for t in set(cut) if t and (kind, t) in self._cache}
+        todo = sorted({t for t in cut if t and t not in got})
         for i in range(0, len(todo), batch_size):
             chunk = todo[i: i + batch_size]
             vecs = _unit(np.asarray(self._encode(chunk, kind), dtype=np.float32))
             for t, v in zip(chunk, vecs):
+                got[t] = v
                 self._remember((kind, t), v)
-        rows = [self._cache[(kind, t)] if t else None for t in cut]
-        dim = next((r.shape[0] for r in rows if r is not None), self.dim())
+        for t in got:
+            if (kind, t) in self._cache:
+                self._cache.move_to_end((kind, t))
+        dim = next((v.shape[0] for v in got.values()), 0) or self.dim()
         out = np.zeros((len(texts), dim), dtype=np.float32)
-        for i, r in enumerate(rows):
-            if r is not None:
-                out[i] = r
-                self._cache.move_to_end((kind, cut[i]))
+        for i, t in enumerate(cut):
+            if t:
+                out[i] = got[t]
         return out
 
     def dim(self) -> int:

@@ -17,7 +17,8 @@ from typing import Any
 from endcloud.runs import atomic_write, write_json
 
 RULE_COLOURS = {"eq1": "#3b75af", "sim_only": "#ef8636", "match_only": "#519e3e"}
-METRIC_COLUMNS = [("final_mean", "Final"), ("sim_mean", "Sim"), ("match_mean", "Match"),
+METRIC_COLUMNS = [("final_mean", "Final"), ("grounded_mean", "Grounded"),
+                  ("ungrounded_share", "Ungrounded share"), ("sim_mean", "Sim"), ("match_mean", "Match"),
                   ("bleu_mean", "BLEU"), ("rouge_l_mean", "ROUGE-L"), ("distinct_1", "distinct-1"),
                   ("distinct_2", "distinct-2"), ("length_tokens_mean", "length (tokens)"),
                   ("latency_ms_mean", "latency (ms)")]
@@ -87,7 +88,11 @@ def table_markdown(results: dict[str, Any]) -> str:
                      f" | {s['rules']['eq1']} / {s['rules']['sim_only']} |")
     lines += ["", "BLEU: JDDC style, mean sentence-BLEU-4 against each human reference; "
               "char-level tokens for Chinese, words for Latin script. ROUGE-L: LCS F1. "
-              "distinct-n: unique / all n-grams over the system's replies.", ""]
+              "distinct-n: unique / all n-grams over the system's replies. "
+              "Grounded: the share of a reply's checkable facts (amounts, numbers, named policies) "
+              "that the cloud reply, the input or the knowledge given support, over replies with one; "
+              "Ungrounded share: replies with a fact nothing supports. Non-answers (echo, restatement, "
+              "stock filler, empty) are capped (endcloud.evaluate.nonanswer).", ""]
     return "\n".join(lines)
 
 
@@ -114,7 +119,12 @@ def figure(results: dict[str, Any], path: Path, max_queries: int = 30) -> None:
                color=[RULE_COLOURS[q["rule"]] for q in per_q], width=0.8)
         ax.axhline(means[k], color="black", lw=1, ls="--")
         ax.set_ylim(0, 1)
-        ax.set_title(f"({chr(97 + k)}) {name}\nmean Final {means[k]:.3f}", fontsize=10)
+        g = results["systems"][name]["summary"].get("grounded_mean")
+        ax.set_title(f"({chr(97 + k)}) {name}\nmean Final {means[k]:.3f}"
+                     + (f" · grounded {g:.2f}" if g is not None else ""), fontsize=10)
+        for x, q in zip(xs, per_q):  # a reply with a fact nothing supports: a red mark above its bar
+            if q.get("unsupported"):
+                ax.plot(x, min(q["final"] + 0.05, 0.97), marker="v", color="#c0392b", ms=4)
         ax.set_xlabel("input #")
         if n <= 15:
             ax.set_xticks(xs)
@@ -133,8 +143,9 @@ def figure(results: dict[str, Any], path: Path, max_queries: int = 30) -> None:
         ax.axis("off")
     shown = f"first {n} of {len(queries)} inputs" if n < len(queries) else f"{n} inputs"
     fig.legend(handles=[Patch(color=c, label=r) for r, c in RULE_COLOURS.items()]
-               + [plt.Line2D([], [], color="black", ls="--", label="system mean")],
-               loc="lower center", ncol=4, fontsize=9, frameon=False)
+               + [plt.Line2D([], [], color="black", ls="--", label="system mean"),
+                  plt.Line2D([], [], color="#c0392b", marker="v", ls="", label="ungrounded fact")],
+               loc="lower center", ncol=5, fontsize=9, frameon=False)
     fig.suptitle(f"Fig. 3 - Final score per input and system ({shown}; "
                  f"α = {results['alpha']}, Θ = {results['theta']})", fontsize=11)
     fig.tight_layout(rect=(0, 0.06, 1, 0.95))

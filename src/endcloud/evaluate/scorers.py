@@ -1,8 +1,21 @@
 """Scorers: a pair of texts -> a number in [0, 1], behind one interface, registered by name.
 
     sim = get_scorer("similarity")          # SimBERT's role: end reply vs cloud reply
-    match = get_scorer("match")             # RocketQA's role: user query vs reply
-    match.score(["发货了吗"], ["亲，今天下午发出哦"])   # array([0.93...])
+    match = get_scorer("match")             # RocketQA's role: user query vs reply (trained matcher)
+    match.score(["发货了吗"], ["亲，今天下午发出哦"])   # array([0.9...])
+
+| name            | role       | what                                                            |
+|-----------------|------------|-----------------------------------------------------------------|
+| `similarity`    | Sim        | USE-multilingual cosine, Platt-calibrated                       |
+| `match`         | Match      | the trained matcher shipped with the package (`evaluate/matcher`); |
+|                 |            | `weights` / $ENDCLOUD_MATCHER name another one                   |
+| `match-trained` | Match      | the same (the name earlier configs used)                         |
+| `match-e5`      | Match      | zero-shot multilingual-e5-small cosine, Platt-calibrated         |
+| `ngram`         | either     | char 1-3-gram cosine: no model, the tiny/CI path                 |
+
+The non-answer guard (`endcloud.evaluate.nonanswer`: empty, echo, restatement, stock filler, each
+with a documented cap) applies to the Match *role*, whatever scorer fills it: `score_pairs` caps
+Match and Final, the service caps the Match it escalates on.
 
 How raw cosines become [0, 1] (calibrated, never by hand): each model scorer carries a Platt map
 p = 1 / (1 + exp(-(a·cos + b))) whose (a, b) were fitted by logistic regression on labelled
@@ -131,20 +144,21 @@ def _calibration(name: str) -> Calibration:
 SCORERS: dict[str, Callable[..., Scorer]] = {
     "similarity": lambda: EmbeddingScorer("similarity", "use", "text", "text",
                                           _calibration("similarity")),
-    "match": lambda: EmbeddingScorer("match", "e5", "query", "passage", _calibration("match")),
+    # the trained matcher: weights from `path`, $ENDCLOUD_MATCHER, else the shipped ones
+    "match": lambda path=None: _trained_match(path),
+    "match-trained": lambda path=None: _trained_match(path),
+    "match-e5": lambda: EmbeddingScorer("match-e5", "e5", "query", "passage", _calibration("match-e5")),
     # lexical, deterministic, no extra: the CI fast path and a fallback for either role
     "ngram": lambda: EmbeddingScorer("ngram", "ngram", "text", "text", Calibration("identity")),
-    # e5 fine-tuned on JDDC/ECD (query, reply) pairs; weights from `path`, $ENDCLOUD_MATCHER or the cache
-    "match-trained": lambda path=None: _trained_match(path),
 }
 # the scorers that read trained weights, and the keyword their factory takes for the folder
-WEIGHTS_OPTION = {"match-trained": "path"}
+WEIGHTS_OPTION = {"match": "path", "match-trained": "path"}
 _LOADED: dict[tuple[str, tuple[tuple[str, Any], ...]], Scorer] = {}
 
 
 def _trained_match(path: str | Path | None = None) -> Scorer:
     # Imported here: it needs torch, and importing it at module level would be circular.
-    from endcloud.evaluate.trained import TrainedMatchScorer
+    from endcloud.evaluate.matcher.scorer import TrainedMatchScorer
 
     return TrainedMatchScorer(path or None)
 
@@ -159,7 +173,7 @@ def register(name: str, factory: Callable[..., Scorer]) -> None:
 def get_scorer(name: str, **options: Any) -> Scorer:
     """The process-wide scorer `name` (each loads its model once per set of `options`).
 
-    >>> get_scorer("match-trained", path="~/.cache/endcloud/matcher/e5-lora")  # doctest: +SKIP
+    >>> get_scorer("match", path="runs/matcher")  # doctest: +SKIP
     """
     if name not in SCORERS:
         raise KeyError(f"unknown scorer {name!r}; known: {', '.join(sorted(SCORERS))}")

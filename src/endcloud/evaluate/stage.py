@@ -19,8 +19,10 @@ import numpy as np
 
 from endcloud.config import to_dict
 from endcloud.evaluate.combine import combine
+from endcloud.evaluate.grounded import grounding
 from endcloud.evaluate.config import EvalConfig
 from endcloud.evaluate.metrics import corpus_metrics, reply_metrics
+from endcloud.evaluate.nonanswer import cap, guard
 from endcloud.evaluate.report import write_reports
 from endcloud.evaluate.scorers import scorer_for
 from endcloud.evaluate.systems import FileReplies, QueryItem, Reply, read_queries, source_for
@@ -38,26 +40,38 @@ class EvalResult:
 def score_pairs(queries: list[str], replies: list[str], references: list[str | None],
                 similarity: str = "similarity", match: str = "match",
                 alpha: float = 0.8, theta: float = 0.2,
-                matcher_weights: str | None = None) -> list[dict[str, Any]]:
-    """Eq. 1 per (query, reply, optional cloud reply): sim, match, match_reference, final, rule.
+                matcher_weights: str | None = None,
+                support: list[list[str]] | None = None) -> list[dict[str, Any]]:
+    """Eq. 1 per (query, reply, optional cloud reply), with the non-answer guard and groundedness:
+    sim, match, match_reference, final, rule, nonanswer, grounded, unsupported.
 
-    `matcher_weights`: the folder of a trained matcher, for `match-trained` in either role.
+    Match and Match(query, cloud reply) are capped where a reply is a non-answer, and so is Final
+    unless the cloud reply is a non-answer of the same kind (`endcloud.evaluate.nonanswer`).
+    `grounded` checks the reply's facts against the cloud reply, the query and `support[i]`
+    (knowledge chunks the model was given), `endcloud.evaluate.grounded`.
+    `matcher_weights`: the folder of a trained matcher, for `match` in either role.
     """
     sim_s, match_s = scorer_for(similarity, matcher_weights), scorer_for(match, matcher_weights)
-    m = match_s.score(queries, replies)
+    m, kinds = guard(queries, replies, match_s.score(queries, replies))
     has = [i for i, r in enumerate(references) if r is not None]
     sims = np.full(len(queries), np.nan)
     m_ref = np.full(len(queries), np.nan)
     if has:
         refs = [references[i] or "" for i in has]
         sims[has] = sim_s.score([replies[i] for i in has], refs)
-        m_ref[has] = match_s.score([queries[i] for i in has], refs)
+        m_ref[has] = guard([queries[i] for i in has], refs,
+                           match_s.score([queries[i] for i in has], refs))[0]
     out = []
     for i in range(len(queries)):
         ref_known = references[i] is not None
         c = combine(float(sims[i]) if ref_known else None, float(m[i]),
-                    float(m_ref[i]) if ref_known else None, alpha, theta)
-        out.append(c.to_dict())
+                    float(m_ref[i]) if ref_known else None, alpha, theta).to_dict()
+        kind, most = cap(queries[i], replies[i], references[i])
+        c["final"] = min(c["final"], most)
+        c["nonanswer"] = kinds[i]
+        g = grounding(replies[i], [references[i] or "", queries[i], *(support[i] if support else [])])
+        c["grounded"], c["unsupported"] = g.score, g.unsupported
+        out.append(c)
     return out
 
 
@@ -121,6 +135,18 @@ def _system_result(items: list[QueryItem], replies: list[Reply], references: lis
         **corpus_metrics([r.text for r in replies]),
         "latency_ms_mean": float(np.mean(lat)) if lat else None,
         "rules": {r: sum(q["rule"] == r for q in per_query) for r in ("eq1", "sim_only", "match_only")},
+        **grounded_summary(per_query),
+        "nonanswers": {k: sum(q.get("nonanswer") == k for q in per_query)
+                       for k in ("empty", "echo", "restates", "filler")},
         "scoring_pairs_per_s": len(items) / seconds if seconds > 0 else None,
     }
     return {"summary": summary, "per_query": per_query}
+
+
+def grounded_summary(per_query: list[dict[str, Any]]) -> dict[str, Any]:
+    """`grounded_mean` over the replies with a checkable claim; `ungrounded_share`: the share of
+    all replies with a claim nothing given supports; `with_claims`: how many replies had one."""
+    checked = [q["grounded"] for q in per_query if q.get("grounded") is not None]
+    bad = [bool(q.get("unsupported")) for q in per_query]
+    return {"grounded_mean": float(np.mean(checked)) if checked else None,
+            "ungrounded_share": float(np.mean(bad)) if bad else 0.0, "with_claims": len(checked)}

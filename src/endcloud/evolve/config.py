@@ -21,6 +21,7 @@ class SelectConfig:
     max_rating: int = 2  # a customer rating <= this (or a thumbs-down): relabel it
     limit: int = 2000  # newest first, at most this many per round
     min_new: int = 1  # fewer selected items than this: the round is skipped
+    relabel_ungrounded: bool = True  # also relabel end drafts with an unsupported fact or a non-answer
 
 
 @dataclass
@@ -77,14 +78,17 @@ class GateConfig:
     regression: str = ""  # optional messages JSONL of earlier good replies
     regression_from_store: int = 50  # plus up to N liked / approved served replies
     limit: int = 0  # first N held-out queries (0 = all)
-    similarity: str = "ngram"  # scorer names (endcloud.evaluate.scorers)
-    match: str = "ngram"
+    similarity: str = "similarity"  # scorer names (endcloud.evaluate.scorers), as eval and serve
+    match: str = "match"
     alpha: float = 0.8  # Eq. 1
     theta: float = 0.2
     delta: float = 0.0  # required improvement of mean Final
     bootstrap: int = 2000  # resamples for the paired difference's lower bound (0 = mean only)
     confidence: float = 0.95  # two-sided: the lower bound is the (1 - c) / 2 quantile
     regression_tolerance: float = 0.02  # the regression set's mean Final may drop at most this
+    # the share of held-out replies stating a fact (amount, number, named policy) the reference
+    # reply and query do not support may rise at most this (endcloud.evaluate.grounded); 1 = off
+    ungrounded_tolerance: float = 0.05
     unsafe_patterns: list[str] = field(default_factory=lambda: list(UNSAFE_PATTERNS))
     max_new_tokens: int = 64
     max_input_tokens: int = 256
@@ -97,6 +101,7 @@ class GateConfig:
         check(self.bootstrap == 0 or self.bootstrap >= 100, "gate.bootstrap", "0 or >= 100")
         check(0.5 < self.confidence < 1.0, "gate.confidence", "must be in (0.5, 1)")
         check(self.regression_tolerance >= 0, "gate.regression_tolerance", "must be >= 0")
+        check(0 <= self.ungrounded_tolerance <= 1, "gate.ungrounded_tolerance", "must be in [0, 1] (1 = off)")
 
 
 @dataclass

@@ -40,6 +40,7 @@ class Side:
     pii: int
     unsafe: int
     replies: list[str] = field(default_factory=list)
+    ungrounded: float = 0.0  # share of held-out replies with a fact the reference does not support
 
     @property
     def mean(self) -> float:
@@ -66,6 +67,8 @@ class GateResult:
     candidate_pii: int
     champion_unsafe: int
     candidate_unsafe: int
+    champion_ungrounded: float = 0.0
+    candidate_ungrounded: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,13 +119,17 @@ def decide(cfg: GateConfig, champ: Side, cand: Side, leaked: int = 0) -> GateRes
         promote, reason = False, f"PII regression: {cand.pii} replies with personal data vs {champ.pii}"
     elif cand.unsafe > champ.unsafe:
         promote, reason = False, f"safety regression: {cand.unsafe} unsafe replies vs {champ.unsafe}"
+    elif cand.ungrounded - champ.ungrounded > cfg.ungrounded_tolerance:
+        promote, reason = False, (f"groundedness regression: {cand.ungrounded:.1%} of replies state a fact "
+                                  f"the reference does not support vs {champ.ungrounded:.1%} "
+                                  f"(tolerance {cfg.ungrounded_tolerance:.0%})")
     else:
         promote = True
         reason = f"mean Final {champ.mean:.4f} -> {cand.mean:.4f} ({mean:+.4f}" + (
             f", lower bound {lower:+.4f})" if lower is not None else ")")
     return GateResult(promote, reason, champ.mean, cand.mean, mean, lower, len(d),
                       len(cand.regression), champ.regression_mean, cand.regression_mean,
-                      champ.pii, cand.pii, champ.unsafe, cand.unsafe)
+                      champ.pii, cand.pii, champ.unsafe, cand.unsafe, champ.ungrounded, cand.ungrounded)
 
 
 def side(cfg: GateConfig, replies: list[str], heldout: list[tuple[list[dict], str]],
@@ -140,7 +147,8 @@ def side(cfg: GateConfig, replies: list[str], heldout: list[tuple[list[dict], st
     unsafe_re = [re.compile(p) for p in cfg.unsafe_patterns]
     unsafe = sum(1 for r in replies if any(p.search(r) for p in unsafe_re))
     n = len(heldout)
-    return Side(finals[:n], finals[n:], pii, unsafe, replies)
+    ungrounded = float(np.mean([bool(s["unsupported"]) for s in scored[:n]])) if n else 0.0
+    return Side(finals[:n], finals[n:], pii, unsafe, replies, ungrounded)
 
 
 def replies_of(model_cfg: Any, adapter: Path | None, cfg: GateConfig,

@@ -24,14 +24,18 @@ def rounds(conn: sqlite3.Connection) -> list[dict[str, Any]]:
 
 
 def days(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Per UTC day: turns, escalation rate, share answered by the end model, cloud cost.
+    """Per UTC day: turns, escalation rate, share answered by the end model, cloud cost, and the
+    end drafts' groundedness (mean over drafts with a checkable fact; share of those with an
+    unsupported one).
 
     A turn is escalated when the cloud was asked (it has a cloud status); a low score only
     recorded (`after_mode: record`) is not an escalation."""
     sql = """SELECT substr(created_at, 1, 10) AS day, COUNT(*) AS turns,
                     AVG(cloud_status IS NOT NULL) AS escalation_rate,
                     AVG(answered_by = 'end') AS local_share, SUM(cost) AS cloud_cost,
-                    SUM(cloud_status IS NOT NULL) AS cloud_calls
+                    SUM(cloud_status IS NOT NULL) AS cloud_calls,
+                    AVG(grounded) AS grounded_mean,
+                    AVG(CASE WHEN grounded IS NULL THEN NULL ELSE grounded < 1 END) AS ungrounded_share
              FROM serve_exchanges GROUP BY day ORDER BY day"""
     return [dict(r) for r in conn.execute(sql)]
 
@@ -53,7 +57,8 @@ def write_report(conn: sqlite3.Connection, out_dir: str | Path) -> tuple[Path, P
     out.mkdir(parents=True, exist_ok=True)
     r, d = rounds(conn), days(conn)
     md = ("# endcloud evolve\n\n## Rounds\n\n" + table(r, ROUND_COLS) + "\n## Days\n\n"
-          + table(d, ["day", "turns", "escalation_rate", "local_share", "cloud_calls", "cloud_cost"]))
+          + table(d, ["day", "turns", "escalation_rate", "local_share", "cloud_calls", "cloud_cost",
+                     "grounded_mean", "ungrounded_share"]))
     (out / "report.md").write_text(md, encoding="utf-8")
     try:
         import matplotlib

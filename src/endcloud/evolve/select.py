@@ -4,7 +4,9 @@
 
 An exchange is selected when its end reply's Final is below `final_threshold` (Eq. 1 against the
 cloud's reply when the cloud also answered, else the Match score the service recorded), when the
-customer gave a thumbs-down or a rating <= `max_rating`, or when staff wrote a correction. A
+customer gave a thumbs-down or a rating <= `max_rating`, when staff wrote a correction, or (with
+`relabel_ungrounded`) when the end draft stated a fact its prompt did not support or was a
+non-answer (the service stores both per turn). A
 human correction wins over any cloud label: such items are not sent to the cloud at all.
 An exchange the cloud already answered while serving (an escalated turn) carries that masked
 reply as `served_reply`, with the masked messages that were sent for it (so its placeholders
@@ -27,6 +29,7 @@ from endcloud.evolve.config import SelectConfig
 SQL = """
 SELECT e.id, e.context_json, e.query, e.end_reply, e.answered_by, e.escalation,
        e.match_score, e.cloud_status, e.cloud_request_masked, e.cloud_reply_masked, e.created_at,
+       e.grounded, e.nonanswer,
        (SELECT COUNT(*) FROM serve_feedback f WHERE f.exchange_id = e.id AND
             (f.thumb = 'down' OR f.rating <= :max_rating)) AS dislikes,
        (SELECT c.reply FROM serve_corrections c WHERE c.exchange_id = e.id
@@ -37,7 +40,7 @@ FROM serve_exchanges e
 WHERE NOT EXISTS (SELECT 1 FROM evolve_items i WHERE i.exchange_id = e.id)
 ORDER BY e.created_at DESC, e.rowid DESC
 """
-RANK = {"correction": 3, "disliked": 2, "low_final": 1}
+RANK = {"correction": 3, "disliked": 2, "low_final": 1, "ungrounded": 1, "nonanswer": 1}
 
 
 @dataclass
@@ -88,8 +91,8 @@ def select(conn: sqlite3.Connection, cfg: SelectConfig, similarity: str = "ngram
     rows = list(conn.execute(SQL + " LIMIT :limit", {"max_rating": cfg.max_rating,
                                                      "limit": cfg.limit}))
     finals = exchange_finals(rows, similarity, match)
-    stats = {"scanned": len(rows), "low_final": 0, "disliked": 0, "correction": 0,
-             "unmaskable": 0, "duplicates": 0}
+    stats = {"scanned": len(rows), "low_final": 0, "disliked": 0, "correction": 0, "ungrounded": 0,
+             "nonanswer": 0, "unmaskable": 0, "duplicates": 0}
     best: dict[str, Item] = {}
     for row, final in zip(rows, finals):
         reasons = _reasons(row, final, cfg)
@@ -118,6 +121,11 @@ def _reasons(row: sqlite3.Row, final: float | None, cfg: SelectConfig) -> list[s
         reasons.append("disliked")
     if final is not None and final < cfg.final_threshold:
         reasons.append("low_final")
+    if cfg.relabel_ungrounded and row["end_reply"] is not None:
+        if row["grounded"] is not None and row["grounded"] < 1:
+            reasons.append("ungrounded")  # the end draft stated a fact its prompt did not hold
+        if row["nonanswer"]:
+            reasons.append("nonanswer")  # it echoed the customer or said nothing
     return reasons
 
 

@@ -112,6 +112,10 @@ class EscalationConfig:
     scorer: str = "match"  # query-reply Match scorer (endcloud.evaluate); falls back to "ngram"
     match_threshold: float = 0.5  # calibrated reply Match below this (0.5 = even odds): the cloud takes over
     confidence_threshold: float = 0.0  # geometric-mean token probability below this: same
+    # share of the draft's checkable facts (amounts, numbers, named policies) that its prompt
+    # (knowledge chunks, history, question) supports, below this: "ungrounded", the cloud takes
+    # over. 0 = off; 1 = any unsupported fact. A draft without such facts is never held back.
+    min_grounded: float = 0.0
     # replace: hold the end reply until it is scored, stream the winner; record: stream the end
     # reply live and only record its scores (low ones are flagged for review)
     after_mode: Literal["replace", "record"] = "replace"
@@ -136,6 +140,7 @@ class EscalationConfig:
         check(0 <= self.match_threshold <= 1, "escalation.match_threshold", "must be in [0, 1]")
         check(0 <= self.confidence_threshold <= 1, "escalation.confidence_threshold",
               "must be in [0, 1]")
+        check(0 <= self.min_grounded <= 1, "escalation.min_grounded", "must be in [0, 1] (0 = off)")
         check(bool(self.handoff_message.strip()), "escalation.handoff_message", "must not be empty")
 
 

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from endcloud.evaluate.nonanswer import cap as nonanswer_cap
 from endcloud.serve.config import EscalationConfig
 
 log = logging.getLogger(__name__)
@@ -63,11 +64,13 @@ class Policy:
         return None
 
     def match(self, query: str, reply: str) -> float | None:
+        """Match of the reply, capped where it is a non-answer (an echo, a stock filler...)."""
         try:
-            return float(self.scorer.score([query], [reply])[0])
+            score = float(self.scorer.score([query], [reply])[0])
         except Exception:  # a broken scorer costs the score, never the turn
             log.exception("the Match scorer failed")
             return None
+        return min(score, nonanswer_cap(query, reply)[1])
 
     def after(self, match: float | None, confidence: float | None) -> str | None:
         """A reason to escalate after generating ('low_match', 'low_confidence'), or None."""

