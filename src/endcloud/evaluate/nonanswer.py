@@ -51,11 +51,10 @@ _STOP |= {"the", "a", "an", "is", "are", "was", "my", "your", "you", "i", "me", 
           "could", "would", "will", "be", "about", "that", "this", "there", "please", "hi", "hello"}
 _ASKS = re.compile(r"(?:[?？]|吗|么)\s*[。.!！~～]*\s*$")
 # courtesy that carries no content, removed before comparing with FILLERS (longest first)
-_COURTESY = sorted([
-    "亲爱的", "亲亲", "亲", "您好", "你好", "哈", "哦", "噢", "呢", "呀", "啊", "啦", "哈", "嗯", "的", "哟",
-    "请问", "这边", "小妹", "妹子", "客官", "呐", "吧",
-    "hi", "hello", "hey", "there", "dear", "customer", "please", "kindly", "thanks", "thank", "you",
-], key=len, reverse=True)
+_ZH_COURTESY = sorted(["亲爱的", "亲亲", "亲", "您好", "你好", "哈", "哦", "噢", "呢", "呀", "啊", "啦", "嗯", "的",
+                       "哟", "请问", "这边", "小妹", "妹子", "客官", "呐", "吧"], key=len, reverse=True)
+_EN_COURTESY = {"hi", "hello", "hey", "there", "dear", "customer", "please", "kindly", "thanks", "thank",
+                "you", "so", "much", "very", "a", "lot", "again", "oh", "ah"}
 FILLERS = {
     # zh: the stock turns a fine-tuned model drifts to (JDDC's most frequent agent replies)
     "好", "好滴", "好吧", "好嘞", "嗯", "收到", "明白", "了解", "在", "在的", "ok", "okay",
@@ -72,13 +71,20 @@ FILLERS = {
     "please contact customer service", "contact customer service", "contact support",
     "one moment", "one moment please", "just a moment", "let me check", "i understand", "sorry",
     "have a nice day", "have a great day", "no problem", "youre welcome", "welcome", "got it", "noted",
-    "understood", "i see", "alright",
+    "understood", "i see", "alright", "feel free to ask", "if you have any more questions feel free to ask",
+    "if you have any other questions feel free to ask", "let me know if you need anything else",
+    "glad i could help", "im glad i could help", "happy to help", "my pleasure",
 }
 # a query that is itself courtesy: the stock closing is what it wants
-_PHATIC = re.compile(
-    r"^(?:谢谢|谢了|多谢|感谢|好的?|嗯+|哦+|ok|okay|行|可以|好吧|知道了|明白了|收到|没有了|没了|没事了|"
-    r"你好|您好|在吗|在不在|hi|hello|hey|thanks|thankyou|thx|bye|再见|拜拜|no|yes|nothing|noproblem|"
-    r"亲|嗯嗯|好滴|好嘞|好哒)+(?:啊|呀|呢|哈|啦|了|哦|亲|你|您|客服)*$")
+# what a phatic query's clauses may say (after courtesy is dropped): the stock closing is its answer
+PHATIC = {
+    "谢谢", "谢了", "多谢", "感谢", "好", "好滴", "好嘞", "好哒", "好吧", "嗯", "嗯嗯", "哦", "ok", "okay", "行", "可以",
+    "知道了", "明白了", "明白", "收到", "没有了", "没了", "没事了", "没事", "没问题", "那就这样", "就这样", "那就这样了",
+    "在吗", "在不在", "再见", "拜拜", "辛苦了", "麻烦了", "麻烦你了",
+    "bye", "goodbye", "thx", "ty", "noproblem", "nothing", "nothingelse", "thatsall", "thatsit", "perfect",
+    "great", "cool", "awesome", "appreciateit", "iappreciateit", "gotit", "noted", "sure", "fine", "alright",
+    "allgood", "okthen", "understood", "goodday", "goodnight", "cheers", "yes", "no", "yep", "nope",
+}
 
 
 def core(text: str) -> str:
@@ -95,23 +101,40 @@ def grams(text: str) -> set[str]:
     return out
 
 
-def _strip_courtesy(c: str) -> str:
-    for w in _COURTESY:
+def _strip_courtesy(text: str) -> str:
+    """The core of `text` without courtesy: Latin courtesy words as whole words, Chinese as substrings."""
+    t = unicodedata.normalize("NFKC", text or "").lower()
+    t = " ".join(w for w in re.split(r"[^\w]+", t) if w and w not in _EN_COURTESY)
+    c = core(t)
+    for w in _ZH_COURTESY:
         c = c.replace(w, "")
     return c
 
 
+def _clauses(text: str) -> list[str]:
+    return [_strip_courtesy(c) for c in _CLAUSE.split(text or "") if core(c)]
+
+
 def is_phatic(text: str) -> bool:
-    c = core(text)
-    return bool(c) and bool(_PHATIC.match(c))
+    """Thanks, ok, hello, bye... and nothing else: every clause is courtesy or in PHATIC."""
+    parts = _clauses(text)
+    return bool(parts) and all(_made_of(re.sub("[了啦呀]", "", c)) for c in parts)
 
 
-_FILLER_CORES = {_strip_courtesy(core(f)) for f in FILLERS}
+def _made_of(c: str) -> bool:
+    """`c` is empty or a run of PHATIC words ("好谢谢", "okthanks")."""
+    ok = [True] + [False] * len(c)
+    for i in range(1, len(c) + 1):
+        ok[i] = any(ok[j] and c[j:i] in PHATIC for j in range(max(0, i - 16), i))
+    return ok[-1]
+
+
+_FILLER_CORES = {_strip_courtesy(f) for f in FILLERS}
 
 
 def is_filler(reply: str) -> bool:
     """Every clause of the reply is a stock phrase or courtesy ("好的，请稍等", "亲亲您好")."""
-    clauses = [_strip_courtesy(core(c)) for c in _CLAUSE.split(reply or "") if core(c)]
+    clauses = _clauses(reply)
     return bool(clauses) and all(not c or c in _FILLER_CORES for c in clauses)
 
 
