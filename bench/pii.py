@@ -1,4 +1,6 @@
-"""PII masker benchmark: per-type recall/precision/F1 on the labelled set, throughput on real JDDC.
+"""PII masker benchmark: per-type recall/precision/F1 on the generated labelled set and on the
+independent hand-written set (bench/pii_sets/independent.jsonl), throughput on real JDDC with the
+names model on and rules only.
 
     .venv/bin/python bench/pii.py [--seed 0] [--jddc PATH]
 
@@ -43,6 +45,36 @@ def quality_table(masker: Masker, rows: list[dict]) -> None:
           "(the rest are bad-checksum IDs / Luhn-invalid numbers, failed closed by the residue rule)")
 
 
+def independent_table(masker: Masker, path: Path) -> None:
+    """Recall / precision per type, and kept values left alone, on a set built apart from the rules."""
+    import json
+
+    rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    gold, pred, found, right = Counter(), Counter(), Counter(), Counter()
+    kept_total = kept_ok = 0
+    for r in rows:
+        res = masker.mask(r["text"])
+        spans = [(s.type, s.start, s.end) for s in res.spans]
+        for g in r["spans"]:
+            gold[g["type"]] += 1
+            found[g["type"]] += any(t == g["type"] and s < g["end"] and g["start"] < e for t, s, e in spans)
+        for t, s, e in spans:
+            pred[t] += 1
+            right[t] += any(g["type"] == t and s < g["end"] and g["start"] < e for g in r["spans"])
+        for k in r.get("keep", []):
+            kept_total += 1
+            kept_ok += not any(s < k["end"] and k["start"] < e for _, s, e in spans)
+    print(f"{len(rows)} messages, {sum(gold.values())} personal values, {kept_total} values to keep")
+    print(f"{'type':<9} {'gold':>5} {'pred':>5} {'recall':>7} {'prec':>7}")
+    for t in sorted(set(gold) | set(pred)):
+        rec = found[t] / gold[t] if gold[t] else float("nan")
+        prec = right[t] / pred[t] if pred[t] else float("nan")
+        print(f"{t:<9} {gold[t]:>5} {pred[t]:>5} {rec:>7.3f} {prec:>7.3f}")
+    structured = [t for t in gold if t not in ("NAME", "ADDRESS")]
+    print(f"structured recall: {sum(found[t] for t in structured) / max(1, sum(gold[t] for t in structured)):.3f}; "
+          f"kept values left alone: {kept_ok}/{kept_total} ({kept_ok / max(1, kept_total):.3f})")
+
+
 def load_jddc(path: Path) -> list[str]:
     with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
         return [row[-1] for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if row]
@@ -71,8 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     masker = Masker()
     quality_table(masker, generate(args.seed))
+    independent = REPO / "bench" / "pii_sets" / "independent.jsonl"
+    if independent.exists():
+        print(f"\n== independent set ({independent.relative_to(REPO)}): written by hand, not from the rules")
+        independent_table(masker, independent)
     if args.jddc.exists():
         throughput(masker, load_jddc(args.jddc))
+        print("\n== rules only (Masker(names_model=False)), same messages")
+        throughput(Masker(names_model=False), load_jddc(args.jddc))
     else:
         print(f"\n{args.jddc} not found - set ENDCLOUD_DATA_DIR to measure throughput on JDDC")
     return 0

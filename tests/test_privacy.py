@@ -105,7 +105,40 @@ def test_span_offsets_and_no_values_in_repr():
 
 def test_mask_messages_shares_one_conversation():
     rs = MASKER.mask_messages(["我叫张伟", "张伟的电话 13800138000", "13800138000"])
-    assert [r.text for r in rs] == ["我叫[NAME_1]", "张伟的电话 [PHONE_1]", "[PHONE_1]"]
+    # the tagger finds the cue-less second mention; the same name keeps its placeholder
+    assert [r.text for r in rs] == ["我叫[NAME_1]", "[NAME_1]的电话 [PHONE_1]", "[PHONE_1]"]
+
+
+@pytest.mark.parametrize("text, want", [
+    ("我老公叫李建国，麻烦改一下", "我老公叫[NAME_1]，麻烦改一下"),
+    ("帮我转告王芳明天来取", "帮我转告[NAME_1]明天来取"),
+    ("收件人欧阳娜娜", "收件人[NAME_1]"),  # a compound surname is its own token to jieba
+    ("让司马相如签收", "让[NAME_1]签收"),
+    ("让李娜来取一下", "让[NAME_1]来取一下"),  # a name jieba knows as a common word, after a cue
+    # brands, common words jieba tags as names, measure words: left alone
+    ("李宁的鞋子有货吗", "李宁的鞋子有货吗"), ("王老吉多少钱一箱", "王老吉多少钱一箱"),
+    ("非常荣幸为您服务，祝福顾客", "非常荣幸为您服务，祝福顾客"), ("用这张卡付的", "用这张卡付的"),
+    ("高峰期发货慢", "高峰期发货慢"),
+    # kept values: a shop hotline, SKUs, a UK mobile is personal
+    ("客服热线400-820-8820打不通", "客服热线400-820-8820打不通"),
+    ("SKU 100012345678 还有货吗", "SKU 100012345678 还有货吗"), ("商品编号100023456789", "商品编号100023456789"),
+    ("call me on 07700 900123", "call me on [PHONE_1]"),
+])
+def test_model_names_keep_lists_and_uk_mobiles(text, want):
+    r = MASKER.mask(text)
+    assert r.text == want and r.sendable  # a kept 12-digit SKU is not residue either
+
+
+def test_names_model_off_is_rules_only_and_a_tagger_failure_fails_closed(monkeypatch):
+    assert Masker(names_model=False).mask("帮我转告王芳明天来取").text == "帮我转告王芳明天来取"
+    from endcloud.data.pii import detectors
+
+    def broken(norm):
+        raise RuntimeError("the tagger's dictionary is gone")
+
+    monkeypatch.setattr(detectors, "detect_zh_names_model", broken)
+    r = Masker().mask("帮我转告王芳明天来取")
+    assert not r.sendable and r.text == "" and "detect_zh_names_model" in r.reasons[0]
 
 
 def test_idempotent_and_existing_placeholders_not_reused():

@@ -18,7 +18,8 @@ Placeholders: one scheme, `[TYPE_n]`, numbered per type in order of first appear
     ID        18-digit resident ID with a valid GB 11643 checksum; 15-digit legacy IDs
     CARD      16-19 digit payment cards that pass Luhn (bare, spaced or dashed)
     ACCOUNT   QQ/WeChat/username/account ids after a cue word
-    NAME      Chinese names by surname + cue (我叫/收件人/…先生), English names by cue
+    NAME      Chinese names by surname + cue (我叫/收件人/…先生) and by jieba's person-name tag
+              (any context; brands such as 李宁 kept), English names by cue
     ADDRESS   Chinese province/city/…/路/号/室 chains, English "12 Main Street, City, ST 12345"
     URL       any http(s):// or www. link (query strings carry tokens and order ids)
 
@@ -40,7 +41,9 @@ personal data, carry no digits, and the end model is trained on exactly that tex
 Fail closed: a detector that raises, or digits/`@` left after masking (a run of >= 7 digits, a
 phone/card-shaped digit group, any @ or ＠ outside our placeholders), make the result
 `sendable=False` with a reason that never quotes the value; on an exception the text is "".
-Hard negatives (prices, SKUs, dates, 18-digit strings with a bad checksum, Luhn-invalid card
+Kept, never masked: shop hotlines (400/800 numbers, US toll-free), SKUs, barcodes and promo codes
+after their cue (SKU, 商品编号, 货号, 条码, 优惠码, promo code...); they are not residue either.
+Hard negatives (prices, dates, 18-digit strings with a bad checksum, Luhn-invalid card
 numbers) are not masked; the long ones are then caught by the residue rule, which is the point.
 """
 
@@ -61,9 +64,11 @@ _DETECTOR_TYPES: dict[str, tuple[str, ...]] = {
     "detect_cards": ("CARD",), "detect_tracking": ("TRACKING",), "detect_orders": ("ORDER",),
     "detect_accounts": ("ACCOUNT",), "detect_phones": ("PHONE",), "detect_bare_orders": ("ORDER",),
     "detect_zh_addresses": ("ADDRESS",), "detect_en_addresses": ("ADDRESS",),
-    "detect_zh_names": ("NAME",), "detect_en_names": ("NAME",),
+    "detect_zh_names": ("NAME",), "detect_en_names": ("NAME",), "detect_zh_names_model": ("NAME",),
+    "detect_kept": ("KEEP",),
 }
 
+MODEL_DETECTORS = frozenset({"detect_zh_names_model"})
 OUR_PLACEHOLDER_RE = re.compile(rf"\[(?:{'|'.join(TYPES)})_[0-9]+\]")
 
 _JDDC_PERSONAL = {"姓名": "NAME", "地址": "ADDRESS", "订单": "ORDER", "电话": "PHONE",
@@ -140,10 +145,11 @@ class Masker:
     types: which placeholder types to detect (default: all of `TYPES`).
     corpus_placeholders: map JDDC/Bitext personal placeholders onto ours (default True).
     residue_digits: a digit run this long left after masking makes the text unsendable.
+    names_model: also tag Chinese person names with jieba (default True; False = rules only).
     """
 
     def __init__(self, *, types: Iterable[str] | None = None, corpus_placeholders: bool = True,
-                 residue_digits: int = 7) -> None:
+                 residue_digits: int = 7, names_model: bool = True) -> None:
         wanted = set(TYPES if types is None else types)
         unknown = wanted - set(TYPES)
         if unknown:
@@ -156,7 +162,8 @@ class Masker:
         self._residue_re = re.compile(rf"[0-9]{{{residue_digits},}}")
         # Looked up by name now, so a test can monkeypatch a detector before building a Masker.
         self._detectors = [(name, getattr(det, name)) for name in det.DETECTORS
-                           if set(_DETECTOR_TYPES[name]) & self.types]
+                           if set(_DETECTOR_TYPES[name]) & (self.types | {"KEEP"})
+                           and (names_model or name not in MODEL_DETECTORS)]
 
     def new_conversation(self) -> Conversation:
         return Conversation()
@@ -171,17 +178,19 @@ class Masker:
             norm = det.normalise(text)
             stage = "placeholders"
             taken, hits = self._existing_placeholders(norm, conv)
+            kept: list[Hit] = []
             for name, fn in self._detectors:
                 stage = name
                 # Within one detector the longest of overlapping hits wins.
                 for hit in sorted(fn(norm), key=lambda h: (h.start - h.end, h.start)):
-                    if hit.type in self.types and hit.end > hit.start and _free(taken, hit):
+                    if hit.end > hit.start and _free(taken, hit) and (
+                            hit.type in self.types or hit.type == "KEEP"):
                         taken.append((hit.start, hit.end))
-                        hits.append(hit)
+                        (kept if hit.type == "KEEP" else hits).append(hit)
             stage = "substitute"
             masked, spans = _substitute(text, hits, conv)
             stage = "residue"
-            reasons = self._residue(masked)
+            reasons = self._residue(_blanked(norm, hits + kept))
         except Exception as e:  # noqa: BLE001 - fail closed on anything; the value is never quoted
             return MaskResult("", [], False, [f"masking failed in {stage}: {type(e).__name__}"])
         return MaskResult(masked, spans, not reasons, reasons)
@@ -214,14 +223,25 @@ class Masker:
                 hits.append(Hit(type_, m.start(), m.end(), m.group()))
         return taken, [h for h in hits if h.type in self.types]
 
-    def _residue(self, masked: str) -> list[str]:
-        rest = OUR_PLACEHOLDER_RE.sub(" ", det.normalise(masked))
+    def _residue(self, rest: str) -> list[str]:
+        """Why `rest` (the text with masked and kept values blanked) may still hold personal data."""
+        rest = OUR_PLACEHOLDER_RE.sub(" ", rest)
         reasons = []
         if self._residue_re.search(rest) or _RESIDUE_DIGITS_GROUPED.search(rest):
             reasons.append("residue: long digit run left after masking")
         if "@" in rest:
             reasons.append("residue: '@' left after masking")
         return reasons
+
+
+def _blanked(norm: str, hits: list[Hit]) -> str:
+    """`norm` with every hit's span replaced by one space (what the residue rule looks at)."""
+    out, pos = [], 0
+    for h in sorted(hits, key=lambda h: h.start):
+        out += [norm[pos:h.start], " "]
+        pos = h.end
+    out.append(norm[pos:])
+    return "".join(out)
 
 
 def _free(taken: list[tuple[int, int]], hit: Hit) -> bool:

@@ -67,8 +67,9 @@ _LANDLINE = (rf"(?:{_CN_PREFIX}\(?0?[1-9][0-9]{{1,2}}\)?|\(0[1-9][0-9]{{1,2}}\)|
 _INTL = (r"(?:\+|00)(?!86)[1-9][0-9]{0,2}[ \-]?(?:\([0-9]{1,4}\)[ \-]?)?[0-9]{1,4}"
          r"(?:[ \-][0-9]{2,8}){1,4}|(?:\+|00)(?!86)[1-9][0-9]{7,13}")
 _NANP = r"(?:\+?1[ \-.])?(?:\([2-9][0-9]{2}\)\s?|[2-9][0-9]{2}[\-. ])[2-9][0-9]{2}[\-. ][0-9]{4}"
+_UK_MOBILE = r"07[0-9]{3}[ \-]?[0-9]{3}[ \-]?[0-9]{3}"
 _PHONE_RE = re.compile(
-    rf"(?<![0-9A-Za-z+])(?:{_MOBILE}|{_LANDLINE}|{_INTL}{_EXT}|{_NANP}{_EXT})(?![0-9])")
+    rf"(?<![0-9A-Za-z+])(?:{_MOBILE}|{_UK_MOBILE}|{_LANDLINE}|{_INTL}{_EXT}|{_NANP}{_EXT})(?![0-9])")
 
 
 def detect_phones(norm: str) -> list[Hit]:
@@ -284,6 +285,75 @@ def detect_zh_names(norm: str) -> list[Hit]:
     return hits
 
 
+_CJK_RE = re.compile(rf"[{_HAN}]")
+_NAME_TAGS = {"nr", "nrfg", "nrt"}
+
+
+def _tagger():
+    """jieba's part-of-speech tagger, loaded once (its ~20 MB dictionary ships in the package)."""
+    global _POSSEG
+    if _POSSEG is None:
+        import logging
+
+        import jieba
+        import jieba.posseg
+
+        jieba.setLogLevel(logging.WARNING)
+        jieba.initialize()
+        _POSSEG = jieba.posseg
+    return _POSSEG
+
+
+_POSSEG = None
+_SURNAME_1 = set(lx.ZH_SURNAMES_1)
+_NAME_STOP_SET = set(lx.ZH_NAME_STOP)
+_COMMON_FREQ = 40  # jieba dictionary count: 李建国 9, 王建国 12; 荣幸 148, 顾客 1,365
+_NAME_CUE_BEFORE = re.compile(
+    r"(?:叫|是|转告|告诉|让|找|给|交给|收件人|收货人|联系人|名字|姓名|写|签收人|寄件人|改成|改为|换成|[:：])\s?$")
+
+
+def _FREQ() -> dict[str, int]:
+    import jieba
+
+    _tagger()
+    return jieba.dt.FREQ
+
+
+def detect_zh_names_model(norm: str) -> list[Hit]:
+    """Person names jieba tags `nr` (in any context, no cue needed), kept when they start with a
+    known surname (a compound one may be its own token: 欧阳 + 娜娜) and are not a brand that
+    looks like a name (李宁, 王老吉: `lexicon.ZH_NAME_BRANDS`) or a role word. An import or
+    tagging failure raises, and the masker fails closed."""
+    if not _CJK_RE.search(norm):
+        return []
+    hits = []
+    pos = 0
+    prev: tuple[str, int] | None = None  # the previous token and where it started
+    for word, flag in _tagger().cut(norm, HMM=True):
+        start, end = pos, pos + len(word)
+        pos = end
+        if flag in _NAME_TAGS:
+            if prev and prev[0] in lx.ZH_SURNAMES_2 and start == prev[1] + len(prev[0]) \
+                    and 1 <= len(word) <= 2:
+                start, word = prev[1], prev[0] + word  # 欧阳 | 娜娜
+            # jieba's dictionary tags many common words nr (荣幸, 顾客, 阳光): a word it has seen
+            # often is a name only after a cue (我是李娜, 让高峰来取); a rare or unseen one always
+            freq = _FREQ().get(word) or 0
+            cued = bool(_NAME_CUE_BEFORE.search(norm[max(0, start - 4):start]))
+            compound = word[:2] in lx.ZH_SURNAMES_2
+            ok = (2 <= len(word) <= (4 if compound else 3) and (compound or word[0] in _SURNAME_1)
+                  and word[-1] not in "镇村屯县乡区市省路街"  # 柳塔镇, 马家屯: places
+                  and not (start and norm[start - 1] in "这那一几每哪两该此")  # 这张卡付: a measure word
+                  and (freq < _COMMON_FREQ or cued)
+                  and not any(ch in _NAME_STOP_SET for ch in word[1:])  # 祝您, 谢谢您
+                  and word not in lx.ZH_NAME_BRANDS and word not in lx.ZH_NAME_ROLES
+                  and word not in lx.ZH_NOT_NAMES and not any(word.startswith(b) for b in lx.ZH_NAME_BRANDS))
+            if ok:
+                hits.append(Hit("NAME", start, end, word))
+        prev = (word, start)
+    return hits
+
+
 def detect_en_names(norm: str) -> list[Hit]:
     hits = []
     for m in _EN_NAME_RE.finditer(norm):
@@ -335,9 +405,27 @@ def detect_en_addresses(norm: str) -> list[Hit]:
     return [Hit("ADDRESS", m.start(), m.end(), m.group()) for m in _EN_ADDR_RE.finditer(norm)]
 
 
+# --- values that look personal but are not: kept (they occupy their span, nothing masks them) ----
+_HOTLINE_RE = re.compile(
+    r"(?<![0-9])(?:[48]00[ \-]?[0-9]{3}[ \-]?[0-9]{4}|\+?1[ \-.]\(?8(?:00|33|44|55|66|77|88)\)?"
+    r"[ \-.][0-9]{3}[ \-.][0-9]{4})(?![0-9])")  # 1-800-... needs its 1: a bare (833) may be a person's
+_SKU_RE = re.compile(
+    r"(?:SKU|sku|商品编号|商品编码|商品ID|货号|款号|型号|item\s?(?:#|no\.?|number)|product\s?(?:id|#|code)"
+    r"|条码|条形码|barcode|EAN|UPC|优惠码|优惠券码|券码|兑换码|promo\s?code|coupon\s?code|discount\s?code)"
+    rf"{_SEP_WORD}(?P<v>[A-Za-z0-9][A-Za-z0-9\-]{{3,29}})(?![A-Za-z0-9\-])", re.IGNORECASE)
+
+
+def detect_kept(norm: str) -> list[Hit]:
+    """Shop hotlines (400/800, US toll-free), SKUs, barcodes and promo codes after their cue."""
+    hits = [Hit("KEEP", m.start(), m.end(), "") for m in _HOTLINE_RE.finditer(norm)]
+    hits += [Hit("KEEP", m.start("v"), m.end("v"), "") for m in _SKU_RE.finditer(norm)]
+    return hits
+
+
 # Priority order (earlier wins an overlap). Names, not functions, so a test can monkeypatch one.
 DETECTORS: tuple[str, ...] = (
-    "detect_urls", "detect_emails", "detect_tracking", "detect_orders", "detect_ids",
+    "detect_kept", "detect_urls", "detect_emails", "detect_tracking", "detect_orders", "detect_ids",
     "detect_cards", "detect_accounts", "detect_phones", "detect_bare_orders",
     "detect_zh_addresses", "detect_en_addresses", "detect_zh_names", "detect_en_names",
+    "detect_zh_names_model",
 )
