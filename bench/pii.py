@@ -50,7 +50,7 @@ def independent_table(masker: Masker, path: Path) -> None:
     import json
 
     rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
-    gold, pred, found, right = Counter(), Counter(), Counter(), Counter()
+    gold, pred, found, right, hidden = Counter(), Counter(), Counter(), Counter(), Counter()
     kept_total = kept_ok = 0
     for r in rows:
         res = masker.mask(r["text"])
@@ -58,6 +58,8 @@ def independent_table(masker: Masker, path: Path) -> None:
         for g in r["spans"]:
             gold[g["type"]] += 1
             found[g["type"]] += any(t == g["type"] and s < g["end"] and g["start"] < e for t, s, e in spans)
+            # masked at all (under any placeholder type), or the line held back as not sendable
+            hidden[g["type"]] += (not res.sendable) or any(s < g["end"] and g["start"] < e for _, s, e in spans)
         for t, s, e in spans:
             pred[t] += 1
             right[t] += any(g["type"] == t and s < g["end"] and g["start"] < e for g in r["spans"])
@@ -65,11 +67,12 @@ def independent_table(masker: Masker, path: Path) -> None:
             kept_total += 1
             kept_ok += not any(s < k["end"] and k["start"] < e for _, s, e in spans)
     print(f"{len(rows)} messages, {sum(gold.values())} personal values, {kept_total} values to keep")
-    print(f"{'type':<9} {'gold':>5} {'pred':>5} {'recall':>7} {'prec':>7}")
+    print(f"{'type':<9} {'gold':>5} {'pred':>5} {'recall':>7} {'prec':>7} {'hidden':>7}  (hidden: masked as any type or not sendable)")
     for t in sorted(set(gold) | set(pred)):
         rec = found[t] / gold[t] if gold[t] else float("nan")
         prec = right[t] / pred[t] if pred[t] else float("nan")
-        print(f"{t:<9} {gold[t]:>5} {pred[t]:>5} {rec:>7.3f} {prec:>7.3f}")
+        hid = hidden[t] / gold[t] if gold[t] else float("nan")
+        print(f"{t:<9} {gold[t]:>5} {pred[t]:>5} {rec:>7.3f} {prec:>7.3f} {hid:>7.3f}")
     structured = [t for t in gold if t not in ("NAME", "ADDRESS")]
     print(f"structured recall: {sum(found[t] for t in structured) / max(1, sum(gold[t] for t in structured)):.3f}; "
           f"kept values left alone: {kept_ok}/{kept_total} ({kept_ok / max(1, kept_total):.3f})")
