@@ -123,6 +123,10 @@ def test_mask_messages_shares_one_conversation():
     ("客服热线400-820-8820打不通", "客服热线400-820-8820打不通"),
     ("SKU 100012345678 还有货吗", "SKU 100012345678 还有货吗"), ("商品编号100023456789", "商品编号100023456789"),
     ("call me on 07700 900123", "call me on [PHONE_1]"),
+    # English names after more cues, with apostrophes and accents; short order ids after "order #"
+    ("It's for my wife Jane O'Connor, her birthday", "It's for my wife [NAME_1], her birthday"),
+    ("attn: José Álvarez, please", "attn: [NAME_1], please"),
+    ("Please cancel order #SO-58213, I ordered by mistake.", "Please cancel order #[ORDER_1], I ordered by mistake."),
 ])
 def test_model_names_keep_lists_and_uk_mobiles(text, want):
     r = MASKER.mask(text)

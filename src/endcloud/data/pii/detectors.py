@@ -177,7 +177,7 @@ _ORDER_CUE = (r"订单编号|订单号码?|订单|单据号|交易号|流水号|
               r"order\s?(?:number|no\.?|num|id|#|ref(?:erence)?)?|purchase\s?(?:number|id|#)?"
               r"|invoice\s?(?:number|no\.?|#)|reference\s?(?:number|no\.?|#)|ref\.?\s?#?")
 _ORDER_RE = re.compile(
-    rf"(?:{_ORDER_CUE}){_SEP_WORD}(?P<v>#?[A-Za-z]{{0,4}}[\-]?[0-9][0-9A-Za-z\-]{{5,30}}[0-9A-Za-z])"
+    rf"(?:{_ORDER_CUE}){_SEP_WORD}(?P<v>#?[A-Za-z]{{0,4}}[\-]?[0-9][0-9A-Za-z\-]{{3,30}}[0-9A-Za-z])"
     r"(?![0-9A-Za-z\-])", re.IGNORECASE)
 _DATE_LIKE = re.compile(r"(?:19|20)[0-9]{2}[\-/.]?[01]?[0-9][\-/.]?[0-3]?[0-9]")
 # Context-free: JD order ids are 10-12 digits (never starting with 0 or "1[3-9]" - those are
@@ -212,7 +212,7 @@ def detect_orders(norm: str) -> list[Hit]:
     hits = []
     for m in _ORDER_RE.finditer(norm):
         v = m.group("v")
-        if len(digits(v)) < 6 or _DATE_LIKE.fullmatch(v.lstrip("#")):
+        if len(digits(v)) < 5 or _DATE_LIKE.fullmatch(v.lstrip("#")):  # "order #SO-58213": 5 digits
             continue
         hits.append(Hit("ORDER", m.start("v"), m.end("v"), _id_key(v)))
     return hits
@@ -247,7 +247,7 @@ _ZH_NAME_PREFIX_RE = re.compile(
 _ZH_NAME_BEFORE_PHONE_RE = re.compile(
     rf"(?:^|(?<=[\s,:;/|]))(?P<v>{_SURNAME}{_GIVEN}{{1,2}})(?=[\s,:;]*(?:\+?86)?\s?1[3-9][0-9])")
 _ZH_NAME_SUFFIX_RE = re.compile(rf"(?P<v>{_SURNAME}{_GIVEN}{{0,2}}?)(?:{_alt(lx.ZH_NAME_SUFFIX_CUES)})")
-_EN_WORD = r"[A-Z][a-z]+(?:['\-][A-Z]?[a-z]+)?"
+_EN_WORD = r"(?:[A-Z]['’])?[A-Z\u00C0-\u00DE][a-z\u00DF-\u00FF]+(?:['\-][A-Z]?[a-z\u00DF-\u00FF]+)?"  # O'Connor, José
 _EN_NAME_RE = re.compile(
     rf"(?<![A-Za-z])(?P<cue>(?i:{'|'.join(lx.EN_NAME_CUES)}))(?:(?<=[.,:])[ \t]*|[ \t]+|[ \t]*\n[ \t]*)"
     rf"(?:{lx.EN_HONORIFICS}[ \t]+)?"

@@ -76,6 +76,8 @@ EN_NAME_CUES = (
     r"ship(?:ped)? (?:it |this |them )?to", r"deliver(?:ed)? (?:it |this |them )?to",  # 2+ words
     r"(?:best |kind |warm )?regards,?", r"thanks,", r"thank you,", r"cheers,", r"sincerely,",
     r"dear", r"hi", r"hello", r"signed,?", r"cardholder:?", r"account holder:?",
+    r"attn:?", r"attention:?", r"order for", r"ship to:", r"deliver to:", r"c/o",
+    r"(?:for|to) my (?:wife|husband|mom|mum|mother|dad|father|son|daughter|sister|brother|friend|partner)",
 )
 # Capitalised words that follow a cue but are not names ("Hi there", "This is Amazing").
 EN_NOT_NAMES = frozenset({
