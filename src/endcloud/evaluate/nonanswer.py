@@ -7,8 +7,7 @@ filler. The guard in the scorer caps what such a reply can score, so an echo nev
     kind("谢谢", "好的呢")                            # None: thanks -> a stock closing IS the answer
     kind("能开发票吗", "可以开发票的")                 # None: a yes that reuses the question's words
 
-The rules, on NFKC-folded, lower-cased text with spaces and punctuation removed ("core" text),
-grams = Chinese characters as bigrams and Latin words as words:
+The rules, on NFKC-folded, lower-cased text with spaces and punctuation removed ("core" text):
 - `empty`: no core text left (blank, punctuation or emoji only).
 - `echo`: the reply is the query, or nearly: difflib ratio of the cores >= 0.9, or the reply's core
   is a stretch of the query's core of at least 6 characters and half the query.
@@ -90,15 +89,6 @@ PHATIC = {
 def core(text: str) -> str:
     """NFKC, lower case, no spaces or punctuation."""
     return _PUNCT.sub("", unicodedata.normalize("NFKC", text or "").lower())
-
-
-def grams(text: str) -> set[str]:
-    """Chinese character bigrams (and single characters of one-character runs) + Latin words."""
-    t = unicodedata.normalize("NFKC", text or "").lower()
-    out = set(_LATIN.findall(t))
-    for run in re.findall(r"[\u3400-\u9fff\uf900-\ufaff]+", t):
-        out |= {run[i:i + 2] for i in range(len(run) - 1)} if len(run) > 1 else {run}
-    return out
 
 
 def _strip_courtesy(text: str) -> str:
