@@ -11,15 +11,26 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-# The demo runs the embedded teacher through llama.cpp (a ~12 min source build the first time;
-# pip caches the wheel), trains and evaluates the end model, and chats through the service.
-$(VENV)/.installed-demo: pyproject.toml | $(PY)
-	$(PIP) install -q -e ".[tokenize,end,cloud,cloud-local,eval,serve,kb]"
+# llama.cpp (the embedded teacher and the llama.cpp end backend) is built from source once for any
+# x86-64 with AVX2, not for this CPU: a native build picks ggml's AMX kernels on hosts that have
+# AMX, and those crash under some hypervisors (SIGSEGV in ggml_backend_amx_mul_mat). The wheel is
+# kept under a folder named by the flags, so a change of flags never reuses an older build.
+LLAMA_VERSION := 0.3.36
+LLAMA_CMAKE   := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+LLAMA_WHEELS  := $(HOME)/.cache/endcloud/wheels/llama-$(LLAMA_VERSION)-avx2
+$(LLAMA_WHEELS)/.built: | $(PY)
+	CMAKE_ARGS="$(LLAMA_CMAKE)" $(PIP) wheel -q --no-deps --no-cache-dir -w $(LLAMA_WHEELS) \
+		llama-cpp-python==$(LLAMA_VERSION)
+	touch $@
+
+# The demo runs the embedded teacher through llama.cpp (built once, above), trains and evaluates the end model, and chats through the service.
+$(VENV)/.installed-demo: pyproject.toml $(LLAMA_WHEELS)/.built | $(PY)
+	$(PIP) install -q --find-links $(LLAMA_WHEELS) -e ".[tokenize,end,cloud,cloud-local,eval,serve,kb]"
 	touch $@
 
 # Tests include the llama.cpp serving backend: the same cached llama-cpp-python wheel as the demo.
-$(VENV)/.installed-test: pyproject.toml | $(PY)
-	$(PIP) install -q -e ".[tokenize,end,cloud,cloud-local,eval,serve,kb,test]"
+$(VENV)/.installed-test: pyproject.toml $(LLAMA_WHEELS)/.built | $(PY)
+	$(PIP) install -q --find-links $(LLAMA_WHEELS) -e ".[tokenize,end,cloud,cloud-local,eval,serve,kb,test]"
 	touch $@ $(VENV)/.installed-demo  # a superset of the demo's extras
 
 install: $(VENV)/.installed-test
