@@ -8,11 +8,14 @@ base, through the real service.
 For each shop (the demo shop shipped in `endcloud.data/demo_shop`, or a folder with policy*.md,
 faq.csv, catalog.jsonl and questions.jsonl), `endcloud kb build` indexes its documents, then each
 system answers every question through `create_app` + `running` on loopback with the shipped
-serve defaults (sampling 0.6 / 0.8, max_input_tokens 512, knowledge.k 3): escalation off, no
+serve defaults (sampling 0.6 / 0.8, max_input_tokens 512, knowledge.k 5, units 4): escalation off, no
 answer memory, so the model itself is measured.
   base        the end model (qwen2.5-coder-0.5b Q4 GGUF, llama.cpp), no knowledge
   base+kb     the same with the shop's knowledge base
   tuned+kb    the same with `--adapter` (a LoRA folder or GGUF LoRA) and the knowledge base
+  base+kb+svc the same through the shipped escalation (Match, invented numbers, placeholders,
+              quotes of the shop's text) with no cloud behind it: what a shop gets before it
+              configures a cloud (an escalated turn is quoted or handed over)
   teacher+kb  the embedded teacher (Qwen2.5-Coder-1.5B Q4_K_M, llama.cpp server) as the
               backend (kind=openai), with the knowledge base
 Printed: fact accuracy (every expected fact stated, no number the documents do not hold), the
@@ -81,15 +84,19 @@ def serve_cfg(system: str, index: Path | None, store: Path, args: argparse.Names
     from endcloud.config import load_config
     from endcloud.serve.config import ServeConfig
 
-    cfg = load_config(ServeConfig, "configs/serve.yaml", [f"store={store}", "escalation.enabled=false", "limits.session_rate_per_minute=0",
-                                                          f"backend.n_threads={args.threads}"])
+    service = system.endswith("+svc")  # the shipped escalation, no cloud behind it
+    overrides = [f"store={store}", "limits.session_rate_per_minute=0", f"backend.n_threads={args.threads}",
+                 "escalation.cloud.base_url=http://127.0.0.1:9/v1" if service else "escalation.enabled=false"]
+    cfg = load_config(ServeConfig, "configs/serve.yaml", overrides)
     if system.startswith("teacher"):
         cfg.backend.kind, cfg.backend.base_url = "openai", teacher_url
         cfg.backend.upstream_models = ["local"]  # the name `serve-local` answers to
     if system.startswith("tuned"):
         cfg.backend.adapters = {"tuned": args.adapter}
     if index is not None:
-        cfg.knowledge = KnowledgeConfig(index=str(index), on_missing="model", memory_as_is=False)
+        extra = {k: type(getattr(KnowledgeConfig, k, ""))(v) for k, v in (o.split("=", 1) for o in args.knowledge)}
+        cfg.knowledge = KnowledgeConfig(index=str(index), memory_as_is=False,
+                                        **({} if service else {"on_missing": "model"}), **extra)
     return cfg
 
 
@@ -113,6 +120,16 @@ def answer_all(cfg: object, questions: list[dict], model: str, max_tokens: int) 
     return replies
 
 
+def served_by(store: Path) -> str:
+    """Who answered (end model, a quote of the shop's text, approved memory, hand-off, cloud)."""
+    import sqlite3
+
+    with sqlite3.connect(store) as conn:
+        rows = conn.execute("SELECT answered_by, answered_from, count(*) FROM serve_exchanges "
+                            "GROUP BY 1, 2 ORDER BY 3 DESC").fetchall()
+    return ", ".join(f"{by}{'/' + src if src else ''} {n}" for by, src, n in rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shop", default="demo")
@@ -124,6 +141,8 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("ENDCLOUD_N_THREADS") or 2))
     ap.add_argument("--out", default="")
+    ap.add_argument("--knowledge", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="knowledge.* settings for the served systems (e.g. units=0 k=3)")
     args = ap.parse_args()
     os.environ.setdefault("ENDCLOUD_PROGRESS", "0")
     shop = shop_dir(args.shop)
@@ -155,7 +174,7 @@ def main() -> None:
             teacher = local_teacher(CloudConfig(base_url="local"))
             teacher_url = teacher.__enter__().base_url
         t0 = time.perf_counter()
-        cfg = serve_cfg(system, index if system.endswith("+kb") else None, work / f"{system}.db", args,
+        cfg = serve_cfg(system, index if "+kb" in system else None, work / f"{system}.db", args,
                         teacher_url)
         model = "tuned" if system.startswith("tuned") else "end"
         if system.startswith("teacher"):
@@ -166,7 +185,7 @@ def main() -> None:
         print(f"{system:11s} fact accuracy {s['fact_accuracy']:.3f} (stated {s['stated']:.3f}, "
               f"invented a number {s['invented_number']:.3f}) on {s['answerable']}; unanswerable "
               f"answered with an invented fact {s['unanswerable_invented']:.3f} of {s['unanswerable']}; "
-              f"{took / len(questions):.1f} s/question")
+              f"{took / len(questions):.1f} s/question; served by " + served_by(work / f"{system}.db"))
         rows += [{"system": system, "id": q["id"], "question": q["question"], "reply": r}
                  for q, r in zip(questions, replies)]
     if teacher is not None:

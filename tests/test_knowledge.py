@@ -185,6 +185,38 @@ def test_knowledge_block_budget_and_fit_messages():
     assert lang_of("How long does shipping take?") == "en" and lang_of("发货要多久") == "zh"
 
 
+def test_evidence_units_and_ranking():
+    from endcloud.evaluate.encoders import get_encoder
+    from endcloud.knowledge.evidence import evidence, units_of
+    from endcloud.knowledge.sources import make_chunk, table_chunks
+
+    section = make_chunk("p.md", "policy", "发货 > 配送时效", "出库后的参考时效：\n\n| 区域 | 范围 | 时效 |\n"
+                         "|---|---|---|\n| 一区 | 江浙沪 | 1–2天 |\n| 三区 | 新疆、西藏 | 6–9天 |\n"
+                         "- 周日不发货。\n- 大促期间可能延迟。")
+    units = units_of(section)
+    # a table row keeps its header; each unit is led by its section's name
+    assert "配送时效: 区域: 三区; 范围: 新疆、西藏; 时效: 6–9天" in units
+    assert "配送时效: 周日不发货。" in units and not any("---" in u for u in units)
+    faq = make_chunk("f.csv", "faq", "运费多少？", "满139元包邮。")
+    assert units_of(faq) == ["Q: 运费多少？\nA: 满139元包邮。"]  # a FAQ row stays whole
+    product = table_chunks([{"sku": "TS-1", "title": "纯棉T恤", "price": 129, "attributes": {"克重": "220g"}}],
+                           "c.jsonl")[0]
+    assert "纯棉T恤: 克重: 220g" in units_of(product)
+    long = make_chunk("p.md", "policy", "退款", "退款原路退回，一般2–4个工作日到账。" * 5 + "信用卡以银行为准。")
+    assert len(units_of(long)) == 6  # a long line is cut at its sentence ends
+
+    class H:
+        def __init__(self, chunk):
+            self.chunk = chunk
+
+    best = evidence("寄到新疆要几天", [H(faq), H(section)], get_encoder("ngram"), 2)
+    assert len(best) == 2 and "新疆" in best[0].text and best[0].chunk is section
+    assert best[0].score >= best[1].score
+    block, ids = knowledge_block(best, 160, "zh")
+    assert block.count("[") == 2 and "6–9天" in block and ids[0] == section.id
+    assert evidence("运费", [], get_encoder("ngram"), 4) == []
+
+
 def test_placeholder_guard_restores_ours_and_flags_the_rest():
     from endcloud.data.privacy import Masker
 

@@ -194,7 +194,7 @@ def test_invented_number_is_not_served(tmp_path):
     """The shop says 11 days; a reply saying 7 is ungrounded and goes to the cloud (down here: a
     hand-off); so is "30元": 30 occurs in the shop's text (16:30), "30元" does not (the demo once
     answered "1元"); a reply with the shop's own number is served."""
-    cfg = kb_cfg(tmp_path, escalation=True)
+    cfg = kb_cfg(tmp_path, escalation=True, quote=False)
     for reply, served in (("亲，签收后7天内可以退哦", False), ("退货运费为30元。", False),
                           ("亲，签收后11天内可以退哦", True)):
         backend = RecordingBackend(cfg.backend, reply=reply)
@@ -204,6 +204,43 @@ def test_invented_number_is_not_served(tmp_path):
         (row,) = rows(cfg.store, "SELECT escalation FROM serve_exchanges WHERE id = ?", rid)
         assert (got == reply) is served and (row["escalation"] == "ungrounded") is (not served)
         assert served or got == cfg.escalation.handoff_message
+
+
+def test_unserved_fact_answer_quotes_the_shop(tmp_path):
+    """With quoting on, a fact question whose draft invents a number, or states no number while
+    the shop's closest sentence holds one, gets that sentence (answered_from 'quote'), not the
+    cloud; a draft with the shop's number is served as it is; a question that is not about shop
+    facts is never quoted. (quote_min 0: the test index uses the n-gram encoder.)"""
+    cfg = kb_cfg(tmp_path, escalation=True, quote_min=0.0, quote_units=1)
+    cases = (("亲，签收后7天内可以退哦", "收到货几天内可以退货？", "ungrounded", "quote"),
+             ("可以退的哦，请放心", "收到货几天内可以退货？", "no_fact", "quote"),
+             ("亲，签收后11天内可以退哦", "收到货几天内可以退货？", None, "model"),
+             ("亲，祝您生活愉快7", "你好呀", "not a fact question", None))
+    for reply, question, reason, source in cases:
+        backend = RecordingBackend(cfg.backend, reply=reply)
+        with running(create_app(cfg, backend=backend, admin_token=STAFF)) as url:
+            _, headers = new_customer(url)
+            got, rid = chat(url, headers, question)
+        (row,) = rows(cfg.store, "SELECT escalation, answered_by, answered_from, cloud_status FROM "
+                                 "serve_exchanges WHERE id = ?", rid)
+        if source == "quote":
+            assert row["escalation"] == reason and row["answered_from"] == "quote", dict(row)
+            assert got.startswith("亲，店铺资料里是这样写的") and "签收后11天内可无理由退货" in got
+            assert "核实" in got and row["answered_by"] == "end" and row["cloud_status"] is None
+        elif source == "model":
+            assert row["escalation"] is None and row["answered_from"] == "model" and got == reply
+        else:  # escalated (the cloud is down here), never quoted
+            assert row["escalation"] and row["answered_from"] != "quote" and "店铺资料" not in got
+
+
+def test_handoff_speaks_the_customers_language(tmp_path):
+    cfg = kb_cfg(tmp_path, escalation=True, quote=False)
+    backend = RecordingBackend(cfg.backend, reply="You have 7 days to return it.")
+    with running(create_app(cfg, backend=backend, admin_token=STAFF)) as url:
+        _, headers = new_customer(url)
+        got, _ = chat(url, headers, "How many days do I have to return an item?")
+        got_zh, _ = chat(url, headers, "收到货几天内可以退货？")
+    assert got == cfg.escalation.handoff_message_en and got_zh == cfg.escalation.handoff_message
 
 
 def test_cloud_gets_only_the_retrieved_chunks_masked_and_audited(tmp_path):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from endcloud.cloud.prompt import estimate_tokens
+from endcloud.knowledge.evidence import Unit
 
 MARGIN = 1.3  # sub-word tokenizers split some words; the estimate must not run short
 PER_MESSAGE = 8  # chat-template tokens around each message
@@ -47,23 +48,27 @@ def tokens_of(text: str) -> int:
 
 
 def knowledge_block(hits: Sequence[Any], budget_tokens: int, lang: str) -> tuple[str, list[str]]:
-    """The numbered chunks that fit in `budget_tokens` (best first), and their ids."""
+    """The numbered chunks (`Hit`s) or units (`evidence.Unit`s) that fit in `budget_tokens`,
+    best first, and the ids of the chunks they came from."""
     head, memory_head = HEADERS.get(lang, HEADERS["en"])
     lines: list[str] = []
     ids: list[str] = []
     used = tokens_of(head)
     for hit in hits:
         c = hit.chunk
-        if c.kind == "memory":
-            entry = f"[{len(ids) + 1}] Q: {c.title}\n    A: {c.text}"
+        if isinstance(hit, Unit):
+            entry = f"[{len(lines) + 1}] {hit.text}"
+        elif c.kind == "memory":
+            entry = f"[{len(lines) + 1}] Q: {c.title}\n    A: {c.text}"
         else:
             title = f"{c.title}: " if c.title and c.kind != "faq" else (f"Q: {c.title}\n    A: " if c.title else "")
-            entry = f"[{len(ids) + 1}] {title}{c.text}"
+            entry = f"[{len(lines) + 1}] {title}{c.text}"
         cost = tokens_of(entry)
         if used + cost > budget_tokens:
             continue  # a smaller, lower-ranked chunk may still fit
         lines.append(entry)
-        ids.append(c.id)
+        if c.id not in ids:
+            ids.append(c.id)
         used += cost
     if not lines:
         return "", []

@@ -24,6 +24,7 @@ import numpy as np
 
 from endcloud.knowledge.config import KnowledgeConfig
 from endcloud.knowledge.context import PLACEHOLDER
+from endcloud.knowledge.evidence import Unit, evidence
 from endcloud.knowledge.index import (HybridIndex, Hit, KnowledgeError, current_version,
                                       open_index, read_manifest)
 from endcloud.knowledge.sources import make_chunk
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Retrieved:
     hits: list[Hit] = field(default_factory=list)  # knowledge chunks, best first
+    units: list[Unit] = field(default_factory=list)  # their sentences closest to the query
     relevance: float | None = None  # best chunk's dense cosine (None: no index)
     memory: list[Hit] = field(default_factory=list)  # approved answers, best first
     answer: Hit | None = None  # a memory entry close enough to serve as it is
@@ -86,6 +88,8 @@ class ShopKnowledge:
             out.hits = index.search(query, self.cfg.k)
             out.relevance = max((h.dense for h in out.hits), default=0.0)
             out.version = index.version
+            if self.cfg.units:
+                out.units = evidence(query, out.hits, index.encoder, self.cfg.units)
         out.memory = self.memory.search(query, 2) if len(self.memory) else []
         best = max(out.memory, key=lambda h: h.dense, default=None)
         if (self.cfg.memory_as_is and best is not None and best.dense >= self.cfg.memory_threshold

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from endcloud.knowledge.context import knowledge_block
+from endcloud.knowledge.evidence import Unit, units_of
 from endcloud.knowledge.sources import make_chunk
 
 
@@ -170,7 +171,8 @@ def samples(n_shops: int, per_shop: int, system: str, seed: int = 0, p_absent: f
             absent = rng.random() < p_absent
             if not absent:
                 shown.insert(rng.randrange(len(shown) + 1), chunks[gold])
-            block, _ = knowledge_block([_Hit(c) for c in shown], budget_tokens, lang)
+            units = [Unit(c, u, 1.0) for c in shown for u in units_of(c)]  # as the service shows them
+            block, _ = knowledge_block(units, budget_tokens, lang)
             answer = rng.choice(ABSTAIN[lang]) if absent else rng.choice(fact.answers).format(**values)
             out.append({"messages": [{"role": "system", "content": f"{system}\n\n{block}"},
                                      {"role": "user", "content": question},
@@ -179,11 +181,6 @@ def samples(n_shops: int, per_shop: int, system: str, seed: int = 0, p_absent: f
                                  "source": "synth-grounding", "gold_absent": absent}})
     rng.shuffle(out)
     return out
-
-
-@dataclass
-class _Hit:
-    chunk: object
 
 
 def write(path: str | Path, rows: list[dict]) -> int:

@@ -18,6 +18,7 @@ ADMIN_TOKEN_ENV = "ENDCLOUD_ADMIN_TOKEN"
 
 DEFAULT_SYSTEM = "你是一名电商客服，请礼貌、简洁地回答顾客的问题。"
 DEFAULT_HANDOFF = "亲，这个问题需要人工客服为您处理，已为您转接，请稍候~"
+DEFAULT_HANDOFF_EN = "A colleague will take this one from here - please hold on a moment."
 HARD_PATTERNS = [r"投诉|起诉|律师|法院|12315|工商|赔偿|举报", r"人工(客服)?|转人工|真人",
                  r"(?i)\b(complain|complaint|lawyer|lawsuit|sue|human agent|manager)\b"]
 OUT_OF_SCOPE_PATTERNS = [r"(?i)\b(write (me )?(a|an) (poem|essay|code)|homework)\b",
@@ -121,6 +122,7 @@ class EscalationConfig:
     after_mode: Literal["replace", "record"] = "replace"
     fallback: Literal["local", "handoff"] = "local"  # after-check escalation whose cloud call failed
     handoff_message: str = DEFAULT_HANDOFF
+    handoff_message_en: str = DEFAULT_HANDOFF_EN  # for a customer who writes in English
     first_token_s: float = 5.0  # the cloud's first bytes must arrive within this
     total_s: float = 15.0  # the whole cloud call, retries included
     cloud: CloudConfig = field(default_factory=lambda: CloudConfig(
@@ -142,6 +144,7 @@ class EscalationConfig:
               "must be in [0, 1]")
         check(0 <= self.min_grounded <= 1, "escalation.min_grounded", "must be in [0, 1] (0 = off)")
         check(bool(self.handoff_message.strip()), "escalation.handoff_message", "must not be empty")
+        check(bool(self.handoff_message_en.strip()), "escalation.handoff_message_en", "must not be empty")
 
 
 @dataclass

@@ -167,7 +167,7 @@ class ExchangeRow(BaseModel):
     query: str
     reply: str
     answered_by: str
-    answered_from: str | None = None  # model | memory (an approved answer served as it is)
+    answered_from: str | None = None  # model | memory (an approved answer) | quote (the shop's text)
     knowledge_json: str | None = None  # the chunk ids and memory entry the turn was given
     escalation: str | None
     cloud_status: str | None

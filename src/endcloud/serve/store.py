@@ -57,7 +57,7 @@ class Exchange:
     cloud_completion_tokens: int = 0
     cost: float = 0.0
     first_token_ms: float | None = None
-    answered_from: str | None = None  # model | memory (answered_by == "end")
+    answered_from: str | None = None  # model | memory | quote (answered_by == "end")
     knowledge_json: str | None = None  # {"chunks": [ids], "memory": id, "version": ...}
     grounded: float | None = None  # share of the reply's checkable facts the prompt supports
     nonanswer: str | None = None  # the end reply was an echo | restates | filler | empty

@@ -23,6 +23,7 @@ from typing import Any, AsyncIterator
 
 from endcloud.knowledge.context import (fit_messages, knowledge_block, lang_of,
                                         placeholder_guard, with_knowledge)
+from endcloud.knowledge.evidence import quote
 from endcloud.serve.backends import Delta, Final, GenParams
 from endcloud.serve.escalation import CloudOutcome
 from endcloud.serve.store import Exchange, add_exchange
@@ -89,7 +90,8 @@ class Turn:
         kb, cfg = self.svc.knowledge, self.svc.cfg
         self.found = found = await asyncio.to_thread(kb.retrieve, self.query)
         close = [m for m in found.memory if m.dense >= kb.cfg.memory_context_threshold]
-        block, self.knowledge_ids = knowledge_block(close + found.hits, kb.cfg.max_context_tokens,
+        shown = found.units if kb.cfg.units else found.hits
+        block, self.knowledge_ids = knowledge_block(close + shown, kb.cfg.max_context_tokens,
                                                     lang_of(self.query))
         self.prompt = fit_messages(with_knowledge(self.messages, block), cfg.backend.max_input_tokens)
         if self.reason is None and not kb.covered(found) and kb.cfg.on_missing != "model":
@@ -118,7 +120,7 @@ class Turn:
                            else await self.svc.cloud.ask(self.prompt, self.knowledge_ids))
                 reply = self._shown_text(outcome.text) if outcome.ok else None
                 by = "cloud" if reply else "handoff"
-                reply = reply or self.svc.cfg.escalation.handoff_message
+                reply = reply or self._handoff()
                 for p in pieces(reply):
                     self._shown()
                     yield p
@@ -137,7 +139,7 @@ class Turn:
 
     async def _serve_memory(self, answer: str) -> AsyncIterator[str]:
         """Dify's annotation reply: an approved answer, as it is, without the model."""
-        reply = self._shown_text(answer) or self.svc.cfg.escalation.handoff_message
+        reply = self._shown_text(answer) or self._handoff()
         for p in pieces(reply):
             self._shown()
             yield p
@@ -171,26 +173,32 @@ class Turn:
             reason = "placeholder"  # a fact the model did not have: the cloud, or a person
         self._check_draft(guarded if guarded is not None else draft)
         min_grounded = self.svc.cfg.escalation.min_grounded
-        if reason is None and guarded and self.svc.policy.cfg.enabled and (
+        if reason != "end_error" and guarded and self.svc.policy.cfg.enabled and (
                 self._invents(guarded) or (self.grounded is not None and self.grounded < min_grounded)):
-            reason = "ungrounded"
-        reply, by, outcome = (shown if live else (guarded or "")), "end", None
+            reason = "ungrounded"  # over a low score too: an invented fact is never the fallback
+        if reason is None and guarded and self.svc.policy.cfg.enabled and self._states_no_fact(guarded):
+            reason = "no_fact"
+        reply, by, outcome, source = (shown if live else (guarded or "")), "end", None, "model"
         if reason is not None and (not live or failed):
             self.reason = reason
-            outcome = await self.svc.cloud.ask(self.prompt, self.knowledge_ids)
-            cloud_reply = self._shown_text(outcome.text) if outcome.ok else None
-            if cloud_reply:
-                reply, by = cloud_reply, "cloud"
-            elif (self.svc.cfg.escalation.fallback == "handoff" or not guarded
-                  or reason == "ungrounded" or self.nonanswer):  # nor an invented fact, nor an echo
-                reply, by = self.svc.cfg.escalation.handoff_message, "handoff"
+            quoted = self._quote()
+            if quoted is not None:  # the shop's own sentences: grounded, private, no cloud call
+                reply, source = quoted, "quote"
+            else:
+                outcome = await self.svc.cloud.ask(self.prompt, self.knowledge_ids)
+                cloud_reply = self._shown_text(outcome.text) if outcome.ok else None
+                if cloud_reply:
+                    reply, by = cloud_reply, "cloud"
+                elif (self.svc.cfg.escalation.fallback == "handoff" or not guarded
+                      or reason == "ungrounded" or self.nonanswer):  # nor an invented fact, nor an echo
+                    reply, by = self._handoff(), "handoff"
         elif reason is not None:
             self.reason = f"{reason}:recorded"
         if not live or failed:
             for p in pieces(reply):
                 self._shown()
                 yield p
-        await self._record(reply, by, draft, outcome, match, final.confidence, final, "model")
+        await self._record(reply, by, draft, outcome, match, final.confidence, final, source)
 
     def _check_draft(self, draft: str) -> None:
         """Groundedness of the draft against everything the model was shown, and its non-answer kind."""
@@ -199,6 +207,29 @@ class Turn:
 
         self.grounded = grounding(draft, [m["content"] for m in self.prompt]).score
         self.nonanswer = kind(self.query, draft)
+
+    def _states_no_fact(self, reply: str) -> bool:
+        """A fact question answered without a single number while the shop's sentences at hand
+        (close enough to quote) hold one: "可到她手上。" for "几天能到?"."""
+        kb, found = self.svc.knowledge, self.found
+        if kb is None or found is None or not kb.cfg.quote or not found.needs_facts:
+            return False
+        from endcloud.evaluate.facts import numbers
+
+        close = [u for u in found.units[:kb.cfg.quote_units] if u.score >= kb.cfg.quote_min]
+        return not numbers(reply) and any(numbers(u.text) for u in close)
+
+    def _handoff(self) -> str:
+        e = self.svc.cfg.escalation
+        return e.handoff_message_en if lang_of(self.query) == "en" else e.handoff_message
+
+    def _quote(self) -> str | None:
+        """The reply for a fact question whose draft is not served: the closest units, quoted."""
+        kb, found = self.svc.knowledge, self.found
+        if kb is None or found is None or not kb.cfg.quote or not found.needs_facts:
+            return None
+        text = quote(found.units, lang_of(self.query), kb.cfg.quote_units, kb.cfg.quote_min)
+        return self._shown_text(text) if text else None
 
     def _invents(self, reply: str) -> bool:
         """A number, or an amount with its unit ("1元" where the shop says "9元"), in the reply that
