@@ -372,13 +372,15 @@ def _relabel_step(cfg: DemoConfig, chat: dict[str, Any], cloud: CloudConfig, exp
     (data_dir,) = sorted(exp_dir.glob("data-*"))[-1:]
     teacher = cfg.experiment.teacher
     out = run_dir / "labels-feedback.jsonl"
+    kb = report.get("knowledge", {}).get("index", "")  # the teacher relabels from the shop's text
     res = label_run(LabelConfig(input=str(samples), output=str(out), output_root=str(run_dir),
                                 cloud=cloud, prompt=dataclasses.replace(
-                                    teacher.prompt, examples=str(data_dir / "train.jsonl"))))
+                                    teacher.prompt, examples=str(data_dir / "train.jsonl"), knowledge=kb)))
     for line in out.read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
         print(f"  disliked: {row['meta']['human_reply'][:80]!r}")
-        print(f"  new label from the cloud: {row['messages'][-1]['content'][:120]!r}")
+        print(f"  new label from the cloud: {row['messages'][-1]['content'][:120]!r}"
+              + (f" (given {len(row['meta'].get('knowledge_ids') or [])} knowledge chunks)" if kb else ""))
     report["relabel"] = {"labels": str(out), "new": res.new, "quarantined": res.quarantined}
 
 
