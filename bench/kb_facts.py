@@ -79,6 +79,35 @@ def recall(index_dir: Path, questions: list[dict], ks: tuple[int, ...] = (1, 3, 
     return {**{f"recall@{k}": round(hits[k] / len(answerable), 3) for k in ks}, "ms_per_query": round(ms, 1)}
 
 
+def unit_recall(index_dir: Path, questions: list[dict], rerank: float) -> str:
+    """Recall of the expected fact in the 1 / 2 / 4 best units (knowledge/evidence.py) of the 5
+    best chunks, and the time the units take per question: first sight (embedded) and again."""
+    import numpy as np
+
+    from endcloud.evaluate.scorers import get_scorer
+    from endcloud.knowledge.evidence import evidence
+
+    index = open_index(index_dir)
+    reranker = get_scorer("match") if rerank else None
+    if reranker is not None:
+        reranker.score(["warm up"], ["the model loads here, not in the first timing"])
+    answerable = [q for q in questions if q["answerable"]]
+    hits = {n: 0 for n in (1, 2, 4)}
+    ms: dict[str, list[float]] = {"first": [], "again": []}
+    for q in answerable:
+        found = index.search(q["question"], 5)
+        for when in ms:
+            t0 = time.perf_counter()
+            units = evidence(q["question"], found, index.encoder, 4, reranker, rerank)
+            ms[when].append((time.perf_counter() - t0) * 1000)
+        for n in hits:
+            hits[n] += any(all(any(norm(f) in norm(u.text) for f in fact) for fact in q["facts"])
+                           for u in units[:n])
+    return (", ".join(f"unit recall@{n} {v / len(answerable):.3f}" for n, v in hits.items()) + "; "
+            + ", ".join(f"units {w} p50 {np.percentile(v, 50):.1f} / p95 {np.percentile(v, 95):.1f} ms"
+                        for w, v in ms.items()))
+
+
 def serve_cfg(system: str, index: Path | None, store: Path, args: argparse.Namespace,
               teacher_url: str = "") -> object:
     from endcloud.config import load_config
@@ -141,6 +170,7 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("ENDCLOUD_N_THREADS") or 2))
     ap.add_argument("--out", default="")
+    ap.add_argument("--rerank", type=float, default=0.05, help="knowledge.rerank for --retrieval-only")
     ap.add_argument("--knowledge", nargs="*", default=[], metavar="KEY=VALUE",
                     help="knowledge.* settings for the served systems (e.g. units=0 k=3)")
     args = ap.parse_args()
@@ -159,6 +189,9 @@ def main() -> None:
         indexes[enc] = work / f"kb-{enc}"
         print(f"retrieval [{enc}]: {res.chunks} chunks built in {time.perf_counter() - t0:.1f} s; "
               + ", ".join(f"{k} {v}" for k, v in recall(indexes[enc], questions).items()))
+        if args.retrieval_only:
+            for w in sorted({0.0, args.rerank}):
+                print(f"  units [{enc}, rerank {w}]: {unit_recall(indexes[enc], questions, w)}")
     if args.retrieval_only:
         return
     index = indexes[args.encoders[0]]

@@ -216,6 +216,15 @@ def test_evidence_units_and_ranking():
     assert block.count("[") == 2 and "6–9天" in block and ids[0] == section.id
     assert evidence("运费", [], get_encoder("ngram"), 4) == []
 
+    class Prefers:  # a reranker that scores one sentence high: it moves up, its score stays the cosine
+        def score(self, queries, replies):
+            return [1.0 if "周日" in r else 0.0 for r in replies]
+
+    plain = evidence("寄到新疆要几天", [H(section)], get_encoder("ngram"), 5)
+    moved = evidence("寄到新疆要几天", [H(section)], get_encoder("ngram"), 5, Prefers(), 10.0)
+    assert "周日" not in plain[0].text and "周日" in moved[0].text
+    assert {u.text: u.score for u in plain} == {u.text: u.score for u in moved}
+
 
 def test_placeholder_guard_restores_ours_and_flags_the_rest():
     from endcloud.data.privacy import Masker

@@ -46,6 +46,7 @@ class KnowledgeConfig:
     # the units (bullets, table rows, sentences, product fields) of those chunks closest to the
     # question are what the end model is shown (knowledge/evidence.py); 0 = the whole chunks
     units: int = 4
+    rerank: float = 0.05  # + this x the trained matcher's Match(question, unit) in the units' ranking (0 = off)
     max_context_tokens: int = 240  # the chunks' share of backend.max_input_tokens
     min_relevance: float = 0.0  # the best chunk's dense cosine below this: nothing relevant
     on_missing: Literal["model", "cloud", "handoff"] = "cloud"  # a fact question, nothing relevant
@@ -73,6 +74,7 @@ class KnowledgeConfig:
         import re
 
         check(1 <= self.k <= 20, "knowledge.k", "must be in [1, 20]")
+        check(0 <= self.rerank <= 10, "knowledge.rerank", "must be in [0, 10] (0 = off)")
         check(0 <= self.units <= 50, "knowledge.units", "must be in [0, 50] (0 = whole chunks)")
         check(self.max_context_tokens >= 16, "knowledge.max_context_tokens", "must be >= 16")
         check(0 <= self.memory_threshold <= 1, "knowledge.memory_threshold", "must be in [0, 1]")

@@ -58,6 +58,7 @@ class ShopKnowledge:
         self._version = index.version if index is not None else ""
         self._checked = time.monotonic()
         self._reload_lock = threading.Lock()
+        self._rerank_failed = False
 
     @classmethod
     def open(cls, cfg: KnowledgeConfig, encoder: Any = None) -> "ShopKnowledge | None":
@@ -89,7 +90,8 @@ class ShopKnowledge:
             out.relevance = max((h.dense for h in out.hits), default=0.0)
             out.version = index.version
             if self.cfg.units:
-                out.units = evidence(query, out.hits, index.encoder, self.cfg.units)
+                out.units = evidence(query, out.hits, index.encoder, self.cfg.units,
+                                     self._reranker(), self.cfg.rerank)
         out.memory = self.memory.search(query, 2) if len(self.memory) else []
         best = max(out.memory, key=lambda h: h.dense, default=None)
         if (self.cfg.memory_as_is and best is not None and best.dense >= self.cfg.memory_threshold
@@ -97,6 +99,19 @@ class ShopKnowledge:
             out.answer = best
         out.ms = (time.monotonic() - t0) * 1000
         return out
+
+    def _reranker(self) -> Any:
+        """The trained matcher (the process-wide scorer the escalation shares), or None."""
+        if not self.cfg.rerank or self._rerank_failed:
+            return None
+        from endcloud.evaluate.scorers import get_scorer
+
+        try:
+            return get_scorer("match")
+        except Exception as exc:  # missing weights or extras: rank by cosine alone
+            self._rerank_failed = True
+            log.warning("knowledge.rerank off: the matcher did not load (%s)", exc)
+            return None
 
     def covered(self, found: Retrieved) -> bool:
         """False for a question that needs shop facts when nothing relevant was retrieved."""
