@@ -92,11 +92,15 @@ QUOTE = {
 }
 
 
-def quote(units: Sequence[Unit], lang: str, n: int, min_score: float) -> str | None:
-    """The shop's own sentences as the reply (at most `n`, each at least `min_score` close to
-    the question), led and closed by the offer to check; None when none is close enough."""
-    shown = [u for u in units[:n] if u.score >= min_score]
-    if not shown:
+def quotable(units: Sequence[Unit], n: int, min_score: float) -> list[Unit]:
+    """The best `n` units that are each at least `min_score` close to the question."""
+    return [u for u in units[:n] if u.score >= min_score]
+
+
+def quote(units: Sequence[Unit], lang: str) -> str | None:
+    """The shop's own sentences (`quotable` units) as the reply, led and closed by the offer to
+    check; None when there are none."""
+    if not units:
         return None
     head, tail = QUOTE.get(lang, QUOTE["en"])
-    return "\n".join([head, *(f"- {u.text}" for u in shown), tail])
+    return "\n".join([head, *(f"- {u.text}" for u in units), tail])

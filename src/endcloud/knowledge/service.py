@@ -59,6 +59,7 @@ class ShopKnowledge:
         self._checked = time.monotonic()
         self._reload_lock = threading.Lock()
         self._rerank_failed = False
+        self._rerank_ready = False
 
     @classmethod
     def open(cls, cfg: KnowledgeConfig, encoder: Any = None) -> "ShopKnowledge | None":
@@ -77,7 +78,10 @@ class ShopKnowledge:
         if encoder is None:
             encoder = index.encoder if index is not None else _encoder_for(cfg.memory)
         memory = _open_memory(cfg.memory, encoder, cfg.required)
-        return cls(cfg, index, memory, encoder)
+        kb = cls(cfg, index, memory, encoder)
+        if index is not None and cfg.units:
+            kb._reranker()  # its model loads here, at start-up, not on a customer's turn
+        return kb
 
     # -- per turn -----------------------------------------------------------------------------------
     def retrieve(self, query: str) -> Retrieved:
@@ -107,7 +111,11 @@ class ShopKnowledge:
         from endcloud.evaluate.scorers import get_scorer
 
         try:
-            return get_scorer("match")
+            scorer = get_scorer("match")
+            if not self._rerank_ready:
+                scorer.score(["你好"], ["您好"])  # the weights load on the first score
+                self._rerank_ready = True
+            return scorer
         except Exception as exc:  # missing weights or extras: rank by cosine alone
             self._rerank_failed = True
             log.warning("knowledge.rerank off: the matcher did not load (%s)", exc)

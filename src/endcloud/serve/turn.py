@@ -23,7 +23,7 @@ from typing import Any, AsyncIterator
 
 from endcloud.knowledge.context import (fit_messages, knowledge_block, lang_of,
                                         placeholder_guard, with_knowledge)
-from endcloud.knowledge.evidence import quote
+from endcloud.knowledge.evidence import quotable, quote
 from endcloud.serve.backends import Delta, Final, GenParams
 from endcloud.serve.escalation import CloudOutcome
 from endcloud.serve.store import Exchange, add_exchange
@@ -208,16 +208,20 @@ class Turn:
         self.grounded = grounding(draft, [m["content"] for m in self.prompt]).score
         self.nonanswer = kind(self.query, draft)
 
+    def _quotable(self) -> list[Any]:
+        """The units a fact question may be answered with as they are (none: quoting is off,
+        the question needs no shop fact, or nothing retrieved is close enough)."""
+        kb, found = self.svc.knowledge, self.found
+        if kb is None or found is None or not kb.cfg.quote or not found.needs_facts:
+            return []
+        return quotable(found.units, kb.cfg.quote_units, kb.cfg.quote_min)
+
     def _states_no_fact(self, reply: str) -> bool:
         """A fact question answered without a single number while the shop's sentences at hand
         (close enough to quote) hold one: "可到她手上。" for "几天能到?"."""
-        kb, found = self.svc.knowledge, self.found
-        if kb is None or found is None or not kb.cfg.quote or not found.needs_facts:
-            return False
         from endcloud.evaluate.facts import numbers
 
-        close = [u for u in found.units[:kb.cfg.quote_units] if u.score >= kb.cfg.quote_min]
-        return not numbers(reply) and any(numbers(u.text) for u in close)
+        return not numbers(reply) and any(numbers(u.text) for u in self._quotable())
 
     def _handoff(self) -> str:
         e = self.svc.cfg.escalation
@@ -225,10 +229,7 @@ class Turn:
 
     def _quote(self) -> str | None:
         """The reply for a fact question whose draft is not served: the closest units, quoted."""
-        kb, found = self.svc.knowledge, self.found
-        if kb is None or found is None or not kb.cfg.quote or not found.needs_facts:
-            return None
-        text = quote(found.units, lang_of(self.query), kb.cfg.quote_units, kb.cfg.quote_min)
+        text = quote(self._quotable(), lang_of(self.query))
         return self._shown_text(text) if text else None
 
     def _invents(self, reply: str) -> bool:
