@@ -1,7 +1,7 @@
 """Benchmark the embedded default cloud teacher (no key, no internet) on JDDC queries.
 
-    .venv/bin/endcloud data prepare --config configs/data.yaml corpus=jddc2019 output_root=/tmp/jd
-    nice -n 10 .venv/bin/python bench/cloud_embedded.py --input /tmp/jd/data-*/train.jsonl \\
+    .venv/bin/endcloud data prepare --config configs/data.yaml corpus=jddc2019 output_root=runs/prep-jddc2019
+    nice -n 10 .venv/bin/python bench/cloud_embedded.py --input runs/prep-jddc2019/data-*/train.jsonl \\
         --queries 500 --budget-s 480 [--backend auto|llama-cpp|transformers] [--speed-only]
 
 1. starts `serve-local` (the packaged Qwen2.5-Coder-1.5B-Instruct Q4_K_M unless --model) and
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 
+from endcloud import wire
 from endcloud.cloud.client import CloudClient
 from endcloud.cloud.config import CloudConfig, LabelConfig, PromptConfig
 from endcloud.cloud.label import run as label_run
@@ -43,14 +44,11 @@ def stream_once(url: str, max_tokens: int) -> dict[str, float]:
     first = None
     usage: dict = {}
     with httpx.stream("POST", f"{url}/chat/completions", json=body, timeout=600) as resp:
-        for line in resp.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            event = json.loads(line[6:])
-            usage = event.get("usage") or usage
-            delta = (event.get("choices") or [{}])[0].get("delta", {})
-            if delta.get("content") and first is None:
+        stream = wire.Stream()
+        for event in wire.sse_events(resp.iter_lines()):
+            if stream.feed(event) and first is None:
                 first = time.perf_counter() - t0
+        usage = dict(stream.usage)
     total = time.perf_counter() - t0
     n = int(usage.get("completion_tokens", 0))
     first = first if first is not None else total

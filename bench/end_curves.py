@@ -1,6 +1,6 @@
 """Loss curves of the three PEFT methods on JDDC: at the paper's lr, and at each one's own lr.
 
-    nice -n 5 .venv/bin/python bench/end_curves.py --train /tmp/jddc/data-X/train.jsonl \
+    nice -n 5 .venv/bin/python bench/end_curves.py --train <jddc2019>/train.jsonl \
         --runs lora:5e-5:200,prefix-tuning:5e-5:200,p-tuning-v2:5e-5:200 \
         --runs-lr p-tuning-v2:1e-2:200 --runs-check prefix-tuning:1e-3:60 \
         --run-dir "final run"=runs/end-train-X

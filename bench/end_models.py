@@ -1,8 +1,8 @@
 """Which packaged base model should be the default end model? Measure, per model:
 Chinese replies to JDDC test queries, decode tokens/s, and one LoRA optimizer step (bf16, fp32).
 
-    nice -n 5 .venv/bin/python bench/end_models.py --test /tmp/jddc/data-X/test.jsonl \
-        --train /tmp/jddc/data-X/train.jsonl --out bench/results/end_models.jsonl
+    nice -n 5 .venv/bin/python bench/end_models.py --test <jddc2019>/test.jsonl \
+        --train <jddc2019>/train.jsonl --out bench/results/end_models.jsonl
 
 Each (model, dtype) runs in its own process so peak RSS is per run. A training step is one
 optimizer step of `--accum` micro-batches of batch 1 (max input 256 / output 512 tokens), timed

@@ -1,7 +1,7 @@
 """Training throughput of each PEFT method on a real model: ours vs a plain HF Trainer + PEFT.
 
     OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python bench/end_train.py --dtype bfloat16 --steps 20 \
-        --accum 1 --repeats 2 --data /tmp/jddc/data-X/train.jsonl --max-input 128 --max-output 128
+        --accum 1 --repeats 2 --data <jddc2019>/train.jsonl --max-input 128 --max-output 128
 
 Each (method, implementation, repeat) runs in its own process so peak RSS is per run; the
 implementations alternate (ours, hf, ours, hf, ...) so a change in machine load hits both, and the

@@ -1,7 +1,7 @@
 """Validation loss of adapters (and of the base model) on held-out JDDC conversations.
 
-    nice -n 5 .venv/bin/python bench/end_valloss.py --data /tmp/jd/data-X/validation.jsonl \
-        --adapters none,runs/x/adapter,runs/y/adapter --n 64 --out /tmp/valloss.jsonl
+    nice -n 5 .venv/bin/python bench/end_valloss.py --data <jddc2019>/validation.jsonl \
+        --adapters none,runs/x/adapter,runs/y/adapter --n 64 --out runs/valloss.jsonl
 
 The loss is the training objective on unseen data: mean cross-entropy per reply token (the agent's
 turn only), with the same chat template and truncation as training (`--max-input/--max-output`).

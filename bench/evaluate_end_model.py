@@ -1,9 +1,9 @@
 """The evaluation benchmark on a real end model, original vs LoRA, on a prepared test split
 (here: JDDC 2018, read from ../shared/data by `data prepare`; only ids and numbers are written).
 
-    .venv/bin/endcloud data prepare --config configs/data.yaml corpus=jddc2018 output_root=/tmp/h5jd18
+    .venv/bin/endcloud data prepare --config configs/data.yaml corpus=jddc2018 output_root=runs/prep-jddc2018
     nice -n 5 .venv/bin/python bench/evaluate_end_model.py \\
-        --queries /tmp/h5jd18/data-*/test.jsonl --train /tmp/h5jd18/data-*/train.jsonl \\
+        --queries runs/prep-jddc2018/data-*/test.jsonl --train runs/prep-jddc2018/data-*/train.jsonl \\
         --adapter runs/end-train-lora/adapter --limit 25 [--cloud local|skip]
 
 1. cloud column: `--cloud local` labels the same queries with the embedded teacher (`endcloud

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from evaluate_calibrate import bitext_rows, jddc_pairs  # noqa: E402
 from evaluate_paraphrase_set import labelled_pairs  # noqa: E402
 
 from endcloud.data.loaders import iter_dialogues  # noqa: E402
+from endcloud.evaluate.calibrate import bitext_rows, jddc_pairs  # noqa: E402
 from endcloud.evaluate.scorers import get_scorer  # noqa: E402
 from endcloud.evaluate.stage import score_pairs  # noqa: E402
 

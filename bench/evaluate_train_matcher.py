@@ -1,5 +1,11 @@
 """Train the query -> reply matcher on real training pairs; does it beat zero-shot `match` on held-out data?
 
+The earlier, unshipped e5 experiments (`e5-lora`, `e5-cross`: README "Figures", rows "earlier, not
+shipped"; bench/results/eval_matcher_cpu.md, eval_matcher_gpu.md). The matcher endcloud ships is
+trained by the package itself - `endcloud evaluate train-matcher --config configs/matcher.yaml`
+(src/endcloud/evaluate/matcher/train.py; bench/results/eval_score_default.md) - and this script only
+drives the package's public `train_matcher`, backbones and `step_loss` with its own data and stages.
+
     nice -n 10 .venv/bin/python bench/evaluate_train_matcher.py            # prepare + train + evaluate
     .venv/bin/python bench/evaluate_train_matcher.py prepare [--work DIR]   # pairs, held-out sets, slim e5
     .venv/bin/python bench/evaluate_train_matcher.py train --device cuda [--steps 3000] [--save DIR]
@@ -147,8 +153,7 @@ def random_groups(pairs: list[tuple[str, str]], seed: int) -> list[dict]:
 
 
 def held_out(data: Path, jddc2019_test: list[dict], seed: int) -> dict[str, list[dict]]:
-    sys.path.insert(0, str(Path(__file__).parent))
-    from evaluate_calibrate import jddc_pairs
+    from endcloud.evaluate.calibrate import jddc_pairs
 
     sets = {}
     ecd = ecd_groups(data / "ecd_sample" / "test.txt.gz")
@@ -345,7 +350,7 @@ def profile(work: Path, device: str, shapes: list[tuple[int, int, int]], reps: i
         out[f"tokens_{kind}"] = {f"p{q}": int(np.percentile(n, q)) for q in (50, 90, 99)}
     print(json.dumps(out), flush=True)
     cfg = TrainConfig(hard_negatives=1)
-    from endcloud.evaluate.matcher.recipe import _step_loss
+    from endcloud.evaluate.matcher.recipe import step_loss
 
     with torch.no_grad():
         t0 = time.perf_counter()
@@ -359,7 +364,7 @@ def profile(work: Path, device: str, shapes: list[tuple[int, int, int]], reps: i
         times = []
         for r in range(reps + 1):  # the first step warms up
             t0 = time.perf_counter()
-            loss = _step_loss(bb, sample[r * batch: (r + 1) * batch], cfg, rng)
+            loss = step_loss(bb, sample[r * batch: (r + 1) * batch], cfg, rng)
             loss.backward()
             times.append(time.perf_counter() - t0)
         key = f"step[batch {batch}, max_len {max_len}, train_layers {layers or 'all'}]"

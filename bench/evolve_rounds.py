@@ -2,9 +2,9 @@
 `endcloud.evolve.round.run`, repeated; per round the champion's held-out mean Final, the
 escalation rate on a fixed probe slice, cloud calls, labels, the gate's decision and wall time.
 
-    endcloud data prepare --config configs/data.yaml corpus=jddc2019 on_error=skip output_root=/tmp/evo
-    python bench/evolve_rounds.py --data /tmp/evo/data-X --model tiny --teacher fake      # minutes
-    python bench/evolve_rounds.py --data /tmp/evo/data-X --model qwen2.5-coder-0.5b \
+    endcloud data prepare --config configs/data.yaml corpus=jddc2019 on_error=skip output_root=runs/prep-jddc2019
+    python bench/evolve_rounds.py --data runs/prep-jddc2019/data-* --model tiny --teacher fake      # minutes
+    python bench/evolve_rounds.py --data runs/prep-jddc2019/data-* --model qwen2.5-coder-0.5b \
         --teacher local --traffic 24 --steps 30 --rounds 3 --dtype bfloat16
 
 Three disjoint query sets, all from the prepared splits (already PII-masked):
@@ -33,14 +33,15 @@ the teacher's replies (Eq. 1):
     endcloud end train --config configs/train.yaml model.dtype=bfloat16 data.natural=<X>/train.jsonl \
         data.labels=<labels>.jsonl data.label_ratio=0.7 "data.system=<serve.yaml system>" \
         data.max_input_tokens=128 data.max_output_tokens=64 steps=400 lr=2.0e-4 batch_size=1 grad_accum=1
-    OMP_NUM_THREADS=1 nice -n 5 python bench/evolve_rounds.py --data /tmp/jd/data-X --model qwen2.5-coder-0.5b \
+    OMP_NUM_THREADS=1 nice -n 5 python bench/evolve_rounds.py --data <X> --model qwen2.5-coder-0.5b \
         --dtype bfloat16 --teacher local --threads 1 --rounds 3 --traffic 48 --steps 48 --batch-size 4 \
         --lr 1e-4 --scheduler constant --gate-n 48 --probe-n 12 --max-new-tokens 24 --max-input-tokens 128 \
         --init-adapter <distilled adapter> --replay-extra <labels>.jsonl --heldout-reference cloud
-(<labels>: `python bench/cloud_embedded.py --input <X>/train.jsonl --queries 500`.)
+(<X>: the folder `endcloud data prepare` wrote, as above;
+<labels>: `python bench/cloud_embedded.py --input <X>/train.jsonl --queries 500`.)
 
 The earlier three-round runs from the base model, human references (every candidate refused):
-    OMP_NUM_THREADS=1 nice -n 5 python bench/evolve_rounds.py --data /tmp/jd/data-X --model qwen2.5-coder-0.5b \
+    OMP_NUM_THREADS=1 nice -n 5 python bench/evolve_rounds.py --data <X> --model qwen2.5-coder-0.5b \
         --dtype bfloat16 --teacher local --threads 1 --rounds 3 --traffic 32 --steps 32 \
         --batch-size 2 --lr 5e-4 --scheduler constant --gate-n 32 --probe-n 12 \
         --max-new-tokens 24 --max-input-tokens 128 --results bench/results/evolve_rounds_real3
@@ -55,9 +56,7 @@ import os
 import shutil
 import sqlite3
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -110,40 +109,6 @@ def write(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 # -- teachers --------------------------------------------------------------------------------------
-class _Fake(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: "FakeTeacher"
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
-        q = norm(body["messages"][-1]["content"])
-        reply = self.server.answers.get(q, GENERIC)
-        with self.server.lock:
-            self.server.calls += 1
-        out = json.dumps({"id": "x", "object": "chat.completion", "model": body.get("model", "t"),
-                          "choices": [{"index": 0, "finish_reason": "stop",
-                                       "message": {"role": "assistant", "content": reply}}],
-                          "usage": {"prompt_tokens": 10, "completion_tokens": 8}},
-                         ensure_ascii=False).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
-
-
-class FakeTeacher(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, answers: dict[str, str]) -> None:
-        super().__init__(("127.0.0.1", 0), _Fake)
-        self.answers, self.calls, self.lock = answers, 0, threading.Lock()
-        self.url = f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-
 @contextlib.contextmanager
 def teacher(kind: str, answers: dict[str, str]) -> Iterator[str]:
     """Yield an OpenAI-compatible base URL: the loopback fake or the embedded teacher."""
@@ -154,14 +119,10 @@ def teacher(kind: str, answers: dict[str, str]) -> Iterator[str]:
         with local_teacher(CloudConfig(base_url="local", model="local")) as c:
             yield c.base_url
         return
-    server = FakeTeacher(answers)
-    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    t.start()
-    try:
+    from endcloud.cloud.server import fake_teacher
+
+    with fake_teacher(lambda query: answers.get(norm(query), GENERIC)) as server:
         yield server.url
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # -- configs ---------------------------------------------------------------------------------------
@@ -176,7 +137,8 @@ def model_cfg(args: argparse.Namespace, run: Path) -> Any:
 
 
 def serve_cfg(args: argparse.Namespace, model: Any, store: Path, registry: str, cloud_url: str) -> Any:
-    from endcloud.serve.config import BackendConfig, EscalationConfig, LimitsConfig, ServeConfig
+    from endcloud.end.config import BackendConfig
+    from endcloud.serve.config import EscalationConfig, LimitsConfig, ServeConfig
 
     slow = args.teacher == "local"  # the embedded teacher needs seconds per reply on a CPU
     esc = EscalationConfig(scorer=args.scorer, match_threshold=args.match_threshold,

@@ -132,7 +132,8 @@ def turn_latency(kb: object, queries: list[str], work: Path) -> None:
     import httpx
 
     from endcloud.serve.app import create_app
-    from endcloud.serve.config import BackendConfig, EscalationConfig, LimitsConfig, ServeConfig
+    from endcloud.end.config import BackendConfig
+    from endcloud.serve.config import EscalationConfig, LimitsConfig, ServeConfig
     from endcloud.serve.server import running
 
     def cfg(store: str) -> ServeConfig:

@@ -2,8 +2,8 @@
 Eq. 1 Final against the human agents' replies, with and without a memory of JDDC train, and
 raw placeholders shown to customers before / after the service's guard.
 
-    endcloud data prepare --config configs/data.yaml corpus=jddc2019 on_error=skip output_root=/tmp/jd
-    .venv/bin/python bench/memory_replay.py --data /tmp/jd/data-X --queries 120 [--adapter LORA]
+    endcloud data prepare --config configs/data.yaml corpus=jddc2019 on_error=skip output_root=runs/prep-jddc2019
+    .venv/bin/python bench/memory_replay.py --data runs/prep-jddc2019/data-* --queries 120 [--adapter LORA]
 
 The memory is every (query, agent reply) pair of train.jsonl (`endcloud kb build --memory`, USE
 encoder). Each test sample's query (with up to its last 4 context turns as history) goes through

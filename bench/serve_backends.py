@@ -3,7 +3,7 @@ bare llama.cpp, of our service with the llama-cpp backend (HTTP streaming throug
 on loopback), and of the in-process transformers backend (bf16, fp32); with and without a LoRA
 adapter. Printed as ratios to bare llama.cpp measured in the same run. Goal: ours within 1.5x.
 
-    /work/notes/heavy python bench/serve_backends.py | tee bench/results/serve_backends.txt
+    python bench/serve_backends.py | tee bench/results/serve_backends.txt
     python bench/serve_backends.py --repeats 3 --max-tokens 48 --skip-transformers
 
 - bare: `llama_cpp.Llama.create_chat_completion(stream=True)`, the same GGUF, messages and params.
@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import httpx
+
+from endcloud import wire
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve_durability import start  # noqa: E402
@@ -118,14 +120,12 @@ def ours(url: str, model: str, max_tokens: int) -> Callable:
                     "temperature": 0.0, "stream": True, "stream_options": {"include_usage": True}}
             with client.stream("POST", "/v1/chat/completions", json=body) as resp:
                 resp.raise_for_status()
-                for line in resp.iter_lines():
-                    if not line.startswith("data:") or line[5:].strip() == "[DONE]":
-                        continue
-                    chunk = json.loads(line[5:])
-                    usage.update(chunk.get("usage") or {})
-                    for c in chunk.get("choices") or []:
-                        if (c.get("delta") or {}).get("content"):
-                            yield c["delta"]["content"]
+                stream = wire.Stream()
+                for event in wire.sse_events(resp.iter_lines()):
+                    piece = stream.feed(event)
+                    usage.update(stream.usage)
+                    if piece:
+                        yield piece
 
         return timed(pieces(), lambda: int(usage.get("completion_tokens") or 0))
 
@@ -134,8 +134,8 @@ def ours(url: str, model: str, max_tokens: int) -> Callable:
 
 def transformers(model: str, dtype: str, max_tokens: int) -> Callable:
     from endcloud.end.config import ModelConfig
-    from endcloud.serve.backends import Delta, Final, GenParams, TransformersBackend
-    from endcloud.serve.config import BackendConfig
+    from endcloud.end.runtime import Delta, Final, GenParams, TransformersBackend
+    from endcloud.end.config import BackendConfig
 
     backend = TransformersBackend(BackendConfig(model=ModelConfig(name=model, dtype=dtype),
                                                 temperature=0.0))
@@ -189,7 +189,7 @@ def main() -> int:
     threads = int(os.environ.get("ENDCLOUD_N_THREADS") or 1)
     os.environ["ENDCLOUD_N_THREADS"] = str(threads)
 
-    from endcloud.serve.backends import gguf_file
+    from endcloud.end.runtime import gguf_file
 
     gguf = gguf_file(args.model)
     work = Path(tempfile.mkdtemp(prefix="bench-backends-"))

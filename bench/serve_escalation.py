@@ -1,7 +1,7 @@
 """Escalation and the cost ledger on replayed JDDC conversations, through the real service.
 
-    /work/notes/heavy .venv/bin/python bench/serve_escalation.py \
-        --data /tmp/jd/data-X/test.jsonl --conversations 24 --max-turns 3 --budget-s 300 \
+    .venv/bin/python bench/serve_escalation.py \
+        --data <jddc2019>/test.jsonl --conversations 24 --max-turns 3 --budget-s 300 \
         --match-thresholds 0.05 0.5 --set escalation.cloud.max_tokens=128 \
         --price-in-per-1k 0.00015 --price-out-per-1k 0.0006 --out bench/results/serve_escalation.txt
 
@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from endcloud import wire
 
 BEFORE = {"hard", "out_of_scope", "too_long"}
 
@@ -86,11 +88,9 @@ def turn(client: httpx.Client, headers: dict[str, str], history: list[dict[str, 
         r.raise_for_status()
         conversation = r.headers["x-conversation-id"]
         reply_id = r.headers["x-reply-id"]
-        for line in r.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            text = "".join(c["delta"].get("content") or "" for c in chunk["choices"])
+        stream = wire.Stream()
+        for event in wire.sse_events(r.iter_lines()):
+            text = stream.feed(event)
             if text and first is None:
                 first = time.monotonic() - t0
             parts.append(text)
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-turns", type=int, default=3, help="customer turns per conversation")
     ap.add_argument("--max-tokens", type=int, default=48, help="per reply (the service caps it too)")
     ap.add_argument("--budget-s", type=float, default=600.0, help="stop starting conversations after")
-    ap.add_argument("--backend", default="transformers", help="the end backend (serve/backends.py)")
+    ap.add_argument("--backend", default="transformers", help="the end backend (end/runtime.py)")
     ap.add_argument("--model", default="qwen2.5-coder-0.5b")
     ap.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
     ap.add_argument("--cloud-url", default="local",

@@ -45,8 +45,8 @@ def pct(xs: list[float], q: float) -> float:
 
 async def direct(n: int) -> list[float]:
     """The fake backend alone, called in process: the baseline."""
-    from endcloud.serve.backends import FakeBackend, GenParams
-    from endcloud.serve.config import BackendConfig
+    from endcloud.end.runtime import FakeBackend, GenParams
+    from endcloud.end.config import BackendConfig
 
     backend = FakeBackend(BackendConfig(kind="fake"))
     out = []

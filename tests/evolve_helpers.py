@@ -3,14 +3,12 @@ two-topic traffic the tiny model can learn in seconds, fake adapter folders, the
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ContextManager
 
 from endcloud.cloud.config import CloudConfig
+from endcloud.cloud.server import LocalServer, fake_teacher
 from endcloud.end.config import MethodConfig, ModelConfig
 from endcloud.evolve.config import (EvolveConfig, GateConfig, RelabelConfig, RetrainConfig,
                                     SelectConfig)
@@ -43,51 +41,9 @@ def write_pairs(path: Path, ids: range, shuffle_seed: int | None = None) -> Path
     return path
 
 
-class _Teacher(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: "TeacherServer"
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
-        body = json.loads(raw)
-        with self.server.lock:
-            self.server.bodies.append(body)
-        reply = answer(body["messages"][-1]["content"])
-        out = json.dumps({"id": "x", "object": "chat.completion", "model": body.get("model", "t"),
-                          "choices": [{"index": 0, "finish_reason": "stop",
-                                       "message": {"role": "assistant", "content": reply}}],
-                          "usage": {"prompt_tokens": 10, "completion_tokens": 8}}).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
-
-
-class TeacherServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Teacher)
-        self.bodies: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        self.url = f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-
-@contextlib.contextmanager
-def teacher() -> Iterator[TeacherServer]:
-    """A loopback OpenAI-compatible teacher that records every request body."""
-    server = TeacherServer()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+def teacher() -> ContextManager[LocalServer]:
+    """The loopback test teacher (`cloud.server.fake_teacher`) answering by topic; `.bodies`."""
+    return fake_teacher(answer)
 
 
 def evolve_cfg(tmp: Path, model_dir: Path, heldout: Path, cloud_url: str = "http://127.0.0.1:9/v1",

@@ -12,7 +12,8 @@ from typing import Any, Iterator
 import httpx
 
 from endcloud.end.config import ModelConfig
-from endcloud.serve.config import BackendConfig, EscalationConfig, LimitsConfig, ServeConfig
+from endcloud.end.config import BackendConfig
+from endcloud.serve.config import EscalationConfig, LimitsConfig, ServeConfig
 
 DEAD_CLOUD = "http://127.0.0.1:9/v1"  # discard port: connection refused at once
 

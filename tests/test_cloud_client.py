@@ -12,11 +12,13 @@ import time
 import httpx
 import pytest
 
-from endcloud.cloud.client import CircuitBreaker, CloudClient, RateLimiter, parse_retry_after
+from endcloud.cloud.client import CircuitBreaker, CloudClient, RateLimiter
+from endcloud import wire
+from endcloud.wire import parse_retry_after
 from endcloud.cloud.config import API_KEY_ENV, CloudConfig
-from endcloud.cloud.errors import (AuthError, CircuitOpenError, DeadlineError, MalformedReplyError,
-                                   RequestRejectedError, TransientError)
-from endcloud.errors import ConfigError, PrivacyError
+from endcloud.errors import (AuthError, CircuitOpenError, ConfigError, DeadlineError, MalformedReplyError,
+                             PrivacyError, RequestRejectedError, TransientError)
+from wait_helpers import wait_until
 
 MSGS = [{"role": "user", "content": "我的订单什么时候发货？"}]
 
@@ -195,7 +197,7 @@ def test_streamed_reply_is_assembled():
     chunks = [{"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]} for p in ["亲，", "已发货"]]
     chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     chunks.append({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}})
-    sse = "".join(f"data: {json.dumps(c, ensure_ascii=False)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    sse = (b"".join(wire.sse_event(c) for c in chunks) + wire.SSE_DONE).decode()
     script = Script(httpx.Response(200, text=sse, headers={"content-type": "text/event-stream"}))
     with script.client(stream=True) as client:
         reply = client.chat(MSGS)
@@ -214,8 +216,7 @@ def test_breaker_opens_after_three_consecutive_failures_and_probes_half_open():
         with pytest.raises(CircuitOpenError):
             client.chat(MSGS)
         assert len(script.requests) == 3  # nothing sent while open
-        time.sleep(0.3)
-        assert client.breaker.state == "half_open"
+        assert wait_until(lambda: client.breaker.state == "half_open", 5)  # once open_s has passed
         assert client.chat(MSGS).attempts == 1  # the probe succeeds
         assert client.breaker.state == "closed"
 

@@ -16,7 +16,8 @@ from endcloud.cloud import label as label_mod
 from endcloud.cloud import server as server_mod
 from endcloud.cloud.client import CloudClient
 from endcloud.cloud.config import CloudConfig, LabelConfig, PromptConfig
-from endcloud.cloud.errors import CloudError
+from endcloud.end import runtime
+from endcloud.errors import CloudError
 from endcloud.config import load_config
 from endcloud.records import Sample
 
@@ -111,8 +112,8 @@ def test_no_model_means_the_embedded_default_fetched_on_demand(monkeypatch, tmp_
     (True, "auto", "llama"), (False, "auto", "hf"), (True, "transformers", "hf"), (False, "llama-cpp", "llama")])
 def test_gguf_backend_choice_and_fallback_log(monkeypatch, caplog, installed, backend, expected):
     monkeypatch.setattr(server_mod, "llama_cpp_available", lambda: installed)
-    monkeypatch.setattr(server_mod, "LlamaCppBackend", lambda path: "llama")
-    monkeypatch.setattr(server_mod, "HFBackend", lambda path: "hf")
+    monkeypatch.setattr(runtime, "LlamaCppBackend", lambda cfg: "llama")
+    monkeypatch.setattr(runtime, "TransformersBackend", lambda cfg: "hf")
     with caplog.at_level(logging.INFO, logger="endcloud.cloud.server"):
         assert server_mod.load_backend("/m/teacher.gguf", backend=backend) == expected
     fell_back = "llama-cpp-python is not installed" in caplog.text
@@ -127,9 +128,10 @@ def test_transformers_teacher_on_a_gguf_loads_the_cached_dequantized_copy(monkey
     asked = []
     monkeypatch.setattr(end_models, "resolve",
                         lambda cfg: asked.append(cfg.name) or (tiny_model_dir, None))
-    backend = server_mod.HFBackend("/models/teacher.gguf")
+    backend = server_mod.load_backend("/models/teacher.gguf", backend="transformers")
+    backend.load()
     assert asked == ["/models/teacher.gguf"]
-    assert backend.model.config.hidden_size == 8  # the folder resolve gave, not the .gguf
+    assert backend.generators["local"].model.config.hidden_size == 8  # resolve's folder, not the .gguf
 
 
 def test_a_teacher_does_not_outlive_a_parent_killed_with_sigkill(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from endcloud.cloud.client import CloudClient
 from endcloud.cloud.config import CloudConfig
-from endcloud.cloud.errors import MalformedReplyError
+from endcloud.errors import MalformedReplyError
 from endcloud.cloud.server import server_process
 
 pytestmark = pytest.mark.slow

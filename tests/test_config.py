@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from endcloud.config import ConfigError, from_dict, load_config
+from endcloud.config import ConfigError, dump_yaml, from_dict, load_config
 from endcloud.data.config import DataConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -34,10 +34,15 @@ def _cls(spec):
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
-def test_every_shipped_config_loads(name):
+def test_every_shipped_config_loads(name, tmp_path):
     assert name in CONFIG_CLASSES, f"configs/{name} has no entry in CONFIG_CLASSES"
-    cfg = load_config(_cls(CONFIG_CLASSES[name]), CONFIGS / name)
-    assert cfg is not None
+    cls = _cls(CONFIG_CLASSES[name])
+    cfg = load_config(cls, CONFIGS / name)
+    assert type(cfg) is cls
+    # what a run writes next to its outputs (dump_yaml) loads back to the very same config
+    again = tmp_path / name
+    again.write_text(dump_yaml(cfg), encoding="utf-8")
+    assert load_config(cls, again) == cfg
 
 
 def test_overrides_are_typed_and_dotted():

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from endcloud.end.adapters import AdapterError, load_adapter, verify
+from endcloud.end.adapters import load_adapter, verify
+from endcloud.errors import AdapterError
 from endcloud.end.config import ModelConfig
 from endcloud.end.models import load_base
 from endcloud.end.train import run

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from endcloud.end.adapters import AdapterError, save_adapter
+from endcloud.end.adapters import save_adapter
 from endcloud.end.config import MethodConfig, ModelConfig
 from endcloud.end.export import BASE_SHA_KEY, export_lora_gguf, rotary_permute
 from endcloud.end.methods import wrap
 from endcloud.end.models import load_base
+from endcloud.errors import AdapterError
 
 gguf = pytest.importorskip("gguf")
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from endcloud.errors import MissingWeightsError
 from endcloud.evaluate import scorers
-from endcloud.evaluate.matcher import (ENV, MissingWeightsError, TrainConfig, TrainedMatcher, TrainPair,
-                                      train_matcher)
+from endcloud.evaluate.matcher import ENV, TrainConfig, TrainedMatcher, TrainPair, train_matcher
 from endcloud.evaluate.matcher.backbones import HeadBackbone
 from endcloud.evaluate.matcher.e5 import dequant_q4
 from endcloud.evaluate.matcher.scorer import TrainedMatchScorer
@@ -96,7 +96,7 @@ def test_registered_and_missing_weights_say_how_to_fix(tmp_path, monkeypatch):
         scorers.get_scorer("match-trained")
 
 
-def test_eval_config_names_the_matcher_weights(trained, tmp_path, monkeypatch):
+def test_eval_config_names_the_matcher_weights(trained, tmp_path, monkeypatch, capsys):
     """`matcher_weights` is the folder `endcloud evaluate` loads; "" (the default) means
     $ENDCLOUD_MATCHER, else the cache folder - as `evaluate score` does."""
     from endcloud.cli import main
@@ -132,10 +132,11 @@ def test_eval_config_names_the_matcher_weights(trained, tmp_path, monkeypatch):
     want = trained.calibration(trained.cosine([p.query for p in pairs], [p.reply for p in pairs]))
     got = [q["match"] for q in res["systems"]["mine"]["per_query"]]
     assert np.allclose(got, want, atol=1e-6)
-    with pytest.raises(MissingWeightsError, match="elsewhere"):
-        main(args + [f"matcher_weights={tmp_path / 'elsewhere'}"])
-    with pytest.raises(MissingWeightsError, match="nowhere"):  # "" -> $ENDCLOUD_MATCHER
-        main(args)
+    capsys.readouterr()
+    assert main(args + [f"matcher_weights={tmp_path / 'elsewhere'}"]) == MissingWeightsError.exit_code
+    assert "error: No trained matcher" in (err := capsys.readouterr().err) and "elsewhere" in err
+    assert main(args) == MissingWeightsError.exit_code  # "" -> $ENDCLOUD_MATCHER
+    assert "nowhere" in capsys.readouterr().err
     monkeypatch.setenv(ENV, str(folder))
     assert main(args) == 0
     (second,) = [d for d in (tmp_path / "runs").iterdir() if d != run_dir and (d / "scores.json").exists()]
@@ -176,7 +177,7 @@ def test_e5_train_layers_limits_the_backward_pass_to_the_top_layers():
     import re
 
     from endcloud.evaluate.matcher.backbones import E5LoraBackbone
-    from endcloud.evaluate.matcher.recipe import _step_loss
+    from endcloud.evaluate.matcher.recipe import step_loss
 
     bb = E5LoraBackbone(max_len=16, train_layers=2)
     n = len(bb.model.encoder.layer)
@@ -184,7 +185,7 @@ def test_e5_train_layers_limits_the_backward_pass_to_the_top_layers():
     bb.train(True)
     batch = [TrainPair("发货了吗", "亲，今天下午发出哦", ["不支持七天无理由退货哦"]),
              TrainPair("能便宜点吗", "已经是最低价了", [])]
-    _step_loss(bb, batch, TrainConfig(hard_negatives=1), random.Random(0)).backward()
+    step_loss(bb, batch, TrainConfig(hard_negatives=1), random.Random(0)).backward()
     for name, p in bb.model.named_parameters():
         if "lora_" not in name:
             continue

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
 
 import httpx
 import pytest
@@ -16,6 +15,7 @@ pytest.importorskip("fastapi")
 
 from evolve_helpers import SHIP, answer, evolve_cfg, query, teacher, write_pairs  # noqa: E402
 from serve_helpers import new_customer, tiny_cfg  # noqa: E402
+from wait_helpers import wait_until  # noqa: E402
 
 from endcloud.evolve.registry import Registry  # noqa: E402
 from endcloud.evolve.round import run  # noqa: E402
@@ -28,13 +28,6 @@ ADMIN = "staff-token-evolve-1"
 def chat(url: str, headers: dict, text: str) -> httpx.Response:
     return httpx.post(f"{url}/v1/chat/completions", headers=headers, timeout=60,
                       json={"messages": [{"role": "user", "content": text}], "max_tokens": 10})
-
-
-def wait_for(cond, timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.05)
 
 
 def test_round_relabels_trains_gates_hot_swaps_and_rolls_back(tiny_model_dir, tmp_path):
@@ -73,8 +66,10 @@ def test_round_relabels_trains_gates_hot_swaps_and_rolls_back(tiny_model_dir, tm
         assert result.status == "promoted", result.reason
         reg = Registry(cfg.registry_dir)
         assert reg.champion() == result.candidate
-        wait_for(lambda: chat(url, h, probe).json()["choices"][0]["message"]["content"] != base_reply)
-        time.sleep(0.3)
+        assert wait_until(lambda: chat(url, h, probe).json()["choices"][0]["message"]["content"]
+                          != base_reply, 30, every_s=0.05)
+        swapped = len(served) + len(failures)  # customers keep talking on the promoted model
+        assert wait_until(lambda: len(served) + len(failures) >= swapped + 2, 30)
         stop.set()
         t.join(60)
         assert failures == [] and len(served) >= 2
@@ -105,4 +100,5 @@ def test_round_relabels_trains_gates_hot_swaps_and_rolls_back(tiny_model_dir, tm
 
         # roll back: the service follows within the poll interval
         assert reg.rollback("test") is None
-        wait_for(lambda: chat(url, h, probe).json()["choices"][0]["message"]["content"] == base_reply)
+        assert wait_until(lambda: chat(url, h, probe).json()["choices"][0]["message"]["content"]
+                          == base_reply, 30, every_s=0.05)

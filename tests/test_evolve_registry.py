@@ -13,7 +13,8 @@ import pytest
 from evolve_helpers import fake_adapter
 
 from endcloud.end.adapters import verify
-from endcloud.evolve.registry import KILL_ENV, Registry, RegistryError, read_pointer
+from endcloud.errors import RegistryError
+from endcloud.evolve.registry import KILL_ENV, Registry, read_pointer
 
 TESTS = Path(__file__).resolve().parent
 

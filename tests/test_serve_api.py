@@ -166,7 +166,7 @@ def test_secrets_never_reach_the_logs(live, caplog):
 def test_openai_compatible_upstream_backend(tmp_path):
     """kind=openai: the end model behind any OpenAI-compatible server (llama.cpp, vLLM)."""
     from endcloud.cloud.server import server_process
-    from endcloud.serve.config import BackendConfig
+    from endcloud.end.config import BackendConfig
 
     with server_process("fake", warmup=False, served_name="shop-a") as upstream:
         cfg = tiny_cfg(tmp_path, tmp_path)  # the model folder is not used by this backend

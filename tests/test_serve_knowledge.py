@@ -16,12 +16,13 @@ pytest.importorskip("fastapi")
 pytest.importorskip("bm25s")
 
 from serve_helpers import fake_cfg, new_customer  # noqa: E402
+from wait_helpers import wait_until  # noqa: E402
 
 from endcloud.knowledge.build import run as build  # noqa: E402
 from endcloud.knowledge.config import KBConfig, KnowledgeConfig  # noqa: E402
-from endcloud.knowledge.index import KnowledgeError  # noqa: E402
+from endcloud.errors import KnowledgeError  # noqa: E402
 from endcloud.serve.app import create_app  # noqa: E402
-from endcloud.serve.backends import FakeBackend  # noqa: E402
+from endcloud.end.runtime import FakeBackend  # noqa: E402
 from endcloud.serve.server import running  # noqa: E402
 
 STAFF = "staff-token-for-tests"
@@ -181,11 +182,12 @@ def test_rebuild_while_serving_is_picked_up(tmp_path):
         assert "运费9元" in backend.prompts[-1][0]["content"]
         (tmp_path / "docs" / "policy.md").write_text(POLICY.replace("运费9元", "运费6元"), encoding="utf-8")
         build(KBConfig(input=[str(tmp_path / "docs")], output=str(tmp_path / "kb"), encoder="ngram"))
-        time.sleep(0.1)
-        for _ in range(20):
+
+        def picked_up() -> bool:
             chat(url, headers, "退货运费多少？")
-            if "运费6元" in backend.prompts[-1][0]["content"]:
-                break
+            return "运费6元" in backend.prompts[-1][0]["content"]
+
+        assert wait_until(picked_up, 10, every_s=0.05)
         system = backend.prompts[-1][0]["content"]
     assert "运费6元" in system and "运费9元" not in system  # the new index, not a mix
 

@@ -1,12 +1,14 @@
 """Limits and bad input against the real server: 413 before parsing, 422 for overlong or
-ill-typed requests, 4xx (never 5xx) for broken bytes and JSON, 429/503 with Retry-After at once,
-401/403 on staff routes, every route public by an explicit list or behind auth, and a
-Hypothesis fuzz over the API's bodies that must never produce a 5xx."""
+ill-typed requests, 4xx (never 5xx) for broken bytes and JSON, 429/503 with Retry-After at once
+(a full queue, a session's turns, the creation of customers), 401/403 on staff routes, every
+route public by an explicit list or behind auth, and a Hypothesis fuzz over the API's bodies
+that must never produce a 5xx."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 
 import httpx
@@ -17,8 +19,9 @@ pytest.importorskip("fastapi")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from serve_helpers import ask, fake_cfg, new_customer  # noqa: E402
+from wait_helpers import wait_until_async  # noqa: E402
 
-from endcloud.serve.app import create_app, route_table  # noqa: E402
+from endcloud.serve.app import create_app, fastapi_app, route_table  # noqa: E402
 from endcloud.serve.server import running  # noqa: E402
 
 ADMIN = "staff-token-for-tests"
@@ -39,6 +42,14 @@ def live(tmp_path_factory):
     with running(app) as url:
         _, headers = new_customer(url)
         yield url, headers, app
+
+
+def count(db: str, table: str) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    finally:
+        conn.close()
 
 
 def post(url: str, headers: dict, **kw) -> httpx.Response:
@@ -132,12 +143,14 @@ def test_pages_are_served_with_a_strict_policy(live):
 def test_full_queue_answers_503_with_retry_after_at_once(tmp_path):
     cfg = fake_cfg(tmp_path, backend={"fake_token_delay_s": 0.05},
                    limits={"queue_size": 1, "session_rate_per_minute": 0, "retry_after_s": 3})
+    app = create_app(cfg)
 
     async def scenario(url: str, headers: dict) -> None:
+        adm = fastapi_app(app).state.services.admission
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as c:
             slow = [asyncio.create_task(c.post("/v1/chat/completions", json=ask("慢一点")))
                     for _ in range(2)]  # one generating, one waiting: the queue is full
-            await asyncio.sleep(0.3)
+            assert await wait_until_async(lambda: adm.inside == adm.capacity, 5)
             t0 = time.monotonic()
             r = await c.post("/v1/chat/completions", json=ask("还有我"))
             took = time.monotonic() - t0
@@ -145,7 +158,7 @@ def test_full_queue_answers_503_with_retry_after_at_once(tmp_path):
             assert took < 0.1, f"refusal took {took * 1000:.0f} ms"
             assert [t.status_code for t in await asyncio.gather(*slow)] == [200, 200]
 
-    with running(create_app(cfg)) as url:
+    with running(app) as url:
         _, headers = new_customer(url)
         asyncio.run(scenario(url, headers))
 
@@ -160,6 +173,21 @@ def test_session_rate_limit_is_429_with_retry_after(tmp_path):
         r = post(url, a, json=ask("在吗"))
         assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
         assert post(url, b, json=ask("在吗")).status_code == 200  # per session, not global
+
+
+def test_creating_customers_is_rate_limited(tmp_path):
+    cfg = fake_cfg(tmp_path, limits={"customer_rate_per_minute": 6, "customer_burst": 2})
+    with running(create_app(cfg)) as url:
+        codes = [httpx.post(f"{url}/v1/customers").status_code for _ in range(3)]
+        assert codes == [201, 201, 429]
+        r = httpx.post(f"{url}/v1/customers")
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+        assert r.json()["error"]["type"] == "rate_limit_error"
+        assert count(cfg.store, "serve_customers") == 2  # nothing written for a refusal
+    unlimited = fake_cfg(tmp_path / "b", limits={"customer_rate_per_minute": 0})
+    (tmp_path / "b").mkdir()
+    with running(create_app(unlimited)) as url:
+        assert {httpx.post(f"{url}/v1/customers").status_code for _ in range(15)} == {201}
 
 
 # -- fuzzing: arbitrary JSON and schema-shaped bodies, never a 5xx ------------------------------

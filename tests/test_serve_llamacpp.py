@@ -23,12 +23,12 @@ openai = pytest.importorskip("openai")
 
 from serve_helpers import fake_cfg, new_customer  # noqa: E402
 
-from endcloud.end.adapters import MANIFEST, AdapterError, FORMAT  # noqa: E402
+from endcloud.end.adapters import MANIFEST, FORMAT  # noqa: E402
 from endcloud.end.config import ModelConfig  # noqa: E402
 from endcloud.end.export import base_shape, write_gguf_adapter  # noqa: E402
-from endcloud.errors import ConfigError, MissingExtraError  # noqa: E402
-from endcloud.serve.backends import LlamaCppBackend, build_backend, gguf_file  # noqa: E402
-from endcloud.serve.config import BackendConfig  # noqa: E402
+from endcloud.errors import AdapterError, ConfigError, MissingExtraError  # noqa: E402
+from endcloud.end.runtime import LlamaCppBackend, build_backend, gguf_file  # noqa: E402
+from endcloud.end.config import BackendConfig  # noqa: E402
 
 REAL = "qwen2.5-coder-0.5b"
 SYSTEM = "你是一名电商客服，请礼貌、简洁地回答顾客的问题。"
@@ -206,7 +206,7 @@ def test_confidence_is_the_geometric_mean_token_probability(real, live):
     import llama_cpp
 
     _, engine = live
-    from endcloud.serve.backends import Delta, Final, GenParams
+    from endcloud.end.runtime import Delta, Final, GenParams
 
     async def collect():
         return [ev async for ev in engine.stream("end", [{"role": "system", "content": SYSTEM}, *MSGS],
@@ -230,18 +230,26 @@ def test_confidence_is_the_geometric_mean_token_probability(real, live):
     assert final.confidence == pytest.approx(float(np.exp(np.mean(logp))), rel=1e-2)  # batched vs one by one
 
 
-def test_the_teacher_backend_opens_the_same_gguf_the_same_way(real, monkeypatch):
-    """The embedded teacher (cloud/server.py) and the end backend share endcloud.llama.open_gguf:
-    the teacher's greedy reply is bare llama.cpp's, and its token counts are exact."""
+def test_the_teacher_backend_is_the_end_backend(real, monkeypatch):
+    """The embedded teacher (cloud/server.py) is served by the end-model runtime's LlamaCppBackend:
+    its greedy reply is bare llama.cpp's, and its token counts are exact."""
+    import threading
+
     from endcloud.cloud.server import load_backend
+    from endcloud.end.runtime import Delta, Final, GenParams, LlamaCppBackend
 
     monkeypatch.setenv("ENDCLOUD_N_CTX", "512")
     teacher = load_backend(str(real["path"]), backend="llama-cpp")
+    assert isinstance(teacher, LlamaCppBackend)
+    teacher.load()
     try:
-        events = list(teacher.generate([{"role": "system", "content": SYSTEM}, *MSGS], N, 0.0, 1.0))
+        events = list(teacher.generate(teacher.served_name, [{"role": "system", "content": SYSTEM}, *MSGS],
+                                       GenParams(N, 0.0, 1.0), threading.Event()))
     finally:
         teacher.llm.close()
-    text = "".join(v for k, v in events if k == "delta")
-    finish, n_prompt, n_out = next(v for k, v in events if k == "end")
+    text = "".join(e.text for e in events if isinstance(e, Delta))
+    final = events[-1]
+    assert isinstance(final, Final)
+    finish, n_prompt, n_out = final.finish_reason, final.prompt_tokens, final.completion_tokens
     assert text == bare(real) and 0 < n_out <= N and finish in ("stop", "length")
     assert n_prompt > len(SYSTEM)  # the rendered chat template, tokenized: more than the text

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from endcloud import wire
 from endcloud.cloud.config import CloudConfig
 from endcloud.end.config import ModelConfig
 from endcloud.experiment import ExperimentConfig, ExperimentResult
@@ -340,13 +341,11 @@ def _chat(http: Any, auth: dict[str, str], messages: list[dict[str, str]], max_t
     parts = []
     with http.stream("POST", "/v1/chat/completions", headers=auth, json=body) as resp:
         resp.raise_for_status()
-        for line in resp.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            for choice in json.loads(line[6:]).get("choices", []):
-                piece = (choice.get("delta") or {}).get("content") or ""
-                parts.append(piece)
-                print(piece, end="", flush=True)
+        stream = wire.Stream()
+        for event in wire.sse_events(resp.iter_lines()):
+            piece = stream.feed(event)
+            parts.append(piece)
+            print(piece, end="", flush=True)
         print()
         return {"reply": "".join(parts).strip(), "reply_id": resp.headers["x-reply-id"],
                 "conversation_id": resp.headers["x-conversation-id"]}

@@ -30,17 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from endcloud.errors import EndcloudError
+from endcloud.errors import ModelFetchError
 
 log = logging.getLogger(__name__)
 
 CHUNK = 4 * 1024 * 1024
-
-
-class ModelFetchError(EndcloudError):
-    """A packaged model could not be downloaded, assembled or verified."""
-
-    exit_code = 8
 
 
 @dataclass(frozen=True)

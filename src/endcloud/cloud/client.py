@@ -30,18 +30,16 @@ import time
 from contextvars import ContextVar
 from collections import deque
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
+from endcloud import wire
 from endcloud.cloud.config import API_KEY_ENV, CloudConfig
-from endcloud.cloud.errors import (AuthError, CircuitOpenError, CloudError, DeadlineError,
-                                   MalformedReplyError, RequestRejectedError, TransientError)
-from endcloud.errors import MissingExtraError, PrivacyError
+from endcloud.errors import (AuthError, CircuitOpenError, CloudError, DeadlineError, MalformedReplyError,
+                             MissingExtraError, PrivacyError, TransientError)
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUSES = {408, 409, 429}
 MAX_ERROR_BODY = 64 * 1024
 
 
@@ -202,7 +200,8 @@ class CloudClient:
                                       cfg.breaker_min_calls, cfg.breaker_window, cfg.breaker_open_s)
         self.limiter = RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute)
         self.slots = threading.BoundedSemaphore(cfg.concurrency)
-        self.rng = rng or random.Random()
+        self.retry = wire.Retry(cfg.max_attempts, cfg.backoff_base_s, cfg.backoff_max_s,
+                                rng or random.Random())
         self.refusals = [re.compile(p, re.IGNORECASE) for p in cfg.refusal_patterns]
         self.http = httpx.Client(transport=transport, follow_redirects=False,
                                  limits=httpx.Limits(max_connections=cfg.concurrency * 2))
@@ -231,20 +230,19 @@ class CloudClient:
         while True:
             attempt += 1
             try:
-                data = self._attempt(payload, digest, attempt, deadline, est_prompt)
+                reply, cost = self._attempt(payload, digest, attempt, deadline, est_prompt)
             except CloudError as exc:
                 exc.attempts = attempt
-                delay = self._retry_delay(exc, attempt, deadline)
+                delay = self.retry.delay(exc, attempt, deadline)
                 if delay is None:
                     raise
                 log.info("teacher call failed (%s); retry %d in %.2f s", exc.kind, attempt, delay)
                 time.sleep(delay)
                 continue
-            text = data["text"]
-            return Reply(text=self.restore(text, conversation), masked_text=text,
-                         finish_reason=data["finish_reason"], model=data["model"] or self.cfg.model,
-                         prompt_tokens=data["prompt_tokens"], completion_tokens=data["completion_tokens"],
-                         latency_s=time.monotonic() - start, attempts=attempt, cost=data["cost"],
+            return Reply(text=self.restore(reply.text, conversation), masked_text=reply.text,
+                         finish_reason=reply.finish_reason, model=reply.model or self.cfg.model,
+                         prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+                         latency_s=time.monotonic() - start, attempts=attempt, cost=cost,
                          payload_sha256=digest)
 
     def mask_messages(self, messages: list[dict[str, str]]) -> tuple[list[dict[str, str]], Any]:
@@ -265,16 +263,13 @@ class CloudClient:
         return conversation.restore(text)
 
     def request_body(self, messages: list[dict[str, str]]) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.cfg.model, "messages": messages,
-                                "temperature": self.cfg.temperature, "top_p": self.cfg.top_p,
-                                "max_tokens": self.cfg.max_tokens, "stream": self.cfg.stream}
-        if self.cfg.stream:
-            body["stream_options"] = {"include_usage": True}
-        return body
+        return wire.request_body(self.cfg.model, messages, max_tokens=self.cfg.max_tokens,
+                                 temperature=self.cfg.temperature, top_p=self.cfg.top_p,
+                                 stream=self.cfg.stream)
 
     # -- one attempt ----------------------------------------------------------------------------
     def _attempt(self, payload: bytes, digest: str, attempt: int, deadline: float,
-                 est_prompt: int) -> dict[str, Any]:
+                 est_prompt: int) -> tuple[wire.Completion, float]:
         self.limiter.acquire(est_prompt + self.cfg.max_tokens, deadline)
         self.breaker.before_call()
         with self.slots:
@@ -282,7 +277,7 @@ class CloudClient:
             received = 0
             try:
                 raw, received = self._send(payload, deadline)
-                data = self._parse(raw)
+                reply = self._parse(raw)
             except CloudError as exc:
                 self._audit(digest, len(payload), received, exc.kind, attempt, t0)
                 # A 400/401 proves the server is up: it closes a half-open breaker like a success.
@@ -291,13 +286,13 @@ class CloudClient:
             except BaseException:
                 self.breaker.record(failed=True)
                 raise
-        if data["prompt_tokens"] == 0:
-            data["prompt_tokens"] = est_prompt
-        data["cost"] = (data["prompt_tokens"] * self.cfg.price_prompt_per_1k
-                        + data["completion_tokens"] * self.cfg.price_completion_per_1k) / 1000
-        self._audit(digest, len(payload), received, "ok", attempt, t0, data)
+        if reply.prompt_tokens == 0:
+            reply.prompt_tokens = est_prompt
+        cost = (reply.prompt_tokens * self.cfg.price_prompt_per_1k
+                + reply.completion_tokens * self.cfg.price_completion_per_1k) / 1000
+        self._audit(digest, len(payload), received, "ok", attempt, t0, reply, cost)
         self.breaker.record(failed=False)
-        return data
+        return reply, cost
 
     def _send(self, payload: bytes, deadline: float) -> tuple[bytes, int]:
         """POST and read the whole body, never past the deadline nor over the size limit."""
@@ -350,29 +345,23 @@ class CloudClient:
         return headers
 
     def _http_error(self, status: int, headers: Any, body: bytes) -> CloudError:
-        detail = self.redact(_error_detail(body))
-        if status in (401, 403):
-            hint = (f"check {API_KEY_ENV}" if self._key else f"set {API_KEY_ENV} (the endpoint needs a key)")
-            return AuthError(f"http_{status}", f"the endpoint refused the request: {hint}. {detail}",
-                             status=status)
-        if status in RETRY_STATUSES or status >= 500:
-            return TransientError(f"http_{status}", detail, status=status,
-                                  retry_after=parse_retry_after(headers.get("retry-after")))
-        return RequestRejectedError(f"http_{status}", detail, status=status)
+        hint = (f": check {API_KEY_ENV}" if self._key else f": set {API_KEY_ENV} (the endpoint needs a key)")
+        return wire.http_error(status, self.redact(wire.error_detail(body)), headers.get("retry-after"),
+                               key_hint=hint)
 
     # -- parsing and validation -------------------------------------------------------------------
-    def _parse(self, raw: bytes) -> dict[str, Any]:
+    def _parse(self, raw: bytes) -> wire.Completion:
         text = raw.decode("utf-8", errors="replace")
         if self.cfg.stream and "data:" in text[:2000]:
-            data = parse_sse(text)
+            reply = wire.parse_stream(text)
         else:
-            data = parse_completion(text)
-        self._validate(data)
-        return data
+            reply = wire.parse_completion(text)
+        self._validate(reply)
+        return reply
 
-    def _validate(self, data: dict[str, Any]) -> None:
-        text, finish = data["text"], data["finish_reason"]
-        if data.get("refusal") or finish == "content_filter":
+    def _validate(self, reply: wire.Completion) -> None:
+        text, finish = reply.text, reply.finish_reason
+        if reply.refusal or finish == "content_filter":
             raise MalformedReplyError("refusal", "the model refused or the reply was filtered")
         if finish == "length" and self.cfg.reject_truncated:
             raise MalformedReplyError("truncated", f"finish_reason=length at max_tokens={self.cfg.max_tokens}")
@@ -383,26 +372,11 @@ class CloudClient:
         if any(p.search(text) for p in self.refusals):
             raise MalformedReplyError("refusal", "the reply reads as a refusal")
 
-    def _retry_delay(self, exc: CloudError, attempt: int, deadline: float) -> float | None:
-        """Seconds to wait before the next attempt, or None to give up now."""
-        if not exc.retryable or attempt >= self.cfg.max_attempts:
-            return None
-        remaining = deadline - time.monotonic()
-        cap = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * 2 ** (attempt - 1))
-        delay = self.rng.uniform(0, cap)  # full jitter: spreads out a herd of retries
-        if exc.retry_after is not None:
-            if exc.retry_after >= remaining:
-                return None  # the server asks us to wait longer than we may
-            delay = max(delay, exc.retry_after)
-        return delay if delay < remaining else None
-
     def _audit(self, digest: str, sent: int, received: int, status: str, attempt: int,
-               t0: float, data: dict[str, Any] | None = None) -> None:
-        data = data or {}
+               t0: float, reply: wire.Completion | None = None, cost: float = 0.0) -> None:
         record = EgressRecord(self.endpoint, self.cfg.model, digest, sent, received, status, attempt,
-                              (time.monotonic() - t0) * 1000, data.get("prompt_tokens", 0),
-                              data.get("completion_tokens", 0), data.get("cost", 0.0),
-                              KNOWLEDGE_IDS.get())
+                              (time.monotonic() - t0) * 1000, reply.prompt_tokens if reply else 0,
+                              reply.completion_tokens if reply else 0, cost, KNOWLEDGE_IDS.get())
         try:
             self.audit(record)
         except Exception:  # the audit must not turn a good reply into a failure
@@ -410,98 +384,6 @@ class CloudClient:
 
     def redact(self, text: str) -> str:
         return text.replace(self._key, "***") if self._key else text
-
-
-# -- response parsing (pure functions, tested directly) ---------------------------------------------
-def parse_completion(text: str) -> dict[str, Any]:
-    """A non-streaming chat.completion body -> {text, finish_reason, usage, ...}."""
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError:
-        raise MalformedReplyError("invalid_json", "the body is not JSON") from None
-    if not isinstance(obj, dict):
-        raise MalformedReplyError("bad_schema", "the body is not a JSON object")
-    if "error" in obj and "choices" not in obj:
-        raise MalformedReplyError("error_body", "HTTP 200 with an error object")
-    choices = obj.get("choices")
-    if not isinstance(choices, list):
-        raise MalformedReplyError("bad_schema", "no choices list")
-    if not choices:
-        raise MalformedReplyError("empty_choices", "choices is empty")
-    choice = choices[0] if isinstance(choices[0], dict) else {}
-    message = choice.get("message") or {}
-    usage = obj.get("usage") or {}
-    return {"text": _content_text(message.get("content")), "finish_reason": choice.get("finish_reason") or "",
-            "refusal": message.get("refusal"), "model": obj.get("model", ""),
-            "prompt_tokens": int(usage.get("prompt_tokens") or 0),
-            "completion_tokens": int(usage.get("completion_tokens") or 0)}
-
-
-def parse_sse(text: str) -> dict[str, Any]:
-    """A streamed body (`data: {...}` lines, `data: [DONE]`) -> the same dict as parse_completion."""
-    parts: list[str] = []
-    finish, model, refusal, usage, saw_choice = "", "", None, {}, False
-    for line in text.splitlines():
-        if not line.startswith("data:"):
-            continue
-        data = line[5:].strip()
-        if data == "[DONE]":
-            break
-        try:
-            chunk = json.loads(data)
-        except json.JSONDecodeError:
-            raise MalformedReplyError("invalid_json", "a stream event is not JSON") from None
-        if not isinstance(chunk, dict):
-            raise MalformedReplyError("bad_schema", "a stream event is not an object")
-        if "error" in chunk:
-            raise MalformedReplyError("error_body", "the stream carried an error event")
-        model = chunk.get("model") or model
-        usage = chunk.get("usage") or usage
-        for choice in chunk.get("choices") or []:
-            saw_choice = True
-            delta = choice.get("delta") or {}
-            parts.append(_content_text(delta.get("content")))
-            refusal = refusal or delta.get("refusal")
-            finish = choice.get("finish_reason") or finish
-    if not saw_choice:
-        raise MalformedReplyError("empty_choices", "the stream had no choices")
-    return {"text": "".join(parts), "finish_reason": finish, "refusal": refusal, "model": model,
-            "prompt_tokens": int(usage.get("prompt_tokens") or 0),
-            "completion_tokens": int(usage.get("completion_tokens") or 0)}
-
-
-def _content_text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, list):  # content parts
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return str(content)
-
-
-def _error_detail(body: bytes) -> str:
-    text = body.decode("utf-8", errors="replace")
-    try:
-        obj = json.loads(text)
-        err = obj.get("error", obj) if isinstance(obj, dict) else obj
-        text = err.get("message", str(err)) if isinstance(err, dict) else str(err)
-    except (json.JSONDecodeError, AttributeError):
-        pass
-    text = " ".join(text.split())
-    return text[:200] + ("..." if len(text) > 200 else "")
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """`Retry-After: 3` or an HTTP date -> seconds (None when absent or unreadable)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError, IndexError):
-        return None
 
 
 def is_local(base_url: str) -> bool:

@@ -36,11 +36,10 @@ from typing import Any, Iterator
 from endcloud.cloud.audit import CloudStore
 from endcloud.cloud.client import KNOWLEDGE_IDS, CloudClient, Reply
 from endcloud.cloud.config import CloudConfig, LabelConfig
-from endcloud.cloud.errors import (AuthError, CircuitOpenError, CloudError, MalformedReplyError,
-                                   RequestRejectedError)
 from endcloud.cloud.prompt import ExamplePool, PromptBuilder, prompt_hash, read_samples
 from endcloud.config import to_dict
-from endcloud.errors import ConfigError, PrivacyError
+from endcloud.errors import (AuthError, CircuitOpenError, CloudError, ConfigError, MalformedReplyError,
+                             PrivacyError, RequestRejectedError)
 from endcloud.progress import enabled as progress_enabled
 from endcloud.records import Sample
 from endcloud.runs import new_run_dir, save_config, write_json, write_jsonl

@@ -9,12 +9,15 @@ Endpoints: GET /health, GET /v1/models, POST /v1/chat/completions (plain JSON, o
 `"stream": true`, `stream_options.include_usage`). With no --model it serves the embedded
 default teacher (`endcloud.models.DEFAULT_TEACHER`, a Q4_K_M GGUF) through llama-cpp-python
 when that is installed (`endcloud[cloud-local]`), else through transformers (dequantized, slower;
-logged). The model loads once and is warmed up before the port is announced (the first
-generation after loading can be very slow); generations run one at a time behind a lock. Standard library HTTP only, so the server needs no web framework.
+logged). The model is run by the end-model runtime (`end/runtime.py`, the classes the service
+uses); it loads once and is warmed up before the port is announced (the first generation after
+loading can be very slow); generations run one at a time. Standard library HTTP only, so the
+server needs no web framework; the protocol is `endcloud.wire`'s.
 
 `--model fake` answers with a fixed shop-style reply that repeats the query's placeholders, and
 `--record FILE` appends every request's headers and body to FILE: together they are the
-recording teacher the privacy tests inspect.
+recording teacher the privacy tests inspect. `fake_teacher()` runs the same in this process
+(any reply function; the request bodies kept in memory) for tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -24,129 +27,25 @@ import contextlib
 import json
 import logging
 import os
-import re
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+
+from endcloud import wire
+from endcloud.end.runtime import Delta, Event, Final, GenParams, LocalBackend
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 8 * 1024 * 1024
-Event = tuple[str, Any]  # ("delta", text) ... then ("end", (finish_reason, prompt_tok, completion_tok))
 
 
-# -- backends: one method, `generate`, yielding text pieces then the end ---------------------------
-class FakeBackend:
-    """A deterministic teacher for tests and benchmarks: no model, replies after `delay` s."""
-
-    serial = False  # like a real cloud, it answers many requests at once
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
-
-    def generate(self, messages: list[dict[str, str]], max_tokens: int, temperature: float,
-                 top_p: float) -> Iterator[Event]:
-        query = messages[-1]["content"] if messages else ""
-        time.sleep(self.delay)
-        held = " ".join(dict.fromkeys(re.findall(r"\[[A-Z]+_[0-9]+\]", query)))
-        reply = "亲，您好！关于您的问题我们已经记录" + (f"（{held}）" if held else "") + "，会尽快为您处理哦~"
-        for piece in re.findall(r".{1,4}", reply):
-            yield "delta", piece
-        yield "end", ("stop", sum(len(m["content"]) for m in messages), len(reply))
-
-
-class HFBackend:
-    """A transformers causal LM with its chat template (CPU is fine for small models)."""
-
-    serial = True
-
-    def __init__(self, path: str) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        if path.endswith(".gguf"):  # dequantized to fp32 once, then loaded from the cache
-            from endcloud.end.config import ModelConfig
-            from endcloud.end.models import resolve
-
-            path = str(resolve(ModelConfig(name=path))[0])
-        self.torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        self.model.eval()
-
-    def generate(self, messages: list[dict[str, str]], max_tokens: int, temperature: float,
-                 top_p: float) -> Iterator[Event]:
-        from transformers import TextIteratorStreamer
-
-        tok = self.tokenizer
-        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        inputs = tok(text, return_tensors="pt", add_special_tokens=False)
-        n_prompt = int(inputs["input_ids"].shape[1])
-        streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
-        sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else {
-            "do_sample": False}
-        out: dict[str, Any] = {}
-
-        def work() -> None:
-            with self.torch.no_grad():
-                out["ids"] = self.model.generate(**inputs, max_new_tokens=max_tokens, streamer=streamer,
-                                                 pad_token_id=tok.pad_token_id, **sampling)
-
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
-        for piece in streamer:
-            if piece:
-                yield "delta", piece
-        thread.join()
-        new = out["ids"][0, n_prompt:].tolist()
-        eos = self.model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos])
-        finish = "stop" if (new and new[-1] in eos_ids) or len(new) < max_tokens else "length"
-        yield "end", (finish, n_prompt, len(new))
-
-
-class LlamaCppBackend:
-    """A GGUF file through llama-cpp-python: quantized kernels, several times faster than fp32 on CPU.
-
-    The prompt is rendered with the GGUF's own chat template and tokenized here, so the prompt
-    token count is exact; llama.cpp keeps the KV cache of the longest common prefix with the
-    previous request, so a prompt whose examples come first (prompt.py) is only evaluated once.
-    """
-
-    serial = True
-
-    def __init__(self, path: str) -> None:
-        from endcloud.llama import open_gguf
-
-        self.llm, self.formatter = open_gguf(path, n_ctx=int(os.environ.get("ENDCLOUD_N_CTX", "8192")),
-                                             what="--model")
-
-    def generate(self, messages: list[dict[str, str]], max_tokens: int, temperature: float,
-                 top_p: float) -> Iterator[Event]:
-        rendered = self.formatter(messages=messages)
-        prompt = self.llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special,
-                                   special=True)
-        finish, parts = "stop", []
-        for chunk in self.llm.create_completion(prompt=prompt, max_tokens=max_tokens, stop=rendered.stop,
-                                                temperature=temperature, top_p=top_p, stream=True):
-            choice = chunk["choices"][0]
-            if choice.get("text"):
-                parts.append(choice["text"])
-                yield "delta", choice["text"]
-            finish = choice.get("finish_reason") or finish
-        # Streamed pieces are not tokens (a CJK character can span two); re-tokenizing the reply
-        # gives its token count (exact for text the model produced, up to BPE merge ambiguity).
-        n_out = len(self.llm.tokenize("".join(parts).encode("utf-8"), add_bos=False, special=True))
-        yield "end", (finish, len(prompt), n_out)
-
-
+# -- the model: the end-model runtime's in-process backends (end/runtime.py) ---------------------
 def llama_cpp_available() -> bool:
     import importlib.util
 
@@ -167,40 +66,52 @@ def resolve_model(model: str) -> str:
     return model
 
 
-def load_backend(model: str, fake_delay: float = 0.0, backend: str = "auto") -> Any:
-    """`model`: 'fake', a packaged model name or '' (the embedded default), a .gguf, or an HF folder."""
+def load_backend(model: str, fake_delay: float = 0.0, backend: str = "auto",
+                 reply: Any = None) -> LocalBackend:
+    """`model`: 'fake', a packaged model name or '' (the embedded default), a .gguf, or an HF folder.
+
+    The teacher sees whole few-shot prompts: its context is `$ENDCLOUD_N_CTX` (8192) tokens and
+    its input is not cut (the service cuts the end model's at `max_input_tokens`)."""
+    from endcloud.end.config import BackendConfig, ModelConfig
+    from endcloud.end.runtime import FakeBackend, LlamaCppBackend, TransformersBackend, shop_reply
+
     if model == "fake":
-        return FakeBackend(fake_delay)
+        cfg = BackendConfig(kind="fake", served_name="local", fake_delay_s=fake_delay, slots=64)
+        return FakeBackend(cfg, reply or shop_reply)
     model = resolve_model(model)
+    n_ctx = int(os.environ.get("ENDCLOUD_N_CTX", "8192"))
+    kind = "transformers"
     if model.endswith(".gguf"):
         if backend == "llama-cpp" or (backend == "auto" and llama_cpp_available()):
-            log.info("backend: llama-cpp-python on %s", model)
-            return LlamaCppBackend(model)
-        if backend == "auto":
+            kind = "llama-cpp"
+        elif backend == "auto":
             log.warning("llama-cpp-python is not installed: serving %s through transformers "
                         "(dequantized to fp32, several times slower); pip install 'endcloud[cloud-local]'",
                         Path(model).name)
-        log.info("backend: transformers on %s", model)
-        return HFBackend(model)
-    if not Path(model, "config.json").is_file():
+    elif not Path(model, "config.json").is_file():
         from endcloud.errors import ConfigError
 
         raise ConfigError(f"--model: {model} is neither a Hugging Face model folder, a .gguf, "
                           "a packaged model name (endcloud models list), nor 'fake'")
-    return HFBackend(model)
+    log.info("backend: %s on %s", kind, model)
+    cfg = BackendConfig(kind=kind, model=ModelConfig(name=model), served_name="local", n_ctx=n_ctx,
+                        max_input_tokens=n_ctx)
+    return LlamaCppBackend(cfg) if kind == "llama-cpp" else TransformersBackend(cfg)
 
 
 # -- HTTP ------------------------------------------------------------------------------------------
 class LocalServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, addr: tuple[str, int], backend: Any, served_name: str,
+    def __init__(self, addr: tuple[str, int], backend: LocalBackend, served_name: str,
                  record: str | None = None) -> None:
         super().__init__(addr, Handler)
         self.backend = backend
         self.served_name = served_name
         self.record = record
-        self.gen_lock = threading.Lock()  # one generation at a time: the model is not reentrant
+        self.bodies: list[dict[str, Any]] = []  # every request body, for an in-process test teacher
+        # one generation at a time for a model in this process (not reentrant); the fake answers many
+        self.gen_lock = threading.BoundedSemaphore(backend.slots)
         self.record_lock = threading.Lock()
 
 
@@ -223,48 +134,42 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, {"object": "list", "data": [
                 {"id": self.server.served_name, "object": "model", "owned_by": "endcloud"}]})
         else:
-            self._error(404, f"no route {self.path}")
+            self._json(404, wire.error_body(f"no route {self.path}"))
 
     def do_POST(self) -> None:
         if self.path not in ("/v1/chat/completions", "/chat/completions"):
-            return self._error(404, f"no route {self.path}")
+            return self._json(404, wire.error_body(f"no route {self.path}"))
         length = int(self.headers.get("content-length") or 0)
         if length > MAX_BODY:
-            return self._error(413, "request too large")
+            return self._json(413, wire.error_body("request too large"))
         raw = self.rfile.read(length)
         self._record(raw)
         try:
-            req = json.loads(raw)
-            messages = [{"role": str(m["role"]), "content": _text(m.get("content"))} for m in req["messages"]]
-            max_tokens = int(req.get("max_tokens") or req.get("max_completion_tokens") or 256)
-            temperature, top_p = float(req.get("temperature", 0.7)), float(req.get("top_p", 1.0))
-        except (ValueError, KeyError, TypeError) as exc:
-            return self._error(400, f"bad request: {type(exc).__name__}: {exc}")
-        if not messages:
-            return self._error(400, "messages is empty")
-        lock = self.server.gen_lock if self.server.backend.serial else contextlib.nullcontext()
-        with lock:
-            events = self.server.backend.generate(messages, max_tokens, temperature, top_p)
-            if req.get("stream"):
-                self._stream(events, bool((req.get("stream_options") or {}).get("include_usage")))
-            else:
-                self._complete(events)
+            req = wire.read_request(raw)
+        except ValueError as exc:
+            return self._json(400, wire.error_body(f"bad request: {exc}"))
+        backend = self.server.backend
+        params = GenParams(req.max_tokens, req.temperature, req.top_p)
+        stop = threading.Event()
+        with self.server.gen_lock:
+            events = backend.generate(backend.served_name, req.messages, params, stop)
+            try:
+                if req.stream:
+                    self._stream(events, req.include_usage)
+                else:
+                    self._complete(events)
+            finally:
+                stop.set()
 
     def _complete(self, events: Iterator[Event]) -> None:
-        parts, end = [], ("stop", 0, 0)
-        for kind, value in events:
-            if kind == "delta":
-                parts.append(value)
+        parts, end = [], Final("stop", 0, 0)
+        for ev in events:
+            if isinstance(ev, Delta):
+                parts.append(ev.text)
             else:
-                end = value
-        finish, n_prompt, n_completion = end
-        self._json(200, {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
-            "created": int(time.time()), "model": self.server.served_name,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(parts)},
-                         "finish_reason": finish}],
-            "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_completion,
-                      "total_tokens": n_prompt + n_completion}})
+                end = ev
+        self._json(200, wire.completion_body(wire.completion_id(), self.server.served_name, "".join(parts),
+                                             end.finish_reason, end.prompt_tokens, end.completion_tokens))
 
     def _stream(self, events: Iterator[Event], include_usage: bool) -> None:
         self.send_response(200)
@@ -273,26 +178,21 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("connection", "close")  # the body ends when the connection does
         self.end_headers()
         self.close_connection = True
-        base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk",
-                "created": int(time.time()), "model": self.server.served_name}
-        self._event({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                          "finish_reason": None}]})
-        for kind, value in events:
-            if kind == "delta":
-                self._event({**base, "choices": [{"index": 0, "delta": {"content": value},
-                                                  "finish_reason": None}]})
+        cid, name = wire.completion_id(), self.server.served_name
+        self._event(wire.chunk_body(cid, name, {"role": "assistant", "content": ""}))
+        for ev in events:
+            if isinstance(ev, Delta):
+                self._event(wire.chunk_body(cid, name, {"content": ev.text}))
                 continue
-            finish, n_prompt, n_completion = value
-            self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+            self._event(wire.chunk_body(cid, name, {}, ev.finish_reason))
             if include_usage:
-                self._event({**base, "choices": [], "usage": {
-                    "prompt_tokens": n_prompt, "completion_tokens": n_completion,
-                    "total_tokens": n_prompt + n_completion}})
-        self.wfile.write(b"data: [DONE]\n\n")
+                self._event(wire.chunk_body(cid, name, None, usage=wire.usage_body(
+                    ev.prompt_tokens, ev.completion_tokens)))
+        self.wfile.write(wire.SSE_DONE)
         self.wfile.flush()
 
     def _event(self, obj: dict[str, Any]) -> None:
-        self.wfile.write(b"data: " + json.dumps(obj, ensure_ascii=False).encode("utf-8") + b"\n\n")
+        self.wfile.write(wire.sse_event(obj))
         self.wfile.flush()
 
     def _json(self, status: int, obj: dict[str, Any]) -> None:
@@ -303,22 +203,37 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _error(self, status: int, message: str) -> None:
-        self._json(status, {"error": {"message": message, "type": "invalid_request_error"}})
-
     def _record(self, raw: bytes) -> None:
-        if not self.server.record:
-            return
-        line = json.dumps({"path": self.path, "headers": dict(self.headers.items()),
-                           "body": raw.decode("utf-8", errors="replace")}, ensure_ascii=False)
-        with self.server.record_lock, open(self.server.record, "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+        with self.server.record_lock:
+            try:
+                self.server.bodies.append(json.loads(raw))
+            except ValueError:
+                pass
+            if not self.server.record:
+                return
+            line = json.dumps({"path": self.path, "headers": dict(self.headers.items()),
+                               "body": raw.decode("utf-8", errors="replace")}, ensure_ascii=False)
+            with open(self.server.record, "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return "" if content is None else str(content)
+@contextlib.contextmanager
+def fake_teacher(reply: Callable[[str], str] | None = None, delay_s: float = 0.0) -> Iterator[LocalServer]:
+    """The test and benchmark teacher, in this process: `reply(last user message)` (default: the
+    shop-style reply of `--model fake`) over the real HTTP handler. Yields the server: `.url`,
+    `.bodies` (every request body, in order)."""
+    from endcloud.end.runtime import shop_reply
+
+    answer = (lambda messages: reply(messages[-1]["content"] if messages else "")) if reply else shop_reply
+    server = LocalServer(("127.0.0.1", 0), load_backend("fake", delay_s, reply=answer), "teacher")
+    server.url = f"http://127.0.0.1:{server.server_address[1]}/v1"  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 WARMUP = [{"role": "system", "content": "你是一名电商客服。"},
@@ -331,10 +246,11 @@ def serve(model: str = "", host: str = "127.0.0.1", port: int = 8765, served_nam
     """Load the model ('' = the embedded default teacher), warm it up, then serve until interrupted."""
     t0 = time.monotonic()
     engine = load_backend(model, fake_delay, backend)
+    engine.load()
     log.info("model loaded in %.1f s", time.monotonic() - t0)
     if warmup:  # pages the weights in and sizes the buffers: the first real call is otherwise slow
         t0 = time.monotonic()
-        for _ in engine.generate(WARMUP, 8, 0.0, 1.0):
+        for _ in engine.generate(engine.served_name, WARMUP, GenParams(8, 0.0, 1.0), threading.Event()):
             pass
         log.info("warm-up generation took %.1f s", time.monotonic() - t0)
     server = LocalServer((host, port), engine, served_name, record)

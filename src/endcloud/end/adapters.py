@@ -20,18 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from endcloud.end.models import sha256_file
-from endcloud.errors import EndcloudError
+from endcloud.errors import AdapterError
 from endcloud.runs import write_json
 
 MANIFEST = "manifest.json"
 FORMAT = "endcloud-adapter/1"
 ALLOWED_SUFFIXES = {".json", ".safetensors", ".jsonl", ".md"}
-
-
-class AdapterError(EndcloudError):
-    """An adapter folder is missing, corrupt, unsafe or made for another base model."""
-
-    exit_code = 8
 
 
 def write_folder_atomically(final: Path, fill: Any) -> Path:

@@ -20,9 +20,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from endcloud.end.adapters import AdapterError, verify, write_folder_atomically
+from endcloud.end.adapters import verify, write_folder_atomically
 from endcloud.end.config import ModelConfig
 from endcloud.end.models import load_base, save_plain
+from endcloud.errors import AdapterError
 
 # HF `config.model_type` -> llama.cpp architecture (of the base GGUF the adapter goes with)
 GGUF_ARCH = {"qwen2": "qwen2", "llama": "llama"}

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from endcloud.end.config import ModelConfig
-from endcloud.errors import EndcloudError, MissingExtraError
+from endcloud.errors import MissingExtraError, ModelError
 from endcloud.runs import write_json
 
 log = logging.getLogger(__name__)
@@ -31,12 +31,6 @@ CHATML_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-
-
-class ModelError(EndcloudError):
-    """A base model cannot be found, fetched or loaded."""
-
-    exit_code = 7
 
 
 @dataclass(frozen=True)

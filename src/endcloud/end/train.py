@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from endcloud.config import to_dict
-from endcloud.end.adapters import AdapterError, save_adapter, verify
+from endcloud.end.adapters import save_adapter, verify
 from endcloud.end.config import TrainConfig
 from endcloud.end.data import Example, collate, load_mixture
 from endcloud.end.methods import wrap
 from endcloud.end.models import BaseInfo, load_base
-from endcloud.errors import EndcloudError
+from endcloud.errors import AdapterError, EndcloudError
 from endcloud.progress import enabled as progress_enabled
 from endcloud.runs import new_run_dir, save_config, write_jsonl
 

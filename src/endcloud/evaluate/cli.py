@@ -4,6 +4,8 @@
     endcloud evaluate score --input pairs.jsonl [--output scored.jsonl]
     endcloud evaluate human import --input ratings.jsonl
     endcloud evaluate human agree [--threshold 0.5]
+    endcloud evaluate train-matcher --config configs/matcher.yaml [key=value ...]
+    endcloud evaluate calibrate [--data ../shared/data] [--n 150]
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML config (e.g. configs/eval.yaml)")
     # subcommands and key=value overrides share the positional slot, so dispatch by hand
     p.add_argument("rest", nargs=argparse.REMAINDER,
-                   metavar="score|human|train-matcher|key=value", help="a subcommand, or config overrides")
+                   metavar="score|human|train-matcher|calibrate|key=value", help="a subcommand, or config overrides")
     p.set_defaults(func=dispatch)
 
 
@@ -32,6 +34,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return human(_human_parser().parse_args(args.rest[1:]))
     if args.rest and args.rest[0] == "train-matcher":
         return train_matcher(_train_matcher_parser().parse_args(args.rest[1:]))
+    if args.rest and args.rest[0] == "calibrate":
+        return calibrate(_calibrate_parser().parse_args(args.rest[1:]))
     return evaluate(args.config, args.rest)
 
 
@@ -69,6 +73,27 @@ def train_matcher(args: argparse.Namespace) -> int:
     from endcloud.evaluate.matcher.train import run
 
     run(load_config(MatcherConfig, args.config, args.overrides))
+    return 0
+
+
+def _calibrate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="endcloud evaluate calibrate",
+                                description="refit the Platt maps of match-e5 and similarity on "
+                                            "JDDC 2018 train + Bitext; write calibration/<scorer>.json")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="the public corpora (default: $ENDCLOUD_DATA_DIR, else ../shared/data)")
+    p.add_argument("--n", type=int, default=150, help="positives per language")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="where to write the files (default: the package's evaluate/calibration/)")
+    return p
+
+
+def calibrate(args: argparse.Namespace) -> int:
+    from endcloud.evaluate.calibrate import calibrate as run
+    from endcloud.evaluate.scorers import CALIBRATION_DIR
+
+    run(args.data, args.n, args.seed, args.out or CALIBRATION_DIR)
     return 0
 
 

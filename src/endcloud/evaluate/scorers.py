@@ -22,7 +22,7 @@ p = 1 / (1 + exp(-(a·cos + b))) whose (a, b) were fitted by logistic regression
 pairs from the training splits, with both classes weighted equally (a prior of 1/2), so a score
 reads as "the probability that the pair is a real answer / a paraphrase". The fitted parameters,
 the data they came from and the package versions live in `calibration/<scorer>.json`;
-`bench/evaluate_calibrate.py` refits them. The `ngram` scorer is the identity map of a cosine of
+`endcloud evaluate calibrate` refits them. The `ngram` scorer is the identity map of a cosine of
 non-negative vectors, already in [0, 1].
 
 Documented values for bad input: an empty (or whitespace-only) side scores exactly 0.0 - there is
@@ -137,7 +137,7 @@ class EmbeddingScorer(Scorer):
 def _calibration(name: str) -> Calibration:
     path = CALIBRATION_DIR / f"{name}.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing - run: python bench/evaluate_calibrate.py")
+        raise FileNotFoundError(f"{path} is missing - run: endcloud evaluate calibrate")
     return Calibration.load(path)
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 from endcloud.cloud.config import CloudConfig, PromptConfig
 from endcloud.config import check
 from endcloud.end.config import MethodConfig, ModelConfig
-from endcloud.serve.config import DEFAULT_SYSTEM
+from endcloud.end.config import DEFAULT_SYSTEM
 
 UNSAFE_PATTERNS = [r"(?i)\b(idiot|stupid|shut up|damn)\b", r"傻[逼瓜]|滚开|去死|白痴"]
 

@@ -25,16 +25,10 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from endcloud.errors import EndcloudError
+from endcloud.errors import RegistryError
 
 POINTER = "champion.json"
 KILL_ENV = "ENDCLOUD_EVOLVE_KILL_AT"  # crash tests: SIGKILL ourselves at this named point
-
-
-class RegistryError(EndcloudError):
-    """The registry cannot do what was asked (unknown adapter, nothing to roll back to)."""
-
-    exit_code = 9
 
 
 def kill_point(name: str) -> None:

@@ -71,7 +71,7 @@ def search(args: argparse.Namespace) -> int:
 
 def synth(args: argparse.Namespace) -> int:
     from endcloud.knowledge.synth import samples, write
-    from endcloud.serve.config import DEFAULT_SYSTEM
+    from endcloud.end.config import DEFAULT_SYSTEM
 
     n = write(args.output, samples(args.shops, args.per_shop, DEFAULT_SYSTEM, args.seed, args.p_absent))
     print(f"{n} grounding samples from {args.shops} generated shops -> {args.output}")

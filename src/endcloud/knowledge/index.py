@@ -33,7 +33,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from endcloud.errors import EndcloudError, MissingExtraError
+from endcloud.errors import KnowledgeError, MissingExtraError
 from endcloud.knowledge.sources import Chunk
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,6 @@ _CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 _WORD = re.compile(r"[a-z0-9]+(?:[.:][0-9]+)?")
 STOPWORDS = frozenset("a an the is are was were be to of in on at for and or do does did i you "
                       "my your me we our it this that can could would will with how what".split())
-
-
-class KnowledgeError(EndcloudError):
-    """An index folder that is missing, empty or corrupt; the message names the path."""
-
-    exit_code = 3
 
 
 @dataclass

@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from endcloud.errors import KnowledgeError
 from endcloud.knowledge.config import KnowledgeConfig
 from endcloud.knowledge.context import PLACEHOLDER
 from endcloud.knowledge.evidence import Unit, evidence
-from endcloud.knowledge.index import (HybridIndex, Hit, KnowledgeError, current_version,
-                                      open_index, read_manifest)
+from endcloud.knowledge.index import HybridIndex, Hit, current_version, open_index, read_manifest
 from endcloud.knowledge.sources import make_chunk
 
 log = logging.getLogger(__name__)

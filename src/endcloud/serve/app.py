@@ -41,7 +41,7 @@ def create_app(cfg: ServeConfig, *, backend: Any = None, admin_token: str | None
         raise MissingExtraError("fastapi", "serve") from None
 
     from endcloud.serve import routes
-    from endcloud.serve.backends import build_backend
+    from endcloud.end.runtime import build_backend
     from endcloud.serve.escalation import Cloud, Policy
     from endcloud.serve.limits import Admission, BodyLimit, Refused, SessionLimiter, error_body
     from endcloud.serve.store import ServeStore

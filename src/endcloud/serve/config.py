@@ -11,62 +11,17 @@ from typing import Literal
 
 from endcloud.cloud.config import CloudConfig
 from endcloud.config import check
-from endcloud.end.config import ModelConfig
+from endcloud.end.config import DEFAULT_SYSTEM, BackendConfig
 from endcloud.knowledge.config import KnowledgeConfig
 
 ADMIN_TOKEN_ENV = "ENDCLOUD_ADMIN_TOKEN"
 
-DEFAULT_SYSTEM = "你是一名电商客服，请礼貌、简洁地回答顾客的问题。"
 DEFAULT_HANDOFF = "亲，这个问题需要人工客服为您处理，已为您转接，请稍候~"
 DEFAULT_HANDOFF_EN = "A colleague will take this one from here - please hold on a moment."
 HARD_PATTERNS = [r"投诉|起诉|律师|法院|12315|工商|赔偿|举报", r"人工(客服)?|转人工|真人",
                  r"(?i)\b(complain|complaint|lawyer|lawsuit|sue|human agent|manager)\b"]
 OUT_OF_SCOPE_PATTERNS = [r"(?i)\b(write (me )?(a|an) (poem|essay|code)|homework)\b",
                          r"写(一首)?诗|写作业|写代码"]
-
-
-@dataclass
-class BackendConfig:
-    """Which end model answers: in process (llama.cpp on a GGUF, or transformers), an
-    OpenAI-compatible upstream, or fake."""
-
-    kind: Literal["llama-cpp", "transformers", "openai", "fake"] = "transformers"
-    model: ModelConfig = field(default_factory=ModelConfig)  # the base model (llama-cpp: a GGUF)
-    served_name: str = "end"  # the base model's name in /v1/models
-    # in process: promoted adapters, served under their own model name (name -> adapter folder;
-    # llama-cpp also takes a GGUF LoRA file, and exports a LoRA folder to one)
-    adapters: dict[str, str] = field(default_factory=dict)
-    n_threads: int = 0  # llama-cpp: 0 = $ENDCLOUD_N_THREADS or every core
-    n_ctx: int = 2048  # llama-cpp: context window (prompt + reply tokens)
-    # openai: e.g. llama.cpp `llama-server`, or vLLM `--enable-lora --lora-modules name=path`
-    base_url: str = ""
-    upstream_models: list[str] = field(default_factory=list)  # names to offer; [] = served_name
-    temperature: float = 0.6
-    top_p: float = 0.8
-    max_input_tokens: int = 512
-    slots: int = 1  # generations at once (1 for an in-process CPU model)
-    seed: int = 0
-    fake_reply: str = "亲，您好！您的问题我们已经收到，会尽快为您处理哦~"
-    fake_token_delay_s: float = 0.0
-    # transformers: answer as `served_name` with the champion of this evolve registry, and follow
-    # its promotions and rollbacks without a restart (serve/hotswap.py); "" = the base model
-    registry: str = ""
-    registry_poll_s: float = 1.0
-
-    def __post_init__(self) -> None:
-        check(bool(self.served_name), "backend.served_name", "must not be empty")
-        check(not self.registry or self.kind in ("transformers", "llama-cpp"), "backend.registry",
-              "hot swap needs kind=transformers or llama-cpp (an upstream server loads its own "
-              "adapters)")
-        check(self.n_threads >= 0, "backend.n_threads", "must be >= 0 (0 = every core)")
-        check(self.n_ctx >= 64, "backend.n_ctx", "must be >= 64")
-        check(self.registry_poll_s > 0, "backend.registry_poll_s", "must be > 0")
-        check(self.kind != "openai" or self.base_url.startswith(("http://", "https://")),
-              "backend.base_url", "kind=openai needs base_url=http://host:port/v1")
-        check(self.slots >= 1, "backend.slots", "must be >= 1")
-        check(self.temperature >= 0, "backend.temperature", "must be >= 0 (0 = greedy)")
-        check(0 < self.top_p <= 1, "backend.top_p", "must be in (0, 1]")
-        check(self.fake_token_delay_s >= 0, "backend.fake_token_delay_s", "must be >= 0")
 
 
 @dataclass

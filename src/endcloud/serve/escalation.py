@@ -153,8 +153,7 @@ class Cloud:
         if self.client is None:
             return CloudOutcome("unavailable")
         from endcloud.cloud.client import KNOWLEDGE_IDS
-        from endcloud.cloud.errors import CloudError
-        from endcloud.errors import PrivacyError
+        from endcloud.errors import CloudError, PrivacyError
 
         KNOWLEDGE_IDS.set(tuple(knowledge_ids or ()))  # this task's context, copied into the thread
 

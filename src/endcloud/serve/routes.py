@@ -23,9 +23,10 @@ from typing import Any, AsyncIterator, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
+from endcloud import wire
 from endcloud.serve import protocol as p
 from endcloud.serve import store as db
-from endcloud.serve.backends import GenParams
+from endcloud.end.runtime import GenParams
 from endcloud.serve.turn import Services, Turn
 
 STATIC = Path(__file__).with_name("static")
@@ -206,7 +207,7 @@ async def sse(turn: Turn, include_usage: bool) -> AsyncIterator[bytes]:
     def event(delta: p.Delta, finish: str | None = None, usage: p.Usage | None = None) -> bytes:
         choices = [] if usage else [p.ChunkChoice(delta=delta, finish_reason=finish)]
         chunk = p.ChatChunk(**base, choices=choices, usage=usage)
-        return b"data: " + chunk.model_dump_json(exclude_none=True).encode() + b"\n\n"
+        return wire.sse_event(chunk.model_dump_json(exclude_none=True))
 
     try:
         yield event(p.Delta(role="assistant", content=""))
@@ -219,7 +220,7 @@ async def sse(turn: Turn, include_usage: bool) -> AsyncIterator[bytes]:
             yield event(p.Delta(), usage=p.Usage(
                 prompt_tokens=ex.prompt_tokens, completion_tokens=ex.completion_tokens,
                 total_tokens=ex.prompt_tokens + ex.completion_tokens))
-        yield b"data: [DONE]\n\n"
+        yield wire.SSE_DONE
     finally:
         await turn.release()
 

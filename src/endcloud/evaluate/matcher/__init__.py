@@ -14,10 +14,9 @@
 A fresh install scores with the matcher shipped in `shipped/` (see its `matcher.json`).
 """
 
-from endcloud.evaluate.matcher.artefact import (ENV, SHIPPED_DIR, MissingWeightsError, TrainedMatcher,
-                                                resolve_path)
+from endcloud.evaluate.matcher.artefact import ENV, SHIPPED_DIR, TrainedMatcher, resolve_path
 from endcloud.evaluate.matcher.data import TrainPair
 from endcloud.evaluate.matcher.recipe import TrainConfig, train_matcher
 
-__all__ = ["ENV", "SHIPPED_DIR", "MissingWeightsError", "TrainConfig", "TrainPair", "TrainedMatcher",
-           "resolve_path", "train_matcher"]
+__all__ = ["ENV", "SHIPPED_DIR", "TrainConfig", "TrainPair", "TrainedMatcher", "resolve_path",
+           "train_matcher"]

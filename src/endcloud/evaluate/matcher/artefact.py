@@ -17,16 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from endcloud.errors import MissingWeightsError
 from endcloud.evaluate.encoders import normalise
 from endcloud.evaluate.scorers import Calibration
 
 SHIPPED_DIR = Path(__file__).with_name("shipped")
 ENV = "ENDCLOUD_MATCHER"
 FILES = ("matcher.json", "weights.pt")
-
-
-class MissingWeightsError(FileNotFoundError):
-    """No trained matcher where one was asked for."""
 
 
 def resolve_path(path: str | Path | None = None) -> Path:

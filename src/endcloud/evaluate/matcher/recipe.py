@@ -121,7 +121,7 @@ def train_matcher(pairs: list[TrainPair], backbone: Any, cfg: TrainConfig | None
         elif hasattr(backbone, "pair_scores"):
             loss = _pair_loss(backbone, batch, cfg, rng, fillers)
         else:
-            loss = _step_loss(backbone, batch, cfg, rng, fillers)
+            loss = step_loss(backbone, batch, cfg, rng, fillers)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -216,8 +216,8 @@ def _extras(p: TrainPair, cfg: TrainConfig, rng: random.Random, fillers: list[st
     return out
 
 
-def _step_loss(backbone: Any, batch: list[TrainPair], cfg: TrainConfig, rng: random.Random,
-               fillers: list[str] | None = None):
+def step_loss(backbone: Any, batch: list[TrainPair], cfg: TrainConfig, rng: random.Random,
+              fillers: list[str] | None = None):
     """Bi-encoder step: B queries against the batch's replies plus every query's extras (cos / τ)."""
     import torch
 

@@ -1,7 +1,6 @@
-"""Gaps closed after the first version of the service, each against the real server on loopback:
-a stream whose client has gone before it starts still gives its model slot back; creating
-customer tokens is rate-limited (429 + Retry-After); a turn refused with 503 leaves no empty
-conversation behind."""
+"""Admission to the model's slots, against the real server on loopback: a turn gives its slot back
+however it ends (its client hangs up in the queue or before its stream starts, the backend fails
+at once), and a turn refused with 503 leaves no empty conversation behind."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ import json
 import socket
 import sqlite3
 import threading
-import time
 
 import httpx
 import pytest
@@ -18,6 +16,7 @@ import pytest
 pytest.importorskip("fastapi")
 
 from serve_helpers import ask, fake_cfg, new_customer  # noqa: E402
+from wait_helpers import wait_until, wait_until_async  # noqa: E402
 
 from endcloud.serve.app import create_app, fastapi_app  # noqa: E402
 from endcloud.serve.server import running  # noqa: E402
@@ -29,15 +28,6 @@ def count(db: str, table: str) -> int:
         return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
     finally:
         conn.close()
-
-
-def wait_until(check, timeout_s: float) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
 
 
 def raw_post(url: str, path: str, token: str, body: dict) -> socket.socket:
@@ -145,35 +135,22 @@ def test_a_backend_that_fails_at_once_gives_its_slot_back(tmp_path):
         assert fastapi_app(app).state.services.admission.inside == 0
 
 
-def test_creating_customers_is_rate_limited(tmp_path):
-    cfg = fake_cfg(tmp_path, limits={"customer_rate_per_minute": 6, "customer_burst": 2})
-    with running(create_app(cfg)) as url:
-        codes = [httpx.post(f"{url}/v1/customers").status_code for _ in range(3)]
-        assert codes == [201, 201, 429]
-        r = httpx.post(f"{url}/v1/customers")
-        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
-        assert r.json()["error"]["type"] == "rate_limit_error"
-        assert count(cfg.store, "serve_customers") == 2  # nothing written for a refusal
-    unlimited = fake_cfg(tmp_path / "b", limits={"customer_rate_per_minute": 0})
-    (tmp_path / "b").mkdir()
-    with running(create_app(unlimited)) as url:
-        assert {httpx.post(f"{url}/v1/customers").status_code for _ in range(15)} == {201}
-
-
 def test_a_refused_turn_leaves_no_empty_conversation(tmp_path):
     cfg = fake_cfg(tmp_path, backend={"fake_token_delay_s": 0.05},
                    limits={"queue_size": 1, "session_rate_per_minute": 0})
+    app = create_app(cfg)
 
     async def scenario(url: str, headers: dict) -> list[int]:
+        adm = fastapi_app(app).state.services.admission
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as c:
             slow = [asyncio.create_task(c.post("/v1/chat/completions", json=ask("慢一点")))
                     for _ in range(2)]
-            await asyncio.sleep(0.3)
+            assert await wait_until_async(lambda: adm.inside == adm.capacity, 5)  # the queue is full
             refused = [(await c.post("/v1/chat/completions", json=ask("还有我"))).status_code
                        for _ in range(3)]
             return refused + [t.status_code for t in await asyncio.gather(*slow)]
 
-    with running(create_app(cfg)) as url:
+    with running(app) as url:
         _, headers = new_customer(url)
         assert asyncio.run(scenario(url, headers)) == [503, 503, 503, 200, 200]
     assert count(cfg.store, "serve_exchanges") == 2

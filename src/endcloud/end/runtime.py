@@ -1,19 +1,23 @@
-"""End-model backends behind one interface: `stream(model, messages, params)` yields events.
+"""The end-model runtime: every model endcloud serves, behind one interface.
 
-    backend = build_backend(cfg.backend)        # llama-cpp | transformers | openai | fake
+    backend = build_backend(cfg)                 # llama-cpp | transformers | openai | fake
     async for ev in backend.stream("end", messages, GenParams(max_tokens=64)):
         ...  # Delta(text) ... then one Final(finish_reason, tokens, confidence)
 
-- `llama-cpp`: the base GGUF in process through llama-cpp-python (quantized kernels: the fast CPU
-  path), each promoted adapter as a GGUF LoRA adapter applied at run time (a PEFT LoRA folder is
-  exported to GGUF once, end/export.py); its own sampling loop, so each token's probability is kept.
+The service (`serve/`) streams from it; the local teacher server (`cloud/server.py`) serves the
+same classes over HTTP, calling the in-process backends' blocking `generate` from its threads.
+
+- `llama-cpp`: a GGUF in process through llama-cpp-python (quantized kernels: the fast CPU path),
+  each promoted adapter as a GGUF LoRA adapter applied at run time (a PEFT LoRA folder is exported
+  to GGUF once, end/export.py); its own sampling loop, so each token's probability is kept.
 - `transformers`: the base model in process, plus each promoted adapter under its own model name,
   sampled by our own loop (`endcloud.end.generate`, works for LoRA and prefix methods). Each
   step's token probability is kept, so the reply carries a confidence (geometric mean).
 - `openai`: any OpenAI-compatible server: llama.cpp `llama-server -m end.gguf --lora a.gguf`
   (the fast CPU path) or vLLM `--enable-lora --lora-modules shop-a=/adapters/a` (the scale-out path
-  for many shops and GPUs: each adapter is a model name, passed through unchanged).
-- `fake`: a fixed reply at a fixed pace, for benchmarks and tests at the boundary.
+  for many shops and GPUs: each adapter is a model name, passed through unchanged). Retried like
+  the teacher client (`wire.Retry`) until the first piece arrives, under `upstream_deadline_s`.
+- `fake`: a fixed reply at a fixed pace, for benchmarks, tests and the test teacher.
 """
 
 from __future__ import annotations
@@ -23,13 +27,17 @@ import codecs
 import hashlib
 import json
 import math
+import re
 import threading
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
-from endcloud.serve.config import BackendConfig
+from endcloud import wire
+from endcloud.end.config import BackendConfig
+from endcloud.errors import AdapterError, CloudError, TransientError
 
 
 @dataclass
@@ -59,12 +67,12 @@ class Backend(ABC):
     """One end model (or several adapters of one base) that streams replies."""
 
     slots: int = 1  # generations it runs at once; the queue in front sizes itself by this
+    served_name: str = "end"
+    champion: str | None = None  # the adapter `use_adapter` last put in place (None: the base)
 
     def models(self) -> list[str]:
         """The model names this backend answers to (the first is the default)."""
         return [self.served_name]
-
-    served_name: str = "end"
 
     async def start(self) -> None:
         """Load weights, open connections (called once, from the app's lifespan)."""
@@ -77,26 +85,68 @@ class Backend(ABC):
                ) -> AsyncIterator[Event]:
         """Yield Delta pieces, then exactly one Final."""
 
+    def use_adapter(self, source: str | Path | None, name: str | None = None) -> None:
+        """Hot swap (serve/hotswap.py): answer as `served_name` with this adapter (None: the base).
+        Loaded beside the current one; a generation that already started finishes on its own."""
+        raise AdapterError(f"the {type(self).__name__} cannot swap adapters at run time "
+                           "(an upstream server loads its own)")
 
-class FakeBackend(Backend):
-    """A fixed reply, one piece per `token_delay_s`: measures the service, not a model."""
 
-    def __init__(self, cfg: BackendConfig) -> None:
+class LocalBackend(Backend):
+    """A model in this process: a blocking `generate`, run in a worker thread by `stream`."""
+
+    @abstractmethod
+    def generate(self, model: str, messages: list[dict[str, str]], params: GenParams,
+                 stop: threading.Event) -> Iterator[Event]:
+        """Delta pieces, then one Final; checks `stop` (the client went away) between tokens."""
+
+    def stream(self, model: str, messages: list[dict[str, str]], params: GenParams
+               ) -> AsyncIterator[Event]:
+        return _threaded(lambda stop: self.generate(model, messages, params, stop))
+
+    def load(self) -> None:
+        """What `start` does, callable from a thread (the teacher server loads this way)."""
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.load)
+
+
+PLACEHOLDER = re.compile(r"\[[A-Z]+_[0-9]+\]")
+
+
+def shop_reply(messages: list[dict[str, str]]) -> str:
+    """The fake teacher's reply: shop-style, repeating the query's placeholders (the privacy
+    tests check that they come back and are restored)."""
+    query = messages[-1]["content"] if messages else ""
+    held = " ".join(dict.fromkeys(PLACEHOLDER.findall(query)))
+    return "亲，您好！关于您的问题我们已经记录" + (f"（{held}）" if held else "") + "，会尽快为您处理哦~"
+
+
+class FakeBackend(LocalBackend):
+    """A fixed reply (or `reply(messages)`), two characters a piece, one per `fake_token_delay_s`
+    after `fake_delay_s`: measures the service, not a model; the test teacher answers with it."""
+
+    def __init__(self, cfg: BackendConfig,
+                 reply: Callable[[list[dict[str, str]]], str] | None = None) -> None:
         self.cfg, self.served_name, self.slots = cfg, cfg.served_name, cfg.slots
-        self.pieces = [cfg.fake_reply[i:i + 2] for i in range(0, len(cfg.fake_reply), 2)]
+        self.reply = reply or (lambda messages: cfg.fake_reply)
 
-    async def stream(self, model: str, messages: list[dict[str, str]], params: GenParams
-                     ) -> AsyncIterator[Event]:
-        pieces = self.pieces[: params.max_tokens]
-        for piece in pieces:
-            if self.cfg.fake_token_delay_s:
-                await asyncio.sleep(self.cfg.fake_token_delay_s)
+    def generate(self, model: str, messages: list[dict[str, str]], params: GenParams,
+                 stop: threading.Event) -> Iterator[Event]:
+        text = self.reply(messages)
+        pieces = [text[i:i + 2] for i in range(0, len(text), 2)]
+        if self.cfg.fake_delay_s and stop.wait(self.cfg.fake_delay_s):
+            return
+        shown = pieces[: params.max_tokens]
+        for piece in shown:
+            if self.cfg.fake_token_delay_s and stop.wait(self.cfg.fake_token_delay_s):
+                return
             yield Delta(piece)
-        finish = "length" if len(pieces) < len(self.pieces) else "stop"
-        yield Final(finish, sum(len(m["content"]) for m in messages), len(pieces), 1.0)
+        finish = "length" if len(shown) < len(pieces) else "stop"
+        yield Final(finish, sum(len(m["content"]) for m in messages), len(shown), 1.0)
 
 
-class TransformersBackend(Backend):
+class TransformersBackend(LocalBackend):
     """The base model and its promoted adapters in this process (one generation at a time)."""
 
     slots = 1
@@ -109,10 +159,7 @@ class TransformersBackend(Backend):
     def models(self) -> list[str]:
         return [self.served_name, *self.cfg.adapters]
 
-    async def start(self) -> None:
-        await asyncio.to_thread(self._load)
-
-    def _load(self) -> None:
+    def load(self) -> None:
         from endcloud.end.adapters import load_adapter
         from endcloud.end.generate import Generator, Sampling
         from endcloud.end.models import load_base
@@ -147,9 +194,13 @@ class TransformersBackend(Backend):
                 256, self.cfg.temperature, self.cfg.top_p, self.cfg.max_input_tokens), self.cfg.seed)
         self.champion = name
 
+    def generate(self, model: str, messages: list[dict[str, str]], params: GenParams,
+                 stop: threading.Event) -> Iterator[Event]:
+        return self._run(self.generators[model], messages, params, stop)
+
     def stream(self, model: str, messages: list[dict[str, str]], params: GenParams
                ) -> AsyncIterator[Event]:
-        gen = self.generators[model]
+        gen = self.generators[model]  # chosen now: a later swap does not change this request
         return _threaded(lambda stop: self._run(gen, messages, params, stop))
 
     def _run(self, gen: Any, messages: list[dict[str, str]], params: GenParams,
@@ -188,7 +239,7 @@ class TransformersBackend(Backend):
                 s.max_new_tokens, s.temperature, s.top_p = saved
 
 
-class LlamaCppBackend(Backend):
+class LlamaCppBackend(LocalBackend):
     """The base GGUF and its GGUF LoRA adapters in this process (one generation at a time).
 
     One llama.cpp context serves every model name: a request sets its adapter on the context
@@ -211,16 +262,13 @@ class LlamaCppBackend(Backend):
     def models(self) -> list[str]:
         return [self.served_name, *self.cfg.adapters]
 
-    async def start(self) -> None:
-        await asyncio.to_thread(self._load)
-
     async def close(self) -> None:
         if self.llm is not None:
             with self.lock:
                 self.llm.close()  # frees the model, and with it every adapter loaded on it
                 self.llm = None
 
-    def _load(self) -> None:
+    def load(self) -> None:
         from endcloud.end.models import cache_root, fingerprint
         from endcloud.llama import open_gguf
 
@@ -235,7 +283,7 @@ class LlamaCppBackend(Backend):
     def _open_adapter(self, source: str | Path) -> Any:
         import llama_cpp
 
-        from endcloud.end.adapters import AdapterError
+        from endcloud.errors import AdapterError
 
         path = self.gguf_adapter(source)
         adapter = llama_cpp.llama_adapter_lora_init(self.llm._model.model, str(path).encode())
@@ -247,9 +295,10 @@ class LlamaCppBackend(Backend):
     def gguf_adapter(self, source: str | Path) -> Path:
         """A GGUF LoRA file for `source`: a .gguf adapter as is (checked), or a PEFT LoRA folder
         verified against this base and exported once into the cache."""
-        from endcloud.end.adapters import AdapterError, verify
+        from endcloud.end.adapters import verify
         from endcloud.end.export import BASE_SHA_KEY, export_lora_gguf, gguf_scalars
         from endcloud.end.models import cache_root
+        from endcloud.errors import AdapterError
 
         source = Path(source)
         if source.is_file():
@@ -300,6 +349,10 @@ class LlamaCppBackend(Backend):
         for old in [a for a in self.retired if a != self.active]:
             llama_cpp.llama_adapter_lora_free(old)
             self.retired.remove(old)
+
+    def generate(self, model: str, messages: list[dict[str, str]], params: GenParams,
+                 stop: threading.Event) -> Iterator[Event]:
+        return self._run(self.adapters[model], messages, params, stop)
 
     def stream(self, model: str, messages: list[dict[str, str]], params: GenParams
                ) -> AsyncIterator[Event]:
@@ -365,11 +418,19 @@ def gguf_file(name: str) -> Path:
 
 
 class OpenAIBackend(Backend):
-    """An OpenAI-compatible upstream (llama.cpp server, vLLM --enable-lora, Ollama ...)."""
+    """An OpenAI-compatible upstream (llama.cpp server, vLLM --enable-lora, Ollama ...).
 
-    def __init__(self, cfg: BackendConfig) -> None:
+    A request that fails before its first piece (connection refused, timeout, 429/5xx) is retried
+    as the teacher client retries (`wire.Retry`), all within `upstream_deadline_s`; once a piece
+    has reached the customer, a failure ends the stream (text cannot be taken back).
+    """
+
+    def __init__(self, cfg: BackendConfig, rng: Any = None) -> None:
+        import random
+
         self.cfg, self.served_name, self.slots = cfg, cfg.served_name, cfg.slots
         self.client: Any = None
+        self.retry = wire.Retry(cfg.upstream_max_attempts, rng=rng or random.Random())
 
     def models(self) -> list[str]:
         return list(self.cfg.upstream_models) or [self.served_name]
@@ -377,7 +438,8 @@ class OpenAIBackend(Backend):
     async def start(self) -> None:
         import httpx
 
-        self.client = httpx.AsyncClient(base_url=self.cfg.base_url.rstrip("/"), timeout=60.0)
+        self.client = httpx.AsyncClient(base_url=self.cfg.base_url.rstrip("/"),
+                                        timeout=httpx.Timeout(self.cfg.upstream_deadline_s, connect=5.0))
 
     async def close(self) -> None:
         if self.client is not None:
@@ -385,26 +447,47 @@ class OpenAIBackend(Backend):
 
     async def stream(self, model: str, messages: list[dict[str, str]], params: GenParams
                      ) -> AsyncIterator[Event]:
-        body = {"model": model, "messages": messages, "stream": True, "max_tokens": params.max_tokens,
-                "temperature": self.cfg.temperature if params.temperature is None else params.temperature,
-                "top_p": self.cfg.top_p if params.top_p is None else params.top_p,
-                "stream_options": {"include_usage": True}}
-        finish, usage, n = "stop", {}, 0
-        async with self.client.stream("POST", "/chat/completions", json=body) as resp:
-            resp.raise_for_status()
-            async for line in resp.aiter_lines():
-                if not line.startswith("data:") or line[5:].strip() == "[DONE]":
-                    continue
-                chunk = json.loads(line[5:])
-                usage = chunk.get("usage") or usage
-                for choice in chunk.get("choices") or []:
-                    text = (choice.get("delta") or {}).get("content") or ""
+        body = wire.request_body(
+            model, messages, max_tokens=params.max_tokens, stream=True,
+            temperature=self.cfg.temperature if params.temperature is None else params.temperature,
+            top_p=self.cfg.top_p if params.top_p is None else params.top_p)
+        deadline = time.monotonic() + self.cfg.upstream_deadline_s
+        attempt = 0
+        while True:
+            attempt += 1
+            started = False
+            try:
+                async for ev in self._attempt(body):
+                    started = True
+                    yield ev
+                return
+            except CloudError as exc:
+                delay = None if started else self.retry.delay(exc, attempt, deadline)
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
+
+    async def _attempt(self, body: dict[str, Any]) -> AsyncIterator[Event]:
+        import httpx
+
+        stream, n = wire.Stream(), 0
+        try:
+            async with self.client.stream("POST", "/chat/completions", json=body) as resp:
+                if resp.status_code >= 400:
+                    raw = await resp.aread()
+                    raise wire.http_error(resp.status_code, wire.error_detail(raw),
+                                          resp.headers.get("retry-after"))
+                async for event in wire.asse_events(resp.aiter_lines()):
+                    text = stream.feed(event)
                     if text:
                         n += 1
                         yield Delta(text)
-                    finish = choice.get("finish_reason") or finish
-        yield Final(finish, int(usage.get("prompt_tokens") or 0),
-                    int(usage.get("completion_tokens") or n), None)
+        except httpx.TimeoutException:
+            raise TransientError("timeout", "the upstream did not answer in time") from None
+        except httpx.HTTPError as exc:  # connection refused/reset, protocol errors
+            raise TransientError("connection", type(exc).__name__) from None
+        reply = stream.completion()
+        yield Final(reply.finish_reason or "stop", reply.prompt_tokens, reply.completion_tokens or n, None)
 
 
 async def _threaded(make: Any) -> AsyncIterator[Event]:
