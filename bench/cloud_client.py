@@ -26,7 +26,9 @@ from pathlib import Path
 
 from endcloud.cloud.client import CloudClient
 from endcloud.cloud.config import CloudConfig, PromptConfig
-from endcloud.cloud.prompt import ExamplePool, PromptBuilder, estimate_tokens, read_samples
+from endcloud.cloud.prompt import ExamplePool, PromptBuilder
+from endcloud.records import read_samples
+from endcloud.text import estimate_tokens
 from endcloud.cloud.server import server_process
 from endcloud.records import Sample
 

@@ -209,7 +209,7 @@ def exchange_stats(store: Path, ids: list[str]) -> dict[str, Any]:
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from endcloud.evolve.registry import Registry
+    from endcloud.end.registry import Registry
     from endcloud.evolve.round import run as evolve_round
     from endcloud.serve.app import create_app
     from endcloud.serve.server import running
@@ -302,7 +302,7 @@ def initial_vs_base(cfg: Any, model: Any, registry: Any) -> dict[str, Any]:
 def save(args: argparse.Namespace, run: Path, registry: str, rows: list[dict[str, Any]],
          t_all: float, final: bool = False) -> dict[str, Any]:
     """rounds.{json,md,png} so far (after every round: a stopped run still has its table)."""
-    from endcloud.evolve.registry import Registry
+    from endcloud.end.registry import Registry
 
     # round 0's held-out Final is round 1's champion score (the base model or --init-adapter)
     if len(rows) > 1 and rows[1].get("gate"):

@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=48)
     args = ap.parse_args()
     os.environ.setdefault("ENDCLOUD_PROGRESS", "0")
-    from endcloud.cloud.prompt import read_samples
+    from endcloud.records import read_samples
     from endcloud.config import load_config
     from endcloud.serve.app import create_app
     from endcloud.serve.config import ServeConfig

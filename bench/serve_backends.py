@@ -134,7 +134,8 @@ def ours(url: str, model: str, max_tokens: int) -> Callable:
 
 def transformers(model: str, dtype: str, max_tokens: int) -> Callable:
     from endcloud.end.config import ModelConfig
-    from endcloud.end.runtime import Delta, Final, GenParams, TransformersBackend
+    from endcloud.end.backend import Delta, Final, GenParams
+    from endcloud.end.runtime import TransformersBackend
     from endcloud.end.config import BackendConfig
 
     backend = TransformersBackend(BackendConfig(model=ModelConfig(name=model, dtype=dtype),

@@ -45,7 +45,8 @@ def pct(xs: list[float], q: float) -> float:
 
 async def direct(n: int) -> list[float]:
     """The fake backend alone, called in process: the baseline."""
-    from endcloud.end.runtime import FakeBackend, GenParams
+    from endcloud.end.backend import GenParams
+    from endcloud.end.runtime import FakeBackend
     from endcloud.end.config import BackendConfig
 
     backend = FakeBackend(BackendConfig(kind="fake"))

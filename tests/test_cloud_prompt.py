@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 
 from endcloud.cloud.config import PromptConfig
-from endcloud.cloud.prompt import ExamplePool, PromptBuilder, estimate_tokens, prompt_hash
+from endcloud.cloud.prompt import ExamplePool, PromptBuilder, prompt_hash
+from endcloud.text import estimate_tokens
 from endcloud.records import Sample, Turn
 
 QA = [("衣服尺码偏大吗", "亲，尺码标准，按平时穿的选就好~"), ("可以退货吗", "支持七天无理由退货哦"),

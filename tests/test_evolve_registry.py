@@ -14,7 +14,7 @@ from evolve_helpers import fake_adapter
 
 from endcloud.end.adapters import verify
 from endcloud.errors import RegistryError
-from endcloud.evolve.registry import KILL_ENV, Registry, read_pointer
+from endcloud.end.registry import KILL_ENV, Registry, read_pointer
 
 TESTS = Path(__file__).resolve().parent
 
@@ -48,7 +48,7 @@ def test_add_refuses_an_unverifiable_folder(tmp_path):
 
 SCRIPT = """
 import sys
-from endcloud.evolve.registry import Registry, kill_point
+from endcloud.end.registry import Registry, kill_point
 reg = Registry(sys.argv[1])
 kill_point("after_gate")
 reg.promote(sys.argv[2], "test")

@@ -17,7 +17,7 @@ import yaml
 from endcloud.cli import main
 from endcloud.config import load_config
 from endcloud.errors import ConfigError
-from endcloud.experiment import ExperimentConfig
+from endcloud.experiment.config import ExperimentConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 METHODS = ["prefix-tuning", "p-tuning-v2", "lora"]

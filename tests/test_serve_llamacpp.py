@@ -206,7 +206,7 @@ def test_confidence_is_the_geometric_mean_token_probability(real, live):
     import llama_cpp
 
     _, engine = live
-    from endcloud.end.runtime import Delta, Final, GenParams
+    from endcloud.end.backend import Delta, Final, GenParams
 
     async def collect():
         return [ev async for ev in engine.stream("end", [{"role": "system", "content": SYSTEM}, *MSGS],
@@ -236,7 +236,8 @@ def test_the_teacher_backend_is_the_end_backend(real, monkeypatch):
     import threading
 
     from endcloud.cloud.server import load_backend
-    from endcloud.end.runtime import Delta, Final, GenParams, LlamaCppBackend
+    from endcloud.end.backend import Delta, Final, GenParams
+    from endcloud.end.runtime import LlamaCppBackend
 
     monkeypatch.setenv("ENDCLOUD_N_CTX", "512")
     teacher = load_backend(str(real["path"]), backend="llama-cpp")

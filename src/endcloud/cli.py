@@ -25,7 +25,7 @@ COMMAND_MODULES = [
     "endcloud.serve.cli",
     "endcloud.evolve.cli",
     "endcloud.models",
-    "endcloud.experiment",
+    "endcloud.experiment.cli",
     "endcloud.demo",
 ]
 
@@ -59,11 +59,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-
-
-def add_config_args(p: argparse.ArgumentParser, default_config: str | None = None) -> None:
-    """The common `--config FILE` + `key=value` overrides of every job."""
-    p.add_argument("--config", default=default_config, metavar="FILE",
-                   help="YAML config" + (f" (default: {default_config})" if default_config else ""))
-    p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="override a config key, e.g. split.seed=7")

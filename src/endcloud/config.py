@@ -8,12 +8,14 @@ Each dataclass may check its own values in `__post_init__` by raising `ConfigErr
 
 from __future__ import annotations
 
+import argparse
+
 import dataclasses
 import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Sequence, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -23,15 +25,26 @@ T = TypeVar("T")
 _YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Build `cls` from a YAML file (optional) plus dotted `key=value` overrides."""
+def load_config(cls: type[T], path: str | Path | Sequence[str | Path] | None = None,
+                overrides: list[str] | None = None) -> T:
+    """Build `cls` from a YAML file (optional; several are merged in order, see `merge`) plus
+    dotted `key=value` overrides."""
     data: dict[str, Any] = {}
-    if path is not None:
-        data = read_yaml(path)
+    for layer in ([] if path is None else [path] if isinstance(path, (str, Path)) else path):
+        merge(data, read_yaml(layer))
     for item in overrides or []:
         key, value = parse_override(item)
         set_dotted(data, key, value)
     return from_dict(cls, data)
+
+
+def merge(into: dict[str, Any], layer: dict[str, Any]) -> None:
+    """Mappings merge key by key; anything else (lists included) replaces."""
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            merge(into[key], value)
+        else:
+            into[key] = value
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -179,3 +192,11 @@ def check(condition: bool, key: str, message: str) -> None:
     """For `__post_init__`: raise ConfigError naming `key` unless `condition` holds."""
     if not condition:
         raise ConfigError(f"{key}: {message}")
+
+
+def add_config_args(p: argparse.ArgumentParser, default_config: str | None = None) -> None:
+    """The common `--config FILE` + `key=value` overrides of every job."""
+    p.add_argument("--config", default=default_config, metavar="FILE",
+                   help="YAML config" + (f" (default: {default_config})" if default_config else ""))
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="override a config key, e.g. split.seed=7")

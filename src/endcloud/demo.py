@@ -2,21 +2,24 @@
 
     endcloud demo                  # embedded cloud teacher + default end model (~5-15 min on 2 cores)
     endcloud demo --tiny           # the same loop on a tiny model and a loopback teacher (~1 min, CI)
-    endcloud demo --config configs/demo.yaml experiment.teacher.train_queries=32
+    endcloud demo --config mine.yaml experiment.teacher.train_queries=32   # mine.yaml over demo.yaml
 
-No API key and no data path: everything runs on this machine.
-  1. prepare     the built-in zh/en demo corpus -> masked samples            (endcloud.data)
-  2. teacher     masked labels from the embedded local cloud (Table II prompt) (endcloud.cloud)
-  3. fine-tune   LoRA on the default end model                                (endcloud.end)
-  4. evaluate    original vs fine-tuned on held-out queries: Table VI, Fig. 3  (endcloud.evaluate)
-  5. service     the demo shop's knowledge base is built (policy pages, FAQ, catalog), then a
-                 scripted chat through the real service on loopback: a fact question answered
-                 from the shop's documents, a question the fine-tuned model answers, a complaint
-                 escalated to the cloud, a thumbs-down on a reply    (endcloud.kb, endcloud.serve)
-  6. relabel     the disliked exchange, read back through the staff API, is relabelled by the
-                 cloud teacher: the start of online evolutive learning       (endcloud.cloud)
-  7. summary     where every output is, and what to run next
-Steps 1-4 are `endcloud experiment` with LoRA only. One teacher serves steps 2, 5 and 6.
+Profiles: configs/demo.yaml and configs/demo-tiny.yaml. No API key and no data path: everything
+runs on this machine.
+  1-6. the experiment recipe (`endcloud experiment`) with LoRA only:
+       prepare    the built-in zh/en demo corpus -> masked samples             (endcloud.data)
+       held-out   a fixed set of test queries
+       teacher    masked labels from the embedded local cloud (Table II prompt) (endcloud.cloud)
+       train      LoRA on the default end model                                 (endcloud.end)
+       evaluate   original vs fine-tuned on the held-out queries: Table VI, Fig. 3 (endcloud.evaluate)
+       report     Table V replies, metrics, summary
+  7. service  the demo shop's knowledge base is built (policy pages, FAQ, catalog), then a scripted
+              chat through the real service on loopback: a fact question answered from the shop's
+              documents, a question the fine-tuned model answers, a complaint escalated to the
+              cloud, a thumbs-down on a reply                       (endcloud.kb, endcloud.serve)
+  8. relabel  the disliked exchange, read back through the staff API, is relabelled by the cloud
+              teacher: the start of online evolutive learning                   (endcloud.cloud)
+Then a summary: where every output is, and what to run next. One teacher serves steps 3, 7 and 8.
 A part whose optional dependency is missing is skipped with a line saying so.
 """
 
@@ -37,7 +40,7 @@ from typing import Any, Iterator
 from endcloud import wire
 from endcloud.cloud.config import CloudConfig
 from endcloud.end.config import ModelConfig
-from endcloud.experiment import ExperimentConfig, ExperimentResult
+from endcloud.experiment.config import ExperimentConfig, ExperimentResult
 from endcloud.runs import new_run_dir, save_config, write_json, write_jsonl
 from endcloud.serve.config import ServeConfig
 
@@ -51,64 +54,8 @@ def demo_shop() -> Path:
 
     return Path(str(resources.files("endcloud.data") / "demo_shop"))
 
-# The demo profile, sized for 5-15 minutes on 2 cores after install: 16 masked labels + 6 cloud
-# references, 16 LoRA steps in bf16, 6 held-out queries. `--config FILE` and key=value overrides
-# are merged over it; `--print-config` shows the result.
-PROFILE = """
-experiment:
-  data:
-    sources: [{format: demo}]
-    split: {train: 0.85, validation: 0.0, test: 0.15, seed: 42}
-  heldout: {n: 6, min_query_chars: 4, reference: cloud}
-  teacher:
-    train_queries: 16
-    cloud: {base_url: local, max_tokens: 96, deadline_s: 300.0, read_timeout_s: 240.0,
-            concurrency: 1}
-    prompt: {n_examples: 4, n_retrieved: 2, max_example_chars: 120}
-  train:
-    model: {name: qwen2.5-coder-0.5b, dtype: bfloat16}
-    methods: [{name: lora}]
-    checkpoints: [16]
-    lr: 1.0e-3
-    warmup_steps: 2
-    max_output_tokens: 96
-    log_every: 1
-  evaluate:
-    generation: {max_new_tokens: 48, batch_size: 6}
-    table_v_queries: 3
-kb_encoder: e5
-serve:
-  backend: {model: {name: qwen2.5-coder-0.5b, dtype: bfloat16}}
-  limits: {default_max_tokens: 64}
-  # a CPU teacher, not a real cloud's 5 s / 15 s; 0.05: only a clearly off reply goes to the slow teacher
-  escalation: {first_token_s: 60.0, total_s: 120.0, match_threshold: 0.05}
-"""
-
-# `--tiny`: the same loop in about a minute: tiny model, loopback teacher, lexical scorers (CI).
-TINY = """
-experiment:
-  data: {sources: [{format: demo, limit: 60}]}
-  heldout: {n: 4, min_query_chars: 2}
-  teacher:
-    train_queries: 8
-    cloud: {local_model: fake, local_start_timeout_s: 60.0, deadline_s: 20.0, concurrency: 4}
-  train:
-    model: {name: tiny}
-    methods: [{name: lora, init_lora_weights: false}]
-    checkpoints: [4]
-    lr: 1.0e-2
-    max_input_tokens: 64
-    max_output_tokens: 32
-  evaluate:
-    similarity: ngram
-    match: ngram
-    generation: {max_new_tokens: 6, temperature: 0.0, batch_size: 4}
-kb_encoder: ngram
-serve:
-  backend: {model: {name: tiny}}
-  escalation: {scorer: ngram, match_threshold: 0.05, first_token_s: 10.0, total_s: 20.0}
-chat: {max_tokens: 8}
-"""
+# The demo's profiles: configs/demo.yaml (`make demo`) and configs/demo-tiny.yaml (`--tiny`, CI).
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @dataclass
@@ -128,44 +75,30 @@ class ChatScript:
 class DemoConfig:
     """`endcloud demo`: the experiment recipe with LoRA, then the service and a relabel.
 
-    The demo's own sizes are PROFILE (and TINY), merged over these defaults by `load_demo_config`.
+    The demo's own sizes are configs/demo.yaml (and demo-tiny.yaml), over these defaults.
     """
 
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     chat: ChatScript = field(default_factory=ChatScript)
     output_root: str = "runs"
-    kb_encoder: str = "e5"  # the knowledge base's dense encoder (TINY: ngram, no weights)
+    kb_encoder: str = "e5"  # the knowledge base's dense encoder (demo-tiny: ngram, no weights)
 
 
 def load_demo_config(path: str | None = None, overrides: list[str] | None = None,
                      tiny: bool = False) -> DemoConfig:
-    """PROFILE, then TINY (if asked), then the YAML file, then key=value overrides."""
-    import yaml
+    """configs/demo.yaml (or demo-tiny.yaml), then the YAML file merged over it, then overrides."""
+    from endcloud.config import load_config
 
-    from endcloud.config import from_dict, parse_override, read_yaml, set_dotted
-
-    data = yaml.safe_load(PROFILE)
-    for layer in ([yaml.safe_load(TINY)] if tiny else []) + ([read_yaml(path)] if path else []):
-        _merge(data, layer)
-    for item in overrides or []:
-        set_dotted(data, *parse_override(item))
-    return from_dict(DemoConfig, data)
-
-
-def _merge(into: dict[str, Any], layer: dict[str, Any]) -> None:
-    """Mappings merge key by key; anything else (lists included) replaces."""
-    for key, value in layer.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
+    configs = CONFIGS if CONFIGS.is_dir() else Path("configs")  # an installed copy: run from the repo
+    profile = configs / ("demo-tiny.yaml" if tiny else "demo.yaml")
+    return load_config(DemoConfig, [profile, *([path] if path else [])], overrides)
 
 
 # -- the loop -----------------------------------------------------------------------------------
 def run(cfg: DemoConfig) -> dict[str, Any]:
     """Run the demo; return its summary (also written to <run>/summary.json)."""
-    from endcloud.experiment import resolve_model, run as run_experiment
+    from endcloud.experiment.run import resolve_model, run as run_experiment
 
     t0 = time.perf_counter()
     run_dir = new_run_dir(cfg.output_root, "demo")
@@ -422,7 +355,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the whole loop on the built-in demo corpus (what `make demo` runs)",
                        description=__doc__.split("\n\n")[1],
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", metavar="FILE", help="YAML merged over the built-in demo profile")
+    p.add_argument("--config", metavar="FILE", help="YAML merged over configs/demo.yaml (or demo-tiny.yaml)")
     p.add_argument("--tiny", action="store_true", help="tiny model + loopback teacher (about a minute)")
     p.add_argument("--output-root", help="where the run folder goes (default: runs)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")

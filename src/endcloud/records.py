@@ -7,8 +7,12 @@ dialogues into `Sample`s: (context turns, customer query, agent reply), written 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+from endcloud.errors import DataFormatError
 
 Role = Literal["user", "assistant", "system"]
 ROLES: tuple[str, ...] = ("user", "assistant", "system")
@@ -82,3 +86,18 @@ class Sample:
             split=str(meta.pop("split", "")),
             meta=meta,
         )
+
+
+def read_samples(path: str | Path) -> Iterable[Sample]:
+    """Samples from a `messages` JSONL file; a bad line raises DataFormatError naming it."""
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                sample = Sample.from_messages(json.loads(line))
+            except (json.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
+                raise DataFormatError(path, n, f"not a `messages` sample: {exc}") from None
+            if not sample.id:
+                sample.id = f"line-{n}"
+            yield sample

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 from endcloud import wire
 from endcloud.cloud.config import API_KEY_ENV, CloudConfig
+from endcloud.text import estimate_tokens
 from endcloud.errors import (AuthError, CircuitOpenError, CloudError, DeadlineError, MalformedReplyError,
                              MissingExtraError, PrivacyError, TransientError)
 
@@ -221,8 +222,6 @@ class CloudClient:
         masked, conversation = self.mask_messages(messages)
         payload = json.dumps(self.request_body(masked), ensure_ascii=False).encode("utf-8")
         digest = hashlib.sha256(payload).hexdigest()
-        from endcloud.cloud.prompt import estimate_tokens
-
         est_prompt = sum(estimate_tokens(m["content"]) for m in masked) + 4 * len(masked)
         start = time.monotonic()
         deadline = start + (deadline_s if deadline_s is not None else self.cfg.deadline_s)

@@ -36,7 +36,8 @@ from typing import Any, Iterator
 from endcloud.cloud.audit import CloudStore
 from endcloud.cloud.client import KNOWLEDGE_IDS, CloudClient, Reply
 from endcloud.cloud.config import CloudConfig, LabelConfig
-from endcloud.cloud.prompt import ExamplePool, PromptBuilder, prompt_hash, read_samples
+from endcloud.cloud.prompt import ExamplePool, PromptBuilder, prompt_hash
+from endcloud.records import read_samples
 from endcloud.config import to_dict
 from endcloud.errors import (AuthError, CircuitOpenError, CloudError, ConfigError, MalformedReplyError,
                              PrivacyError, RequestRejectedError)

@@ -16,23 +16,13 @@ import hashlib
 import json
 import math
 import random
-import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 from endcloud.cloud.config import PromptConfig
-from endcloud.errors import DataFormatError
-from endcloud.records import Sample
-
-_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uff00-\uffef]|[A-Za-z]+|\d+|[^\sA-Za-z\d]")
-
-
-def estimate_tokens(text: str) -> int:
-    """A fast token estimate: one per CJK character, per word, per number, per punctuation mark."""
-    return len(_TOKEN.findall(text))
-
+from endcloud.records import Sample, read_samples
 
 @dataclass(frozen=True)
 class Example:
@@ -40,21 +30,6 @@ class Example:
     session_id: str
     query: str
     reply: str
-
-
-def read_samples(path: str | Path) -> Iterable[Sample]:
-    """Samples from a `messages` JSONL file; a bad line raises DataFormatError naming it."""
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                sample = Sample.from_messages(json.loads(line))
-            except (json.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
-                raise DataFormatError(path, n, f"not a `messages` sample: {exc}") from None
-            if not sample.id:
-                sample.id = f"line-{n}"
-            yield sample
 
 
 class ExamplePool:

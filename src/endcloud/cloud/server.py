@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from endcloud import wire
-from endcloud.end.runtime import Delta, Event, Final, GenParams, LocalBackend
+from endcloud.end.backend import Delta, Event, Final, GenParams, LocalBackend
 
 log = logging.getLogger(__name__)
 

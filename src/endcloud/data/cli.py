@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from endcloud.cli import add_config_args
+from endcloud.config import add_config_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from endcloud.cli import add_config_args
+from endcloud.config import add_config_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:

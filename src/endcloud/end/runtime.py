@@ -1,4 +1,4 @@
-"""The end-model runtime: every model endcloud serves, behind one interface.
+"""The end-model runtime: every model endcloud serves, behind one interface (`end/backend.py`).
 
     backend = build_backend(cfg)                 # llama-cpp | transformers | openai | fake
     async for ev in backend.stream("end", messages, GenParams(max_tokens=64)):
@@ -13,102 +13,25 @@ same classes over HTTP, calling the in-process backends' blocking `generate` fro
 - `transformers`: the base model in process, plus each promoted adapter under its own model name,
   sampled by our own loop (`endcloud.end.generate`, works for LoRA and prefix methods). Each
   step's token probability is kept, so the reply carries a confidence (geometric mean).
-- `openai`: any OpenAI-compatible server: llama.cpp `llama-server -m end.gguf --lora a.gguf`
-  (the fast CPU path) or vLLM `--enable-lora --lora-modules shop-a=/adapters/a` (the scale-out path
-  for many shops and GPUs: each adapter is a model name, passed through unchanged). Retried like
-  the teacher client (`wire.Retry`) until the first piece arrives, under `upstream_deadline_s`.
+- `openai`: any OpenAI-compatible server (llama.cpp's `llama-server`, vLLM): `end/upstream.py`.
 - `fake`: a fixed reply at a fixed pace, for benchmarks, tests and the test teacher.
 """
 
 from __future__ import annotations
 
-import asyncio
 import codecs
 import hashlib
 import json
 import math
 import re
 import threading
-import time
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
 
-from endcloud import wire
+from endcloud.end.backend import Backend, Delta, Event, Final, GenParams, LocalBackend, threaded
 from endcloud.end.config import BackendConfig
-from endcloud.errors import AdapterError, CloudError, TransientError
-
-
-@dataclass
-class GenParams:
-    max_tokens: int = 128
-    temperature: float | None = None  # None: the backend's configured default
-    top_p: float | None = None
-
-
-@dataclass
-class Delta:
-    text: str
-
-
-@dataclass
-class Final:
-    finish_reason: str  # stop | length
-    prompt_tokens: int
-    completion_tokens: int
-    confidence: float | None = None  # geometric-mean probability of the sampled tokens
-
-
-Event = Delta | Final
-
-
-class Backend(ABC):
-    """One end model (or several adapters of one base) that streams replies."""
-
-    slots: int = 1  # generations it runs at once; the queue in front sizes itself by this
-    served_name: str = "end"
-    champion: str | None = None  # the adapter `use_adapter` last put in place (None: the base)
-
-    def models(self) -> list[str]:
-        """The model names this backend answers to (the first is the default)."""
-        return [self.served_name]
-
-    async def start(self) -> None:
-        """Load weights, open connections (called once, from the app's lifespan)."""
-
-    async def close(self) -> None:
-        """Release what `start` took."""
-
-    @abstractmethod
-    def stream(self, model: str, messages: list[dict[str, str]], params: GenParams
-               ) -> AsyncIterator[Event]:
-        """Yield Delta pieces, then exactly one Final."""
-
-    def use_adapter(self, source: str | Path | None, name: str | None = None) -> None:
-        """Hot swap (serve/hotswap.py): answer as `served_name` with this adapter (None: the base).
-        Loaded beside the current one; a generation that already started finishes on its own."""
-        raise AdapterError(f"the {type(self).__name__} cannot swap adapters at run time "
-                           "(an upstream server loads its own)")
-
-
-class LocalBackend(Backend):
-    """A model in this process: a blocking `generate`, run in a worker thread by `stream`."""
-
-    @abstractmethod
-    def generate(self, model: str, messages: list[dict[str, str]], params: GenParams,
-                 stop: threading.Event) -> Iterator[Event]:
-        """Delta pieces, then one Final; checks `stop` (the client went away) between tokens."""
-
-    def stream(self, model: str, messages: list[dict[str, str]], params: GenParams
-               ) -> AsyncIterator[Event]:
-        return _threaded(lambda stop: self.generate(model, messages, params, stop))
-
-    def load(self) -> None:
-        """What `start` does, callable from a thread (the teacher server loads this way)."""
-
-    async def start(self) -> None:
-        await asyncio.to_thread(self.load)
+from endcloud.end.upstream import OpenAIBackend
+from endcloud.errors import AdapterError
 
 
 PLACEHOLDER = re.compile(r"\[[A-Z]+_[0-9]+\]")
@@ -201,7 +124,7 @@ class TransformersBackend(LocalBackend):
     def stream(self, model: str, messages: list[dict[str, str]], params: GenParams
                ) -> AsyncIterator[Event]:
         gen = self.generators[model]  # chosen now: a later swap does not change this request
-        return _threaded(lambda stop: self._run(gen, messages, params, stop))
+        return threaded(lambda stop: self._run(gen, messages, params, stop))
 
     def _run(self, gen: Any, messages: list[dict[str, str]], params: GenParams,
              stop: threading.Event) -> Iterator[Event]:
@@ -283,8 +206,6 @@ class LlamaCppBackend(LocalBackend):
     def _open_adapter(self, source: str | Path) -> Any:
         import llama_cpp
 
-        from endcloud.errors import AdapterError
-
         path = self.gguf_adapter(source)
         adapter = llama_cpp.llama_adapter_lora_init(self.llm._model.model, str(path).encode())
         if not adapter:
@@ -298,7 +219,6 @@ class LlamaCppBackend(LocalBackend):
         from endcloud.end.adapters import verify
         from endcloud.end.export import BASE_SHA_KEY, export_lora_gguf, gguf_scalars
         from endcloud.end.models import cache_root
-        from endcloud.errors import AdapterError
 
         source = Path(source)
         if source.is_file():
@@ -357,7 +277,7 @@ class LlamaCppBackend(LocalBackend):
     def stream(self, model: str, messages: list[dict[str, str]], params: GenParams
                ) -> AsyncIterator[Event]:
         adapter = self.adapters[model]  # chosen now: a later swap does not change this request
-        return _threaded(lambda stop: self._run(adapter, messages, params, stop))
+        return threaded(lambda stop: self._run(adapter, messages, params, stop))
 
     def _run(self, adapter: Any, messages: list[dict[str, str]], params: GenParams,
              stop: threading.Event) -> Iterator[Event]:
@@ -415,106 +335,6 @@ def gguf_file(name: str) -> Path:
         raise ConfigError(f"backend.model.name: kind=llama-cpp needs a .gguf file or a packaged "
                           f"model ({', '.join(PACKAGED)}), not {name!r}")
     return path
-
-
-class OpenAIBackend(Backend):
-    """An OpenAI-compatible upstream (llama.cpp server, vLLM --enable-lora, Ollama ...).
-
-    A request that fails before its first piece (connection refused, timeout, 429/5xx) is retried
-    as the teacher client retries (`wire.Retry`), all within `upstream_deadline_s`; once a piece
-    has reached the customer, a failure ends the stream (text cannot be taken back).
-    """
-
-    def __init__(self, cfg: BackendConfig, rng: Any = None) -> None:
-        import random
-
-        self.cfg, self.served_name, self.slots = cfg, cfg.served_name, cfg.slots
-        self.client: Any = None
-        self.retry = wire.Retry(cfg.upstream_max_attempts, rng=rng or random.Random())
-
-    def models(self) -> list[str]:
-        return list(self.cfg.upstream_models) or [self.served_name]
-
-    async def start(self) -> None:
-        import httpx
-
-        self.client = httpx.AsyncClient(base_url=self.cfg.base_url.rstrip("/"),
-                                        timeout=httpx.Timeout(self.cfg.upstream_deadline_s, connect=5.0))
-
-    async def close(self) -> None:
-        if self.client is not None:
-            await self.client.aclose()
-
-    async def stream(self, model: str, messages: list[dict[str, str]], params: GenParams
-                     ) -> AsyncIterator[Event]:
-        body = wire.request_body(
-            model, messages, max_tokens=params.max_tokens, stream=True,
-            temperature=self.cfg.temperature if params.temperature is None else params.temperature,
-            top_p=self.cfg.top_p if params.top_p is None else params.top_p)
-        deadline = time.monotonic() + self.cfg.upstream_deadline_s
-        attempt = 0
-        while True:
-            attempt += 1
-            started = False
-            try:
-                async for ev in self._attempt(body):
-                    started = True
-                    yield ev
-                return
-            except CloudError as exc:
-                delay = None if started else self.retry.delay(exc, attempt, deadline)
-                if delay is None:
-                    raise
-                await asyncio.sleep(delay)
-
-    async def _attempt(self, body: dict[str, Any]) -> AsyncIterator[Event]:
-        import httpx
-
-        stream, n = wire.Stream(), 0
-        try:
-            async with self.client.stream("POST", "/chat/completions", json=body) as resp:
-                if resp.status_code >= 400:
-                    raw = await resp.aread()
-                    raise wire.http_error(resp.status_code, wire.error_detail(raw),
-                                          resp.headers.get("retry-after"))
-                async for event in wire.asse_events(resp.aiter_lines()):
-                    text = stream.feed(event)
-                    if text:
-                        n += 1
-                        yield Delta(text)
-        except httpx.TimeoutException:
-            raise TransientError("timeout", "the upstream did not answer in time") from None
-        except httpx.HTTPError as exc:  # connection refused/reset, protocol errors
-            raise TransientError("connection", type(exc).__name__) from None
-        reply = stream.completion()
-        yield Final(reply.finish_reason or "stop", reply.prompt_tokens, reply.completion_tokens or n, None)
-
-
-async def _threaded(make: Any) -> AsyncIterator[Event]:
-    """Run a blocking generator in a thread and yield its events here, without blocking the loop."""
-    loop = asyncio.get_running_loop()
-    q: asyncio.Queue = asyncio.Queue()
-    stop = threading.Event()
-    done = object()
-
-    def work() -> None:
-        try:
-            for ev in make(stop):
-                loop.call_soon_threadsafe(q.put_nowait, ev)
-        except BaseException as exc:  # handed to the async side, raised there
-            loop.call_soon_threadsafe(q.put_nowait, exc)
-        finally:
-            loop.call_soon_threadsafe(q.put_nowait, done)
-
-    thread = threading.Thread(target=work, name="end-model", daemon=True)
-    thread.start()
-    try:
-        while (item := await q.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()  # a disconnected client stops the generation at the next token
 
 
 BACKENDS: dict[str, type[Backend]] = {"fake": FakeBackend, "transformers": TransformersBackend,

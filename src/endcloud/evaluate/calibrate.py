@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Callable
 
 from endcloud.data.loaders import iter_dialogues
-from endcloud.evaluate.scorers import CALIBRATION_DIR, Calibration, fit_platt, get_scorer
+from endcloud.evaluate.scorers import CALIBRATION_DIR, get_scorer
+from endcloud.evaluate.scoring import Calibration, fit_platt
 
 SCRIPT = "endcloud evaluate calibrate"  # written into each file's fitted_on.script
 

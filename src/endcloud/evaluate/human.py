@@ -141,28 +141,3 @@ def agree(store: Store, similarity: str, match: str, alpha: float, theta: float,
                          [r.reference for r in ratings], similarity, match, alpha, theta,
                          matcher_weights)
     return agreement([s["final"] for s in scored], ratings, threshold)
-
-
-def save_scores(run_dir: Path, cfg: Any, results: dict[str, Any]) -> int:
-    """Write every query × system score of an evaluation run into `eval_scores`."""
-    from endcloud.config import to_dict
-
-    scorers = json.dumps({"similarity": cfg.similarity, "match": cfg.match})
-    refs = {q["id"]: (q["query"], q["reference"]) for q in results["queries"]}
-    with Store.open() as store:
-        run_id = store.start_run("evaluate", run_dir, to_dict(cfg))
-        now, rows = utcnow(), []
-        for system, res in results["systems"].items():
-            for q in res["per_query"]:
-                query, ref = refs[q["id"]]
-                rows.append((run_id, system, q["id"], query, q["reply"], ref, q["sim"], q["match"],
-                             q["match_reference"], q["final"], q["rule"], results["alpha"],
-                             results["theta"], scorers, now))
-        store.conn.execute("BEGIN")
-        store.conn.executemany(
-            "INSERT INTO eval_scores (run_id, system, sample_id, query, reply, reference, sim, "
-            "match, match_reference, final, rule, alpha, theta, scorers, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        store.conn.execute("COMMIT")
-        store.finish_run(run_id, {s: r["summary"]["final_mean"] for s, r in results["systems"].items()})
-    return len(rows)

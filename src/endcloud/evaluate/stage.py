@@ -9,6 +9,7 @@ scores.json (every component of every query × system), replies.jsonl, config.ya
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from endcloud.evaluate.report import write_reports
 from endcloud.evaluate.scorers import scorer_for
 from endcloud.evaluate.systems import FileReplies, QueryItem, Reply, read_queries, source_for
 from endcloud.runs import new_run_dir, save_config, write_jsonl
+from endcloud.store.db import Store, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +108,6 @@ def run(cfg: EvalConfig) -> EvalResult:
     write_jsonl(run_dir / "replies.jsonl", replies_rows)
     write_reports(run_dir, results, cfg.figure_max_queries)
     if cfg.store:
-        from endcloud.evaluate.human import save_scores
-
         save_scores(run_dir, cfg, results)
     return EvalResult(run_dir, results)
 
@@ -150,3 +150,26 @@ def grounded_summary(per_query: list[dict[str, Any]]) -> dict[str, Any]:
     bad = [bool(q.get("unsupported")) for q in per_query]
     return {"grounded_mean": float(np.mean(checked)) if checked else None,
             "ungrounded_share": float(np.mean(bad)) if bad else 0.0, "with_claims": len(checked)}
+
+
+def save_scores(run_dir: Path, cfg: Any, results: dict[str, Any]) -> int:
+    """Write every query × system score of an evaluation run into `eval_scores`."""
+    scorers = json.dumps({"similarity": cfg.similarity, "match": cfg.match})
+    refs = {q["id"]: (q["query"], q["reference"]) for q in results["queries"]}
+    with Store.open() as store:
+        run_id = store.start_run("evaluate", run_dir, to_dict(cfg))
+        now, rows = utcnow(), []
+        for system, res in results["systems"].items():
+            for q in res["per_query"]:
+                query, ref = refs[q["id"]]
+                rows.append((run_id, system, q["id"], query, q["reply"], ref, q["sim"], q["match"],
+                             q["match_reference"], q["final"], q["rule"], results["alpha"],
+                             results["theta"], scorers, now))
+        store.conn.execute("BEGIN")
+        store.conn.executemany(
+            "INSERT INTO eval_scores (run_id, system, sample_id, query, reply, reference, sim, "
+            "match, match_reference, final, rule, alpha, theta, scorers, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        store.conn.execute("COMMIT")
+        store.finish_run(run_id, {s: r["summary"]["final_mean"] for s, r in results["systems"].items()})
+    return len(rows)

@@ -10,7 +10,7 @@ DEFAULT_CONFIG = "configs/evolve.yaml"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from endcloud.cli import add_config_args
+    from endcloud.config import add_config_args
 
     evolve = sub.add_parser("evolve", help="the online loop: relabel, retrain, gate, hot-swap")
     cmds = evolve.add_subparsers(dest="command", metavar="<command>", required=True)
@@ -64,7 +64,7 @@ def watch(args: argparse.Namespace) -> int:
 
 
 def promote(args: argparse.Namespace) -> int:
-    from endcloud.evolve.registry import Registry
+    from endcloud.end.registry import Registry
 
     reg = Registry(_cfg(args).registry_dir)
     aid = reg.add(args.adapter)  # verified (manifest, weights) before it is copied in
@@ -75,7 +75,7 @@ def promote(args: argparse.Namespace) -> int:
 
 
 def rollback(args: argparse.Namespace) -> int:
-    from endcloud.evolve.registry import Registry
+    from endcloud.end.registry import Registry
 
     reg = Registry(_cfg(args).registry_dir)
     back = reg.rollback(args.reason)
@@ -85,8 +85,8 @@ def rollback(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    from endcloud.evolve.registry import Registry
-    from endcloud.evolve.report import rounds
+    from endcloud.end.registry import Registry
+    from endcloud.store.report import rounds
     from endcloud.store import Store
 
     cfg = _cfg(args)
@@ -99,7 +99,7 @@ def status(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    from endcloud.evolve.report import write_report
+    from endcloud.store.report import write_report
     from endcloud.store import Store
 
     cfg = _cfg(args)

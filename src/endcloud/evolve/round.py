@@ -22,7 +22,7 @@ from endcloud.config import to_dict
 from endcloud.errors import ConfigError
 from endcloud.evolve.config import EvolveConfig
 from endcloud.evolve.gate import gate, norm_query
-from endcloud.evolve.registry import Registry, kill_point
+from endcloud.end.registry import Registry, kill_point
 from endcloud.evolve.relabel import relabel
 from endcloud.evolve.retrain import retrain
 from endcloud.evolve.select import Item, select

@@ -192,7 +192,7 @@ def _is_faq_jsonl(path: Path) -> bool:
 
 
 def _sample_pairs(path: Path) -> Any:
-    from endcloud.cloud.prompt import read_samples
+    from endcloud.records import read_samples
 
     try:
         for s in read_samples(path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from endcloud.cli import add_config_args
+from endcloud.config import add_config_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from endcloud.cloud.prompt import estimate_tokens
+from endcloud.text import estimate_tokens
 from endcloud.knowledge.evidence import Unit
 
 MARGIN = 1.3  # sub-word tokenizers split some words; the estimate must not run short

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from endcloud.evolve.registry import POINTER, read_pointer
+from endcloud.end.registry import POINTER, read_pointer
 
 log = logging.getLogger(__name__)
 

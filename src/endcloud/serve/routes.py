@@ -26,7 +26,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from endcloud import wire
 from endcloud.serve import protocol as p
 from endcloud.serve import store as db
-from endcloud.end.runtime import GenParams
+from endcloud.end.backend import GenParams
 from endcloud.serve.turn import Services, Turn
 
 STATIC = Path(__file__).with_name("static")
@@ -312,10 +312,10 @@ async def remember(svc: Services, exchange_id: str, review_id: int, correction: 
 @router.get("/admin/report", response_model=p.Report, dependencies=[Depends(staff)])
 async def report(request: Request) -> p.Report:
     """Per evolve round and per day, the tables `endcloud evolve report` writes (same queries)."""
-    from endcloud.evolve import report as evolve_report
+    from endcloud.store import report as tables
 
     rounds, days = await services(request).store.read(
-        lambda conn: (evolve_report.rounds(conn), evolve_report.days(conn)))
+        lambda conn: (tables.rounds(conn), tables.days(conn)))
     return p.Report(rounds=[p.ReportRound(**r) for r in rounds], days=[p.ReportDay(**d) for d in days])
 
 
@@ -326,11 +326,11 @@ _PLOT_LOCK = threading.Lock()  # pyplot keeps global state: one figure at a time
             responses={200: {"content": {"image/png": {}}}})
 async def report_png(request: Request) -> Response:
     """The report's PNG (Final per round; escalation, local share and cost per day)."""
-    from endcloud.evolve import report as evolve_report
+    from endcloud.store import report as tables
 
     def draw(conn: Any) -> bytes | None:
         with _PLOT_LOCK, tempfile.TemporaryDirectory() as out:
-            _, png = evolve_report.write_report(conn, out)
+            _, png = tables.write_report(conn, out)
             return None if png is None else png.read_bytes()
 
     data = await services(request).store.read(draw)

@@ -24,7 +24,7 @@ from typing import Any, AsyncIterator
 from endcloud.knowledge.context import (fit_messages, knowledge_block, lang_of,
                                         placeholder_guard, with_knowledge)
 from endcloud.knowledge.evidence import quotable, quote
-from endcloud.end.runtime import Delta, Final, GenParams
+from endcloud.end.backend import Delta, Final, GenParams
 from endcloud.serve.escalation import CloudOutcome
 from endcloud.serve.store import Exchange, add_exchange
 

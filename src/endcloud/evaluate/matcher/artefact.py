@@ -19,7 +19,7 @@ import numpy as np
 
 from endcloud.errors import MissingWeightsError
 from endcloud.evaluate.encoders import normalise
-from endcloud.evaluate.scorers import Calibration
+from endcloud.evaluate.scoring import Calibration
 
 SHIPPED_DIR = Path(__file__).with_name("shipped")
 ENV = "ENDCLOUD_MATCHER"

@@ -28,7 +28,7 @@ import numpy as np
 
 from endcloud.evaluate.matcher.artefact import TrainedMatcher
 from endcloud.evaluate.matcher.data import TrainPair
-from endcloud.evaluate.scorers import Calibration, fit_platt
+from endcloud.evaluate.scoring import Calibration, fit_platt
 from endcloud.progress import progress
 
 

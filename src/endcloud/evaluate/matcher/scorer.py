@@ -15,7 +15,7 @@ import numpy as np
 
 from endcloud.evaluate.encoders import normalise
 from endcloud.evaluate.matcher.artefact import TrainedMatcher, resolve_path
-from endcloud.evaluate.scorers import Scorer
+from endcloud.evaluate.scoring import Scorer
 
 
 class TrainedMatchScorer(Scorer):

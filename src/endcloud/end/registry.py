@@ -1,4 +1,5 @@
-"""Adapters with aliases: `champion` (what the service answers with) and the previous champions.
+"""The end model's adapter registry, written by evolve and followed by the service (hot swap):
+adapters with aliases, `champion` (what the service answers with) and the previous champions.
 
     reg = Registry("runs/evolve/registry")
     aid = reg.add("runs/evolve/round-0003/train/adapter", round_id=3)   # copied, verified
