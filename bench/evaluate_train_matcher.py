@@ -62,7 +62,7 @@ from pathlib import Path
 
 import numpy as np
 
-from endcloud.evaluate.matcher import TrainConfig, TrainedMatcher, TrainPair, train_matcher
+from endcloud.evaluate.matcher import MatcherTrainConfig, TrainedMatcher, TrainPair, train_matcher
 from endcloud.evaluate.matcher.backbones import E5CrossBackbone, E5LoraBackbone, HeadBackbone
 from endcloud.evaluate.matcher.e5 import E5Tokenizer, read_e5, slim_e5
 
@@ -204,7 +204,7 @@ def load_work(work: Path) -> dict:
 
 
 # -- train -------------------------------------------------------------------------------------------
-def train(work: Path, backbone: str, device: str, cfg: TrainConfig, save: Path) -> Path:
+def train(work: Path, backbone: str, device: str, cfg: MatcherTrainConfig, save: Path) -> Path:
     raw = load_work(work)
     e5_file = e5(work)
     bb = (E5LoraBackbone(e5_file, device=device) if backbone == "e5-lora"
@@ -311,7 +311,7 @@ def pack(work: Path, out: Path) -> None:
     print(f"packed {len(texts)} texts, {len(ids)} vocabulary rows -> {out} ({size:.1f} MiB)")
 
 
-def train_cross(work: Path, device: str, cfg: TrainConfig, max_len: int, save: Path) -> Path:
+def train_cross(work: Path, device: str, cfg: MatcherTrainConfig, max_len: int, save: Path) -> Path:
     """The cross-encoder (`e5-cross`) from the zero-shot e5 weights, on the look-alike pairs of
     hard.json plus the pairs of data.json (same-session / labelled negatives); calibrated on the
     JDDC 2019 validation pairs."""
@@ -349,7 +349,7 @@ def profile(work: Path, device: str, shapes: list[tuple[int, int, int]], reps: i
         n = np.array([len(x) for x in bb.tok.encode(texts, kind + ": ", 10_000)])
         out[f"tokens_{kind}"] = {f"p{q}": int(np.percentile(n, q)) for q in (50, 90, 99)}
     print(json.dumps(out), flush=True)
-    cfg = TrainConfig(hard_negatives=1)
+    cfg = MatcherTrainConfig(hard_negatives=1)
     from endcloud.evaluate.matcher.recipe import step_loss
 
     with torch.no_grad():
@@ -375,7 +375,7 @@ def profile(work: Path, device: str, shapes: list[tuple[int, int, int]], reps: i
 
 
 # -- the cheap CPU recipe: continue from a trained matcher on look-alike negatives ---------------------
-def train_hard(work: Path, device: str, cfg: TrainConfig, init: Path, train_layers: int, max_len: int,
+def train_hard(work: Path, device: str, cfg: MatcherTrainConfig, init: Path, train_layers: int, max_len: int,
                save: Path) -> Path:
     """Load `init`'s adapters, train the top `train_layers` layers' on hard.json, calibrate, save."""
     import torch
@@ -525,7 +525,7 @@ def main() -> None:
     if args.stage == "prepare-hard":
         prepare_hard(args.data, args.work, args.n_train, 9, args.seed)
     if args.stage == "train-hard":
-        cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, temperature=args.temperature,
+        cfg = MatcherTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, temperature=args.temperature,
                           hard_negatives=args.hard_negatives, seed=args.seed, log_every=10,
                           scheduler=args.scheduler, max_seconds=60 * args.max_minutes)
         save = args.save if args.save != DEFAULT_DIR else DEFAULT_DIR.with_name("e5-lora-hard")  # keep the old one
@@ -533,7 +533,7 @@ def main() -> None:
     if args.stage == "pack":
         pack(args.work, args.pack_to)
     if args.stage == "train-cross":
-        cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        cfg = MatcherTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                           hard_negatives=args.hard_negatives, pair_negatives=args.pair_negatives,
                           log_every=50, scheduler=args.scheduler, max_seconds=60 * args.max_minutes)
         save = args.save if args.save != DEFAULT_DIR else DEFAULT_DIR.with_name("e5-cross")
@@ -545,7 +545,7 @@ def main() -> None:
         out.write_text(json.dumps(res, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {out}")
     if args.stage in ("train", "all"):
-        cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        cfg = MatcherTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                           temperature=args.temperature, seed=args.seed)
         path = train(args.work, args.backbone, args.device, cfg, args.save)
         print(f"weights: {path}  (use them: export ENDCLOUD_MATCHER={path})")

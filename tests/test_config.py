@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from endcloud.config import ConfigError, dump_yaml, from_dict, load_config
-from endcloud.data.config import DataConfig
+from endcloud.data.config import PrepareConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 # Every file in configs/ must be listed here with the dataclass it configures.
 CONFIG_CLASSES = {
-    "data.yaml": "endcloud.data.config:DataConfig",
+    "data.yaml": "endcloud.data.config:PrepareConfig",
     "label.yaml": "endcloud.cloud.config:LabelConfig",
     "train.yaml": "endcloud.end.config:TrainConfig",
     "generate.yaml": "endcloud.end.config:GenerateConfig",
@@ -48,7 +48,7 @@ def test_every_shipped_config_loads(name, tmp_path):
 
 
 def test_overrides_are_typed_and_dotted():
-    cfg = load_config(DataConfig, CONFIGS / "data.yaml",
+    cfg = load_config(PrepareConfig, CONFIGS / "data.yaml",
                       ["split.seed=7", "context_turns=3", "privacy.enabled=false",
                        "output_formats=[messages,sharegpt]"])
     assert cfg.split.seed == 7 and cfg.context_turns == 3 and cfg.privacy.enabled is False
@@ -69,29 +69,29 @@ def test_overrides_are_typed_and_dotted():
 ])
 def test_bad_keys_and_values_are_named(override, key):
     with pytest.raises(ConfigError) as err:
-        load_config(DataConfig, CONFIGS / "data.yaml", [override])
+        load_config(PrepareConfig, CONFIGS / "data.yaml", [override])
     assert key in str(err.value)
 
 
 def test_named_corpus_replaces_sources():
-    cfg = load_config(DataConfig, CONFIGS / "data.yaml", ["corpus=jddc2018"])
+    cfg = load_config(PrepareConfig, CONFIGS / "data.yaml", ["corpus=jddc2018"])
     assert [s.format for s in cfg.sources] == ["jddc2018", "jddc2018"]
     assert cfg.sources[0].path.endswith("train.enc.gz")
 
 
 def test_bad_files(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
-        load_config(DataConfig, tmp_path / "missing.yaml")
+        load_config(PrepareConfig, tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("sources: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
-        load_config(DataConfig, bad)
+        load_config(PrepareConfig, bad)
     listy = tmp_path / "list.yaml"
     listy.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
-        load_config(DataConfig, listy)
+        load_config(PrepareConfig, listy)
     with pytest.raises(ConfigError, match="key=value"):
-        load_config(DataConfig, None, ["novalue"])
+        load_config(PrepareConfig, None, ["novalue"])
 
 
 def test_int_is_accepted_for_float_but_bool_is_not_int():

@@ -125,7 +125,7 @@ def real_gguf() -> Path:
     path = path_of(REAL)
     dequantized = list((cache_root() / "dequantized").glob(f"{path.stem}-*/config.json"))
     if not path.is_file() or not dequantized:
-        pytest.skip(f"{REAL} not cached: run `endcloud end fetch-model {REAL}` once")
+        pytest.skip(f"{REAL} not cached: run `endcloud end dequantize {REAL}` once")
     return path
 
 

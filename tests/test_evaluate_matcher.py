@@ -12,7 +12,7 @@ import pytest
 
 from endcloud.errors import MissingWeightsError
 from endcloud.evaluate import scorers, scoring
-from endcloud.evaluate.matcher import ENV, TrainConfig, TrainedMatcher, TrainPair, train_matcher
+from endcloud.evaluate.matcher import ENV, MatcherTrainConfig, TrainedMatcher, TrainPair, train_matcher
 from endcloud.evaluate.matcher.backbones import HeadBackbone
 from endcloud.evaluate.matcher.e5 import dequant_q4
 from endcloud.evaluate.matcher.scorer import TrainedMatchScorer
@@ -64,7 +64,7 @@ def _one_thread():
 def trained() -> TrainedMatcher:
     train = [p for _, p in synthetic(200, 0)]
     val = [p for _, p in synthetic(32, 1)]
-    cfg = TrainConfig(steps=40, batch_size=16, lr=3e-2, temperature=0.1, log_every=1000)
+    cfg = MatcherTrainConfig(steps=40, batch_size=16, lr=3e-2, temperature=0.1, log_every=1000)
     return train_matcher(train, HeadBackbone("ngram", rank=16), cfg, val, log=None)
 
 
@@ -185,7 +185,7 @@ def test_e5_train_layers_limits_the_backward_pass_to_the_top_layers():
     bb.train(True)
     batch = [TrainPair("发货了吗", "亲，今天下午发出哦", ["不支持七天无理由退货哦"]),
              TrainPair("能便宜点吗", "已经是最低价了", [])]
-    step_loss(bb, batch, TrainConfig(hard_negatives=1), random.Random(0)).backward()
+    step_loss(bb, batch, MatcherTrainConfig(hard_negatives=1), random.Random(0)).backward()
     for name, p in bb.model.named_parameters():
         if "lora_" not in name:
             continue
@@ -199,11 +199,11 @@ def test_e5_train_layers_limits_the_backward_pass_to_the_top_layers():
 
 def test_time_budget_stops_training_and_is_recorded():
     train = [p for _, p in synthetic(64, 0)]
-    cfg = TrainConfig(steps=10_000, batch_size=8, scheduler="constant", max_seconds=0.5, log_every=10_000)
+    cfg = MatcherTrainConfig(steps=10_000, batch_size=8, scheduler="constant", max_seconds=0.5, log_every=10_000)
     m = train_matcher(train, HeadBackbone("ngram", rank=4), cfg, [p for _, p in synthetic(8, 1)], log=None)
     assert 1 <= m.about["train"]["steps_done"] < 10_000
     with pytest.raises(ValueError, match="scheduler"):
-        TrainConfig(scheduler="cosine")
+        MatcherTrainConfig(scheduler="cosine")
 
 
 @pytest.mark.slow  # the real 4-bit e5 weights as a cross-encoder (about 30 s)
@@ -237,7 +237,7 @@ def test_e5_cross_encoder_reads_pairs_learns_and_round_trips(tmp_path):
         s = m.raw([q for q in queries for _ in replies], replies * len(queries)).reshape(4, 4)
         return int((s.argmax(1) == np.arange(4)).sum())
 
-    cfg = TrainConfig(steps=40, batch_size=4, lr=1e-3, pair_negatives=3, scheduler="constant", log_every=1000)
+    cfg = MatcherTrainConfig(steps=40, batch_size=4, lr=1e-3, pair_negatives=3, scheduler="constant", log_every=1000)
     m = train_matcher(pairs, bb, cfg, pairs, log=None)
     assert m.about["train"]["final_loss"] < 0.5 * np.log(4)  # chance: ln 4
     assert own_first(m) == 4
@@ -263,7 +263,7 @@ def test_pair_head_learns_that_an_echo_answers_nothing():
 
     train = with_echo([p for _, p in synthetic(200, 0)])
     val = with_echo([p for _, p in synthetic(32, 1)])
-    cfg = TrainConfig(steps=60, batch_size=16, lr=3e-2, nonanswer_negatives=1, log_every=1000)
+    cfg = MatcherTrainConfig(steps=60, batch_size=16, lr=3e-2, nonanswer_negatives=1, log_every=1000)
     untrained = TrainedMatcher(PairHead("ngram", hidden=32), scoring.Calibration(), {})
     held = [p for _, p in synthetic(40, 2)]
     q, r = [p.query for p in held], [p.reply for p in held]
@@ -279,7 +279,7 @@ def test_training_resumes_from_its_checkpoint_exactly(tmp_path):
 
     train = [p for _, p in synthetic(64, 0)]
     val = [p for _, p in synthetic(8, 1)]
-    cfg = TrainConfig(steps=12, batch_size=8, lr=1e-2, scheduler="linear", checkpoint_every=5, log_every=1)
+    cfg = MatcherTrainConfig(steps=12, batch_size=8, lr=1e-2, scheduler="linear", checkpoint_every=5, log_every=1)
     whole = train_matcher(train, HeadBackbone("ngram", rank=4), cfg, val, log=None)
 
     class Crash(Exception):
@@ -299,7 +299,7 @@ def test_training_resumes_from_its_checkpoint_exactly(tmp_path):
     assert again.about["train"]["resumed_at"] == 5 and again.about["train"]["steps_done"] == 12
     for k, v in whole.backbone.trainable().items():
         assert torch.allclose(v, again.backbone.trainable()[k]), k
-    other = TrainConfig(steps=12, batch_size=8, lr=5e-3, checkpoint_every=5, log_every=1)
+    other = MatcherTrainConfig(steps=12, batch_size=8, lr=5e-3, checkpoint_every=5, log_every=1)
     lines.clear()
     train_matcher(train, HeadBackbone("ngram", rank=4), other, val, log=lines.append, checkpoint=ckpt)
     assert "another configuration" in lines[0]  # a changed recipe never continues a stale run

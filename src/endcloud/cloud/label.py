@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from endcloud.cloud.audit import CloudStore
-from endcloud.cloud.client import KNOWLEDGE_IDS, CloudClient, Reply
+from endcloud.cloud.client import KNOWLEDGE_IDS, CloudClient, TeacherReply
 from endcloud.cloud.config import CloudConfig, LabelConfig
 from endcloud.cloud.prompt import ExamplePool, PromptBuilder, prompt_hash
 from endcloud.records import read_samples
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Item:
+class LabelItem:
     sample: Sample
     messages: list[dict[str, str]]
     key: tuple[str, str]  # (sample id, prompt hash)
@@ -91,7 +91,7 @@ def run(cfg: LabelConfig, *, masker: Any = None, transport: Any = None) -> Label
     items = []
     for s in samples:
         msgs, ids = builder.build(s)
-        items.append(Item(s, msgs, (s.id, prompt_hash(msgs, params)), ids))
+        items.append(LabelItem(s, msgs, (s.id, prompt_hash(msgs, params)), ids))
 
     run_dir = new_run_dir(cfg.output_root, "label")
     save_config(run_dir, cfg)
@@ -126,7 +126,7 @@ def _select(samples: list[Sample], cfg: LabelConfig) -> list[Sample]:
     return out[: cfg.limit] if cfg.limit else out
 
 
-def _label_all(cfg: LabelConfig, client: CloudClient, db: CloudStore, items: list[Item],
+def _label_all(cfg: LabelConfig, client: CloudClient, db: CloudStore, items: list[LabelItem],
                result: LabelResult) -> None:
     todo = []
     for item in items:
@@ -148,13 +148,13 @@ def _label_all(cfg: LabelConfig, client: CloudClient, db: CloudStore, items: lis
     result.pending = len(todo)
 
 
-def _round_of_calls(cfg: LabelConfig, client: CloudClient, db: CloudStore, todo: list[Item],
-                    result: LabelResult, bar: Any) -> list[Item]:
+def _round_of_calls(cfg: LabelConfig, client: CloudClient, db: CloudStore, todo: list[LabelItem],
+                    result: LabelResult, bar: Any) -> list[LabelItem]:
     """Call the teacher for each item (in parallel); commit outcomes here, in the main thread."""
-    retry: list[Item] = []
+    retry: list[LabelItem] = []
     queue = list(reversed(todo))
     with ThreadPoolExecutor(cfg.cloud.concurrency, thread_name_prefix="teacher") as ex:
-        running: dict[Future, Item] = {}
+        running: dict[Future, LabelItem] = {}
         while queue or running:
             while queue and len(running) < cfg.cloud.concurrency * 2:  # bounded in-flight window
                 item = queue.pop()
@@ -174,7 +174,7 @@ def _round_of_calls(cfg: LabelConfig, client: CloudClient, db: CloudStore, todo:
     return retry
 
 
-def _call(client: CloudClient, item: Item, patience_s: float) -> Reply | Exception:
+def _call(client: CloudClient, item: LabelItem, patience_s: float) -> TeacherReply | Exception:
     """One item's call in a worker thread; waits out an open breaker for up to `patience_s`."""
     KNOWLEDGE_IDS.set(tuple(item.knowledge_ids))  # this worker thread's audit records name them
     waited = 0.0
@@ -191,11 +191,11 @@ def _call(client: CloudClient, item: Item, patience_s: float) -> Reply | Excepti
             return exc
 
 
-def _commit(cfg: LabelConfig, db: CloudStore, item: Item, outcome: Reply | Exception,
+def _commit(cfg: LabelConfig, db: CloudStore, item: LabelItem, outcome: TeacherReply | Exception,
             result: LabelResult) -> bool:
     """Record one outcome; True when the item should be tried again in the next round."""
     sid, phash = item.key
-    if isinstance(outcome, Reply):
+    if isinstance(outcome, TeacherReply):
         if db.add_label(item.sample, phash, outcome):
             result.new += 1
             result.cost += outcome.cost
@@ -215,7 +215,7 @@ def _commit(cfg: LabelConfig, db: CloudStore, item: Item, outcome: Reply | Excep
     return True
 
 
-def _quarantine(db: CloudStore, item: Item, reason: str, detail: str, attempts: int,
+def _quarantine(db: CloudStore, item: LabelItem, reason: str, detail: str, attempts: int,
                 result: LabelResult) -> bool:
     db.quarantine(item.key[0], item.key[1], reason, detail, attempts)
     result.quarantined += 1
@@ -223,7 +223,7 @@ def _quarantine(db: CloudStore, item: Item, reason: str, detail: str, attempts: 
     return False
 
 
-def _write_outputs(db: CloudStore, items: list[Item], result: LabelResult) -> None:
+def _write_outputs(db: CloudStore, items: list[LabelItem], result: LabelResult) -> None:
     """labels.jsonl (and quarantine.jsonl) from the store, in input order, written atomically."""
     keys = [it.key for it in items]
     labels = db.labels_for(keys)
@@ -247,8 +247,8 @@ def _write_outputs(db: CloudStore, items: list[Item], result: LabelResult) -> No
                  for k, r in quarantined.items()))
 
 
-def _reply_from_row(row: Any) -> Reply:
-    return Reply(text=row["reply"], masked_text=row["reply"], finish_reason=row["finish_reason"],
+def _reply_from_row(row: Any) -> TeacherReply:
+    return TeacherReply(text=row["reply"], masked_text=row["reply"], finish_reason=row["finish_reason"],
                  model=row["model"], prompt_tokens=0, completion_tokens=0, latency_s=0.0,
                  attempts=0, cost=0.0, payload_sha256="")
 

@@ -25,7 +25,7 @@ from endcloud.cloud.config import PromptConfig
 from endcloud.records import Sample, read_samples
 
 @dataclass(frozen=True)
-class Example:
+class PromptExample:
     id: str
     session_id: str
     query: str
@@ -38,7 +38,7 @@ class ExamplePool:
     Character uni+bigrams work for Chinese without a segmenter and for English well enough.
     """
 
-    def __init__(self, examples: list[Example]) -> None:
+    def __init__(self, examples: list[PromptExample]) -> None:
         self.examples = examples
         self.postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
         self.lengths: list[int] = []
@@ -51,7 +51,7 @@ class ExamplePool:
 
     @classmethod
     def from_samples(cls, samples: Iterable[Sample]) -> "ExamplePool":
-        return cls([Example(s.id, s.session_id, s.query, s.reply) for s in samples])
+        return cls([PromptExample(s.id, s.session_id, s.query, s.reply) for s in samples])
 
     @classmethod
     def from_jsonl(cls, path: str | Path) -> "ExamplePool":
@@ -83,7 +83,7 @@ def _grams(text: str) -> list[str]:
     return list(s) + [s[i:i + 2] for i in range(len(s) - 1)]
 
 
-def _same_session(ex: Example, session_id: str) -> bool:
+def _same_session(ex: PromptExample, session_id: str) -> bool:
     return bool(session_id) and ex.session_id == session_id
 
 
@@ -115,7 +115,7 @@ class PromptBuilder:
         # Spares replace fixed examples from the sample's own session (they would leak its reply).
         self.fixed_order = order[: cfg.n_examples + 32]
 
-    def fixed_examples(self, session_id: str = "") -> list[Example]:
+    def fixed_examples(self, session_id: str = "") -> list[PromptExample]:
         picked = [self.pool.examples[i] for i in self.fixed_order
                   if not _same_session(self.pool.examples[i], session_id)]
         return picked[: self.cfg.n_examples]
@@ -157,7 +157,7 @@ class PromptBuilder:
                 ids += [c.id for c in chunks]
         return "\n\n".join(parts), ids
 
-    def _format(self, examples: list[Example], first: int) -> str:
+    def _format(self, examples: list[PromptExample], first: int) -> str:
         cut = self.cfg.max_example_chars
         return "\n\n".join(f"Customer {n}: {_clip(ex.query, cut)}\nCustomer Service {n}: {_clip(ex.reply, cut)}"
                            for n, ex in enumerate(examples, first))

@@ -28,10 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def prepare(args: argparse.Namespace) -> int:
     from endcloud.config import load_config
-    from endcloud.data.config import DataConfig
+    from endcloud.data.config import PrepareConfig
     from endcloud.data.prepare import print_summary, run
 
-    cfg = load_config(DataConfig, args.config, args.overrides)
+    cfg = load_config(PrepareConfig, args.config, args.overrides)
     print_summary(run(cfg))
     return 0
 

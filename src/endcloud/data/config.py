@@ -104,7 +104,7 @@ class PrivacyConfig:
 
 
 @dataclass
-class DataConfig:
+class PrepareConfig:
     """`endcloud data prepare`: corpora in, `messages` JSONL per split + stats out."""
 
     sources: list[SourceConfig] = field(default_factory=lambda: [SourceConfig()])

@@ -22,7 +22,7 @@ from typing import IO, Any, Iterable, Iterator
 
 from endcloud.config import to_dict
 from endcloud.data.clean import clean_dialogue, exact_key, near_key
-from endcloud.data.config import DataConfig, SourceConfig
+from endcloud.data.config import PrepareConfig, SourceConfig
 from endcloud.data.length import TokenCounter
 from endcloud.data.samples import SPLITS, build_samples, split_of
 from endcloud.data.stats import Stats
@@ -40,7 +40,7 @@ class PrepareResult:
     examples: list[dict[str, Any]] = field(default_factory=list)
 
 
-def run(cfg: DataConfig) -> PrepareResult:
+def run(cfg: PrepareConfig) -> PrepareResult:
     """Run the data stage; return where everything went."""
     run_dir = new_run_dir(cfg.output_root, "data")
     save_config(run_dir, cfg)
@@ -55,7 +55,7 @@ def run(cfg: DataConfig) -> PrepareResult:
     return result
 
 
-def _prepare(cfg: DataConfig, run_dir: Path) -> PrepareResult:
+def _prepare(cfg: PrepareConfig, run_dir: Path) -> PrepareResult:
     from endcloud.data.privacy import Masker
 
     masker = Masker() if cfg.privacy.enabled else None
@@ -105,7 +105,7 @@ def _file_name(split: str, fmt: str) -> str:
     return f"{split}.jsonl" if fmt == "messages" else f"{split}.{fmt}.jsonl"
 
 
-def _dialogues(cfg: DataConfig, src: SourceConfig, stats: Stats) -> Iterator[Dialogue]:
+def _dialogues(cfg: PrepareConfig, src: SourceConfig, stats: Stats) -> Iterator[Dialogue]:
     if src.format == "demo":
         from endcloud.data.demo_corpus import demo_dialogues
 
@@ -142,7 +142,7 @@ def _mask_dialogue(dlg: Dialogue, masker: Any, stats: Stats) -> tuple[Dialogue, 
     return Dialogue(dlg.id, turns, dlg.source, dlg.meta), unsendable
 
 
-def _keep(sample: Sample, cfg: DataConfig, counter: TokenCounter, unsendable: set[str],
+def _keep(sample: Sample, cfg: PrepareConfig, counter: TokenCounter, unsendable: set[str],
           seen_exact: set[int], seen_near: set[int], counts: Counter[str], stats: Stats) -> bool:
     """Apply the sample filters in order; count the first one that drops the sample."""
     counts["samples_built"] += 1

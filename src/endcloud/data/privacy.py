@@ -54,7 +54,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from endcloud.data.pii import detectors as det
-from endcloud.data.pii.detectors import Hit
+from endcloud.data.pii.detectors import Detection
 from endcloud.errors import ConfigError
 
 TYPES: tuple[str, ...] = ("PHONE", "EMAIL", "ORDER", "TRACKING", "ID", "CARD", "ACCOUNT", "NAME",
@@ -178,7 +178,7 @@ class Masker:
             norm = det.normalise(text)
             stage = "placeholders"
             taken, hits = self._existing_placeholders(norm, conv)
-            kept: list[Hit] = []
+            kept: list[Detection] = []
             for name, fn in self._detectors:
                 stage = name
                 # Within one detector the longest of overlapping hits wins.
@@ -200,10 +200,10 @@ class Masker:
         conv = conv if conv is not None else Conversation()
         return [self.mask(t, conv) for t in texts]
 
-    def _existing_placeholders(self, norm: str, conv: Conversation) -> tuple[list, list[Hit]]:
+    def _existing_placeholders(self, norm: str, conv: Conversation) -> tuple[list, list[Detection]]:
         """Our placeholders are protected (and reserved); corpus ones are protected or mapped."""
         taken: list[tuple[int, int]] = []
-        hits: list[Hit] = []
+        hits: list[Detection] = []
         for m in OUR_PLACEHOLDER_RE.finditer(norm):
             conv.reserve(m.group())
             taken.append((m.start(), m.end()))
@@ -213,14 +213,14 @@ class Masker:
             type_ = _JDDC_PERSONAL[m.group("zh")] if m.group("zh") else \
                 ("ORDER" if m.group("id") == "ORDERID" else "ACCOUNT")
             taken.append((m.start(), m.end()))
-            hits.append(Hit(type_, m.start(), m.end(), m.group()))
+            hits.append(Detection(type_, m.start(), m.end(), m.group()))
         for m in _BITEXT_RE.finditer(norm):
             type_ = _bitext_type(m.group("label"), m.group("raw"))
             if m.group("raw") and type_ is None:
                 continue  # braces around something that is not an id: let the detectors judge it
             taken.append((m.start(), m.end()))
             if type_ is not None:
-                hits.append(Hit(type_, m.start(), m.end(), m.group()))
+                hits.append(Detection(type_, m.start(), m.end(), m.group()))
         return taken, [h for h in hits if h.type in self.types]
 
     def _residue(self, rest: str) -> list[str]:
@@ -234,7 +234,7 @@ class Masker:
         return reasons
 
 
-def _blanked(norm: str, hits: list[Hit]) -> str:
+def _blanked(norm: str, hits: list[Detection]) -> str:
     """`norm` with every hit's span replaced by one space (what the residue rule looks at)."""
     out, pos = [], 0
     for h in sorted(hits, key=lambda h: h.start):
@@ -244,11 +244,11 @@ def _blanked(norm: str, hits: list[Hit]) -> str:
     return "".join(out)
 
 
-def _free(taken: list[tuple[int, int]], hit: Hit) -> bool:
+def _free(taken: list[tuple[int, int]], hit: Detection) -> bool:
     return all(hit.end <= s or hit.start >= e for s, e in taken)
 
 
-def _substitute(text: str, hits: list[Hit], conv: Conversation) -> tuple[str, list[Span]]:
+def _substitute(text: str, hits: list[Detection], conv: Conversation) -> tuple[str, list[Span]]:
     out: list[str] = []
     spans: list[Span] = []
     pos = 0

@@ -1,6 +1,6 @@
 """The end model: base-model loading, PEFT methods, the SFT recipe, adapters and generation.
 
-    endcloud end fetch-model qwen2.5-coder-0.5b
+    endcloud models fetch qwen2.5-coder-0.5b          # the GGUF; `endcloud models list` for all
     endcloud end train --config configs/train.yaml method.name=lora
     endcloud end generate --config configs/generate.yaml adapter=runs/end-train-.../adapter
 

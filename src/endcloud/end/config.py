@@ -15,7 +15,7 @@ MethodName = Literal["lora", "prefix-tuning", "p-tuning-v2"]
 
 @dataclass
 class ModelConfig:
-    """A base model: a packaged default name (see `endcloud end models`), a HF folder or a .gguf."""
+    """A base model: a packaged default name (see `endcloud models list`), a HF folder or a .gguf."""
 
     name: str = "qwen2.5-coder-0.5b"
     dtype: Literal["float32", "bfloat16"] = "float32"  # bfloat16 ~halves step time on AVX512-BF16

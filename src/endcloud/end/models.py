@@ -21,6 +21,7 @@ from typing import Any
 
 from endcloud.end.config import ModelConfig
 from endcloud.errors import MissingExtraError, ModelError
+from endcloud.models import ALIASES
 from endcloud.runs import write_json
 
 log = logging.getLogger(__name__)
@@ -31,25 +32,6 @@ CHATML_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-
-
-@dataclass(frozen=True)
-class Packaged:
-    """An end-model name (an alias in `endcloud.models.ALIASES`, which says which file holds it)."""
-
-    name: str
-    about: str
-
-
-PACKAGED: dict[str, Packaged] = {p.name: p for p in [
-    Packaged("qwen2.5-coder-0.5b",
-             "Qwen2.5-Coder-0.5B-Instruct (Q GGUF, ~630M params): fluent Chinese + English, ChatML"),
-    Packaged("gemma3-270m",
-             "Gemma 3 270M base (Q4_K_M): no chat template, needs fine-tuning to follow instructions"),
-    Packaged("smollm2-135m",
-             "SmolLM2-135M-Instruct (Q4_1): English only, cannot write Chinese; fastest"),
-]}
-DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 
 
 @dataclass
@@ -101,7 +83,7 @@ def fingerprint(path: str | Path, cache: Path | None = None) -> str:
 
 
 def is_packaged(name: str) -> bool:
-    """A packaged model's name: an end-model name (PACKAGED) or any `endcloud models list` name."""
+    """A packaged model's name: a short end-model name or any `endcloud models list` name."""
     from endcloud.models import canonical
 
     return canonical(name) is not None
@@ -126,7 +108,7 @@ def resolve(cfg: ModelConfig) -> tuple[Path, BaseInfo]:
         source = fetch_model(cfg.name)
     if not source.exists():
         raise ModelError(f"model {cfg.name!r} not found: give a packaged name "
-                         f"({', '.join(PACKAGED)}; `endcloud models list` for all), a model folder "
+                         f"({', '.join(ALIASES)}; `endcloud models list` for all), a model folder "
                          "or a .gguf file")
     digest = fingerprint(source, root)
     if source.is_dir():

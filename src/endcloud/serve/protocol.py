@@ -64,7 +64,7 @@ class Choice(BaseModel):
     finish_reason: str
 
 
-class Usage(BaseModel):
+class TokenUsage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
@@ -76,18 +76,18 @@ class ChatResponse(BaseModel):
     created: int
     model: str
     choices: list[Choice]
-    usage: Usage
+    usage: TokenUsage
     conversation_id: str
 
 
-class Delta(BaseModel):
+class ChunkDelta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
 
 
 class ChunkChoice(BaseModel):
     index: int = 0
-    delta: Delta
+    delta: ChunkDelta
     finish_reason: str | None = None
 
 
@@ -97,7 +97,7 @@ class ChatChunk(BaseModel):
     created: int
     model: str
     choices: list[ChunkChoice]
-    usage: Usage | None = None
+    usage: TokenUsage | None = None
     conversation_id: str
 
 
@@ -137,16 +137,16 @@ class Stored(BaseModel):
     status: Literal["stored"] = "stored"
 
 
-class Turn(BaseModel):
+class HistoryTurn(BaseModel):
     reply_id: str
     query: str
     reply: str
     created_at: str
 
 
-class Conversation(BaseModel):
+class ConversationHistory(BaseModel):
     id: str
-    turns: list[Turn]
+    turns: list[HistoryTurn]
 
 
 class ConversationSummary(BaseModel):

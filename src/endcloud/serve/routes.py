@@ -1,4 +1,4 @@
-"""HTTP routes, kept thin: check who is asking, validate, hand over to `Turn` or the store.
+"""HTTP routes, kept thin: check who is asking, validate, hand over to `ServiceTurn` or the store.
 
 Who may call what (the route-inventory test holds every route to this):
   public    GET /health, GET /v1/models, POST /v1/customers, the pages and their static files,
@@ -27,7 +27,7 @@ from endcloud import wire
 from endcloud.serve import protocol as p
 from endcloud.serve import store as db
 from endcloud.end.backend import GenParams
-from endcloud.serve.turn import Services, Turn
+from endcloud.serve.turn import Services, ServiceTurn
 
 STATIC = Path(__file__).with_name("static")
 # img-src blob: lets the review console show the report plot it fetched with the staff token
@@ -133,7 +133,7 @@ async def chat_completions(req: p.ChatRequest, request: Request, response: Respo
     lim = svc.cfg.limits
     wanted = req.max_tokens or req.max_completion_tokens or lim.default_max_tokens
     params = GenParams(min(wanted, lim.max_tokens_cap), req.temperature, req.top_p)
-    turn = await Turn.begin(svc, conversation, model, messages, params)  # or 503: nothing written
+    turn = await ServiceTurn.begin(svc, conversation, model, messages, params)  # or 503: nothing written
     try:
         if new:  # only an admitted turn opens a conversation
             await svc.store.write(lambda conn: db.new_conversation(conn, cid, conversation))
@@ -148,7 +148,7 @@ async def chat_completions(req: p.ChatRequest, request: Request, response: Respo
     text = "".join([piece async for piece in turn.run()])
     ex = turn.exchange
     assert ex is not None
-    usage = p.Usage(prompt_tokens=ex.prompt_tokens, completion_tokens=ex.completion_tokens,
+    usage = p.TokenUsage(prompt_tokens=ex.prompt_tokens, completion_tokens=ex.completion_tokens,
                     total_tokens=ex.prompt_tokens + ex.completion_tokens)
     body = p.ChatResponse(id=turn.id, created=turn.created, model=model, usage=usage,
                           conversation_id=conversation, choices=[p.Choice(
@@ -188,7 +188,7 @@ class TurnStream(StreamingResponse):
     response is cancelled between two chunks, it is left suspended, not closed.
     """
 
-    def __init__(self, turn: Turn, content: AsyncIterator[bytes], **kw: Any) -> None:
+    def __init__(self, turn: ServiceTurn, content: AsyncIterator[bytes], **kw: Any) -> None:
         super().__init__(content, **kw)
         self.turn = turn
 
@@ -200,24 +200,24 @@ class TurnStream(StreamingResponse):
             await self.turn.release()
 
 
-async def sse(turn: Turn, include_usage: bool) -> AsyncIterator[bytes]:
+async def sse(turn: ServiceTurn, include_usage: bool) -> AsyncIterator[bytes]:
     base = {"id": turn.id, "created": turn.created, "model": turn.model,
             "conversation_id": turn.conversation_id}
 
-    def event(delta: p.Delta, finish: str | None = None, usage: p.Usage | None = None) -> bytes:
+    def event(delta: p.ChunkDelta, finish: str | None = None, usage: p.TokenUsage | None = None) -> bytes:
         choices = [] if usage else [p.ChunkChoice(delta=delta, finish_reason=finish)]
         chunk = p.ChatChunk(**base, choices=choices, usage=usage)
         return wire.sse_event(chunk.model_dump_json(exclude_none=True))
 
     try:
-        yield event(p.Delta(role="assistant", content=""))
+        yield event(p.ChunkDelta(role="assistant", content=""))
         async for piece in turn.run():
-            yield event(p.Delta(content=piece))
+            yield event(p.ChunkDelta(content=piece))
         ex = turn.exchange
         assert ex is not None
-        yield event(p.Delta(), ex.finish_reason)
+        yield event(p.ChunkDelta(), ex.finish_reason)
         if include_usage:
-            yield event(p.Delta(), usage=p.Usage(
+            yield event(p.ChunkDelta(), usage=p.TokenUsage(
                 prompt_tokens=ex.prompt_tokens, completion_tokens=ex.completion_tokens,
                 total_tokens=ex.prompt_tokens + ex.completion_tokens))
         yield wire.SSE_DONE
@@ -251,14 +251,14 @@ async def my_conversations(request: Request, cid: str = Depends(customer)) -> p.
                                     for r in rows])
 
 
-@router.get("/v1/conversations/{conversation_id}", response_model=p.Conversation)
+@router.get("/v1/conversations/{conversation_id}", response_model=p.ConversationHistory)
 async def my_conversation(conversation_id: str, request: Request,
-                          cid: str = Depends(customer)) -> p.Conversation:
+                          cid: str = Depends(customer)) -> p.ConversationHistory:
     svc = services(request)
     await own_conversation(svc, cid, conversation_id)
     rows = await svc.store.read(lambda conn: db.conversation_turns(conn, conversation_id))
-    return p.Conversation(id=conversation_id, turns=[
-        p.Turn(reply_id=r["id"], query=r["query"], reply=r["reply"], created_at=r["created_at"])
+    return p.ConversationHistory(id=conversation_id, turns=[
+        p.HistoryTurn(reply_id=r["id"], query=r["query"], reply=r["reply"], created_at=r["created_at"])
         for r in rows])
 
 

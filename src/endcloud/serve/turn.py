@@ -2,7 +2,7 @@
 (cloud before? an approved answer?) -> end model -> score -> guard placeholders -> (cloud after?)
 -> record -> acknowledge.
 
-    turn = await Turn.begin(services, conversation_id, model, messages, params)
+    turn = await ServiceTurn.begin(services, conversation_id, model, messages, params)
     async for piece in turn.run():   # text for the customer, then turn.exchange is committed
         ...
 
@@ -51,7 +51,7 @@ def pieces(text: str, size: int = 8) -> list[str]:
     return [text[i:i + size] for i in range(0, len(text), size)] or [""]
 
 
-class Turn:
+class ServiceTurn:
     def __init__(self, svc: Services, conversation_id: str, model: str,
                  messages: list[dict[str, str]], params: GenParams) -> None:
         self.svc, self.conversation_id, self.model = svc, conversation_id, model
@@ -73,7 +73,7 @@ class Turn:
 
     @classmethod
     async def begin(cls, svc: Services, conversation_id: str, model: str,
-                    messages: list[dict[str, str]], params: GenParams) -> "Turn":
+                    messages: list[dict[str, str]], params: GenParams) -> "ServiceTurn":
         """Admit the turn: take a model slot if it needs one (or raise limits.Refused(503))."""
         turn = cls(svc, conversation_id, model, messages, params)
         turn.reason = svc.policy.before(turn.query)

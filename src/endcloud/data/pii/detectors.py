@@ -2,7 +2,7 @@
 
 Every detector takes the *normalised* text (see `normalise`: full-width forms and all Unicode
 decimal digits mapped one-to-one onto ASCII, so offsets are those of the original text) and
-returns `Hit`s: (type, start, end, key). `key` is the identity of the value inside a
+returns `Detection`s: (type, start, end, key). `key` is the identity of the value inside a
 conversation - digits only for phones, lower case for e-mails - so two spellings of one phone
 get one placeholder.
 
@@ -20,14 +20,14 @@ from typing import Callable, NamedTuple
 from endcloud.data.pii import lexicon as lx
 
 
-class Hit(NamedTuple):
+class Detection(NamedTuple):
     type: str
     start: int
     end: int
     key: str
 
 
-Detector = Callable[[str], list[Hit]]
+Detector = Callable[[str], list[Detection]]
 
 
 def _build_normaliser() -> dict[int, int]:
@@ -72,7 +72,7 @@ _PHONE_RE = re.compile(
     rf"(?<![0-9A-Za-z+])(?:{_MOBILE}|{_UK_MOBILE}|{_LANDLINE}|{_INTL}{_EXT}|{_NANP}{_EXT})(?![0-9])")
 
 
-def detect_phones(norm: str) -> list[Hit]:
+def detect_phones(norm: str) -> list[Detection]:
     hits = []
     for m in _PHONE_RE.finditer(norm):
         d = digits(m.group())
@@ -83,7 +83,7 @@ def detect_phones(norm: str) -> list[Hit]:
             d = d[4:]
         elif d.startswith("86") and len(d) in (13, 14, 15):
             d = d[2:]
-        hits.append(Hit("PHONE", m.start(), m.end(), d))
+        hits.append(Detection("PHONE", m.start(), m.end(), d))
     return hits
 
 
@@ -99,18 +99,18 @@ _EMAIL_RE = re.compile(
 _URL_RE = re.compile(r"(?:https?://|www\.)[A-Za-z0-9\-._~:/?#@!$&'*+;=%]+", re.IGNORECASE)
 
 
-def detect_emails(norm: str) -> list[Hit]:
-    return [Hit("EMAIL", m.start(), m.end(), re.sub(r"\s", "", m.group()).lower())
+def detect_emails(norm: str) -> list[Detection]:
+    return [Detection("EMAIL", m.start(), m.end(), re.sub(r"\s", "", m.group()).lower())
             for m in _EMAIL_RE.finditer(norm)]
 
 
-def detect_urls(norm: str) -> list[Hit]:
+def detect_urls(norm: str) -> list[Detection]:
     hits = []
     for m in _URL_RE.finditer(norm):
         end = m.end()
         while end > m.start() and norm[end - 1] in ".:;!?'":  # sentence punctuation after a URL
             end -= 1
-        hits.append(Hit("URL", m.start(), end, norm[m.start():end]))
+        hits.append(Detection("URL", m.start(), end, norm[m.start():end]))
     return hits
 
 
@@ -131,14 +131,14 @@ def id_checksum_ok(id18: str) -> bool:
     return _ID_CHECK[total % 11] == id18[17].upper()
 
 
-def detect_ids(norm: str) -> list[Hit]:
+def detect_ids(norm: str) -> list[Detection]:
     hits = []
     for m in _ID18_RE.finditer(norm):
         v = m.group().replace(" ", "").upper()
         if id_checksum_ok(v):
-            hits.append(Hit("ID", m.start(), m.end(), v))
+            hits.append(Detection("ID", m.start(), m.end(), v))
     # Legacy 15-digit IDs carry no checksum; the embedded date is the only structure to check.
-    hits += [Hit("ID", m.start(), m.end(), m.group()) for m in _ID15_RE.finditer(norm)]
+    hits += [Detection("ID", m.start(), m.end(), m.group()) for m in _ID15_RE.finditer(norm)]
     return hits
 
 
@@ -159,7 +159,7 @@ def luhn_ok(number: str) -> bool:
     return total % 10 == 0
 
 
-def detect_cards(norm: str) -> list[Hit]:
+def detect_cards(norm: str) -> list[Detection]:
     hits = []
     for m in _CARD_RE.finditer(norm):
         d = digits(m.group())
@@ -167,7 +167,7 @@ def detect_cards(norm: str) -> list[Hit]:
         # left for the residue rule (unsendable) rather than mislabelled.
         if 16 <= len(d) <= 19 and _CARD_IIN.match(d) and luhn_ok(d) \
                 and not (len(d) == 18 and _ID18_RE.fullmatch(d)):
-            hits.append(Hit("CARD", m.start(), m.end(), d))
+            hits.append(Detection("CARD", m.start(), m.end(), d))
     return hits
 
 
@@ -208,32 +208,32 @@ def _id_key(v: str) -> str:
     return re.sub(r"[^0-9A-Za-z]", "", v).upper()
 
 
-def detect_orders(norm: str) -> list[Hit]:
+def detect_orders(norm: str) -> list[Detection]:
     hits = []
     for m in _ORDER_RE.finditer(norm):
         v = m.group("v")
         if len(digits(v)) < 5 or _DATE_LIKE.fullmatch(v.lstrip("#")):  # "order #SO-58213": 5 digits
             continue
-        hits.append(Hit("ORDER", m.start("v"), m.end("v"), _id_key(v)))
+        hits.append(Detection("ORDER", m.start("v"), m.end("v"), _id_key(v)))
     return hits
 
 
-def detect_bare_orders(norm: str) -> list[Hit]:
-    return [Hit("ORDER", m.start(), m.end(), m.group()) for m in _BARE_ORDER_RE.finditer(norm)]
+def detect_bare_orders(norm: str) -> list[Detection]:
+    return [Detection("ORDER", m.start(), m.end(), m.group()) for m in _BARE_ORDER_RE.finditer(norm)]
 
 
-def detect_tracking(norm: str) -> list[Hit]:
-    hits = [Hit("TRACKING", m.start(), m.end(), _id_key(m.group()))
+def detect_tracking(norm: str) -> list[Detection]:
+    hits = [Detection("TRACKING", m.start(), m.end(), _id_key(m.group()))
             for m in _TRACK_BARE_RE.finditer(norm)]
     for m in _TRACK_CTX_RE.finditer(norm):
         v = m.group("v").rstrip()
         if len(digits(v)) >= 8 and not _DATE_LIKE.fullmatch(v):
-            hits.append(Hit("TRACKING", m.start("v"), m.start("v") + len(v), _id_key(v)))
+            hits.append(Detection("TRACKING", m.start("v"), m.start("v") + len(v), _id_key(v)))
     return hits
 
 
-def detect_accounts(norm: str) -> list[Hit]:
-    return [Hit("ACCOUNT", m.start("v"), m.end("v"), m.group("v"))
+def detect_accounts(norm: str) -> list[Detection]:
+    return [Detection("ACCOUNT", m.start("v"), m.end("v"), m.group("v"))
             for m in _ACCOUNT_RE.finditer(norm)]
 
 
@@ -264,15 +264,15 @@ def _in_not_name(norm: str, start: int, end: int) -> bool:
     return any(w in window for w in lx.ZH_NOT_NAMES)
 
 
-def detect_zh_names(norm: str) -> list[Hit]:
+def detect_zh_names(norm: str) -> list[Detection]:
     hits = []
     for m in _ZH_NAME_PREFIX_RE.finditer(norm):
         v = _SUFFIX_CUE_TAIL.sub("", m.group("v"))  # "收货人:叶先生" -> 叶
         if v not in lx.ZH_NOT_NAMES and v[:2] not in lx.ZH_NOT_NAMES:
-            hits.append(Hit("NAME", m.start("v"), m.start("v") + len(v), v))
+            hits.append(Detection("NAME", m.start("v"), m.start("v") + len(v), v))
     for m in _ZH_NAME_BEFORE_PHONE_RE.finditer(norm):
         if not _in_not_name(norm, m.start("v"), m.end("v")):
-            hits.append(Hit("NAME", m.start("v"), m.end("v"), m.group("v")))
+            hits.append(Detection("NAME", m.start("v"), m.end("v"), m.group("v")))
     for cue_m in _ZH_NAME_SUFFIX_RE.finditer(norm):
         # The regex finds the leftmost surname; prefer the longest plausible name ending at the
         # cue, e.g. "王小明先生" -> 王小明, "联系张先生" -> 张.
@@ -280,7 +280,7 @@ def detect_zh_names(norm: str) -> list[Hit]:
         for start in range(max(0, end - 4), end):
             v = norm[start:end]
             if _NAME_SHAPE.fullmatch(v) and not _in_not_name(norm, start, end):
-                hits.append(Hit("NAME", start, end, v))
+                hits.append(Detection("NAME", start, end, v))
                 break
     return hits
 
@@ -319,7 +319,7 @@ def _FREQ() -> dict[str, int]:
     return jieba.dt.FREQ
 
 
-def detect_zh_names_model(norm: str) -> list[Hit]:
+def detect_zh_names_model(norm: str) -> list[Detection]:
     """Person names jieba tags `nr` (in any context, no cue needed), kept when they start with a
     known surname (a compound one may be its own token: 欧阳 + 娜娜) and are not a brand that
     looks like a name (李宁, 王老吉: `lexicon.ZH_NAME_BRANDS`) or a role word. An import or
@@ -349,12 +349,12 @@ def detect_zh_names_model(norm: str) -> list[Hit]:
                   and word not in lx.ZH_NAME_BRANDS and word not in lx.ZH_NAME_ROLES
                   and word not in lx.ZH_NOT_NAMES and not any(word.startswith(b) for b in lx.ZH_NAME_BRANDS))
             if ok:
-                hits.append(Hit("NAME", start, end, word))
+                hits.append(Detection("NAME", start, end, word))
         prev = (word, start)
     return hits
 
 
-def detect_en_names(norm: str) -> list[Hit]:
+def detect_en_names(norm: str) -> list[Detection]:
     hits = []
     for m in _EN_NAME_RE.finditer(norm):
         words = m.group("v").split()
@@ -366,7 +366,7 @@ def detect_en_names(norm: str) -> list[Hit]:
             continue  # "we ship to Munich": a place, not a person
         v = " ".join(words)
         start = m.start("v")
-        hits.append(Hit("NAME", start, start + len(m.group("v")[:len(v)]), v))
+        hits.append(Detection("NAME", start, start + len(m.group("v")[:len(v)]), v))
     return hits
 
 
@@ -389,20 +389,20 @@ _EN_ADDR_RE = re.compile(
     r"(?:,\s[A-Z][a-z]+(?:\s[A-Z][a-z]+)?)?(?:,\s?[A-Z]{2})?(?:\s[0-9]{5}(?:-[0-9]{4})?)?")
 
 
-def detect_zh_addresses(norm: str) -> list[Hit]:
+def detect_zh_addresses(norm: str) -> list[Detection]:
     hits = []
     for m in _ZH_ADDR_PLACE_RE.finditer(norm):
         if m.end() - m.start() >= 5 and len(_ZH_ADDR_STRONG.findall(m.group())) >= 2:
-            hits.append(Hit("ADDRESS", m.start(), m.end(), m.group()))
+            hits.append(Detection("ADDRESS", m.start(), m.end(), m.group()))
     for m in _ZH_ADDR_CUE_RE.finditer(norm):
         v = m.group("v")
         if len(v) >= 4 and len(_ZH_ADDR_STRONG.findall(v)) >= 2:
-            hits.append(Hit("ADDRESS", m.start("v"), m.end("v"), v))
+            hits.append(Detection("ADDRESS", m.start("v"), m.end("v"), v))
     return hits
 
 
-def detect_en_addresses(norm: str) -> list[Hit]:
-    return [Hit("ADDRESS", m.start(), m.end(), m.group()) for m in _EN_ADDR_RE.finditer(norm)]
+def detect_en_addresses(norm: str) -> list[Detection]:
+    return [Detection("ADDRESS", m.start(), m.end(), m.group()) for m in _EN_ADDR_RE.finditer(norm)]
 
 
 # --- values that look personal but are not: kept (they occupy their span, nothing masks them) ----
@@ -415,10 +415,10 @@ _SKU_RE = re.compile(
     rf"{_SEP_WORD}(?P<v>[A-Za-z0-9][A-Za-z0-9\-]{{3,29}})(?![A-Za-z0-9\-])", re.IGNORECASE)
 
 
-def detect_kept(norm: str) -> list[Hit]:
+def detect_kept(norm: str) -> list[Detection]:
     """Shop hotlines (400/800, US toll-free), SKUs, barcodes and promo codes after their cue."""
-    hits = [Hit("KEEP", m.start(), m.end(), "") for m in _HOTLINE_RE.finditer(norm)]
-    hits += [Hit("KEEP", m.start("v"), m.end("v"), "") for m in _SKU_RE.finditer(norm)]
+    hits = [Detection("KEEP", m.start(), m.end(), "") for m in _HOTLINE_RE.finditer(norm)]
+    hits += [Detection("KEEP", m.start("v"), m.end("v"), "") for m in _SKU_RE.finditer(norm)]
     return hits
 
 

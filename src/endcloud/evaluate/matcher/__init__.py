@@ -16,7 +16,7 @@ A fresh install scores with the matcher shipped in `shipped/` (see its `matcher.
 
 from endcloud.evaluate.matcher.artefact import ENV, SHIPPED_DIR, TrainedMatcher, resolve_path
 from endcloud.evaluate.matcher.data import TrainPair
-from endcloud.evaluate.matcher.recipe import TrainConfig, train_matcher
+from endcloud.evaluate.matcher.recipe import MatcherTrainConfig, train_matcher
 
-__all__ = ["ENV", "SHIPPED_DIR", "TrainConfig", "TrainPair", "TrainedMatcher", "resolve_path",
+__all__ = ["ENV", "SHIPPED_DIR", "MatcherTrainConfig", "TrainPair", "TrainedMatcher", "resolve_path",
            "train_matcher"]

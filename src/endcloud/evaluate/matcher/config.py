@@ -11,7 +11,7 @@ BACKBONE_NAMES = ("pair-head", "head", "e5-lora", "e5-cross")
 
 @dataclass
 class TrainingConfig:
-    """The recipe's knobs (see `endcloud.evaluate.matcher.recipe.TrainConfig`)."""
+    """The recipe's knobs (see `endcloud.evaluate.matcher.recipe.MatcherTrainConfig`)."""
 
     steps: int = 3000
     batch_size: int = 64

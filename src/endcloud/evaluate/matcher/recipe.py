@@ -1,6 +1,6 @@
 """The training recipe: setup -> contrastive steps (checkpointed) -> calibrate.
 
-    m = train_matcher(pairs, PairHead("use"), TrainConfig(steps=3000), validation, fillers=pool)
+    m = train_matcher(pairs, PairHead("use"), MatcherTrainConfig(steps=3000), validation, fillers=pool)
 
 Each step takes B pairs. A query's candidates are its real reply, the other replies of the batch
 (never one of the same group or the same text), up to `hard_negatives` of its look-alikes, up to
@@ -33,7 +33,7 @@ from endcloud.progress import progress
 
 
 @dataclass
-class TrainConfig:
+class MatcherTrainConfig:
     """Hyper-parameters of `train_matcher` (saved in matcher.json)."""
 
     steps: int = 600
@@ -54,21 +54,21 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"TrainConfig.{name} must be > 0")
+                raise ValueError(f"MatcherTrainConfig.{name} must be > 0")
         if self.temperature <= 0:
-            raise ValueError("TrainConfig.temperature must be > 0")
+            raise ValueError("MatcherTrainConfig.temperature must be > 0")
         if self.scheduler not in ("linear", "constant"):
-            raise ValueError("TrainConfig.scheduler must be 'linear' or 'constant'")
+            raise ValueError("MatcherTrainConfig.scheduler must be 'linear' or 'constant'")
 
 
-def train_matcher(pairs: list[TrainPair], backbone: Any, cfg: TrainConfig | None = None,
+def train_matcher(pairs: list[TrainPair], backbone: Any, cfg: MatcherTrainConfig | None = None,
                   validation: list[TrainPair] | None = None, about: dict[str, Any] | None = None,
                   log: Callable[[str], None] | None = print, fillers: list[str] | None = None,
                   checkpoint: str | Path | None = None) -> TrainedMatcher:
     """Tune `backbone` on (query, reply) pairs; calibrate on `validation` (or the last 10% of pairs)."""
     import torch
 
-    cfg = cfg or TrainConfig()
+    cfg = cfg or MatcherTrainConfig()
     if validation is None:
         cut = max(1, len(pairs) // 10)
         pairs, validation = pairs[:-cut], pairs[-cut:]
@@ -179,7 +179,7 @@ class _Features:
         rows = [self.backbone.vectors(c, kind) for c in progress(chunks, f"encoding {kind}s", unit="chunk")]
         return torch.cat(rows) if rows else torch.zeros((0, 1))
 
-    def loss(self, batch: list[TrainPair], cfg: TrainConfig, rng: random.Random):
+    def loss(self, batch: list[TrainPair], cfg: MatcherTrainConfig, rng: random.Random):
         import torch
 
         B = len(batch)
@@ -208,7 +208,7 @@ class _Features:
         return torch.nn.functional.cross_entropy(logits, torch.arange(B))
 
 
-def _extras(p: TrainPair, cfg: TrainConfig, rng: random.Random, fillers: list[str]) -> list[str]:
+def _extras(p: TrainPair, cfg: MatcherTrainConfig, rng: random.Random, fillers: list[str]) -> list[str]:
     out = rng.sample(p.negatives, min(cfg.hard_negatives, len(p.negatives)))
     out += rng.sample(p.nonanswers, min(cfg.nonanswer_negatives, len(p.nonanswers)))
     if fillers:
@@ -216,7 +216,7 @@ def _extras(p: TrainPair, cfg: TrainConfig, rng: random.Random, fillers: list[st
     return out
 
 
-def step_loss(backbone: Any, batch: list[TrainPair], cfg: TrainConfig, rng: random.Random,
+def step_loss(backbone: Any, batch: list[TrainPair], cfg: MatcherTrainConfig, rng: random.Random,
               fillers: list[str] | None = None):
     """Bi-encoder step: B queries against the batch's replies plus every query's extras (cos / τ)."""
     import torch
@@ -234,7 +234,7 @@ def step_loss(backbone: Any, batch: list[TrainPair], cfg: TrainConfig, rng: rand
     return torch.nn.functional.cross_entropy(logits, torch.arange(len(batch), device=logits.device))
 
 
-def _pair_loss(backbone: Any, batch: list[TrainPair], cfg: TrainConfig, rng: random.Random,
+def _pair_loss(backbone: Any, batch: list[TrainPair], cfg: MatcherTrainConfig, rng: random.Random,
                fillers: list[str] | None = None):
     """Cross-encoder step: per query, its reply among `pair_negatives` others - its extras first,
     the rest other replies of the batch (never the same text as its reply)."""
@@ -282,7 +282,7 @@ def calibrate(matcher: TrainedMatcher, validation: list[TrainPair], seed: int = 
         "raw_mean": {"positive": round(float(pos.mean()), 4), "negative": round(float(neg.mean()), 4)}})
 
 
-def _fingerprint(cfg: TrainConfig, backbone: Any, pairs: list[TrainPair]) -> str:
+def _fingerprint(cfg: MatcherTrainConfig, backbone: Any, pairs: list[TrainPair]) -> str:
     same = {k: v for k, v in asdict(cfg).items() if k not in ("max_seconds", "log_every", "checkpoint_every")}
     h = hashlib.sha256(json.dumps([same, backbone.config()], sort_keys=True).encode())
     for p in pairs:

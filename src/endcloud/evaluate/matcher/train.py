@@ -22,7 +22,7 @@ from endcloud.errors import DataFormatError
 from endcloud.evaluate import nonanswer
 from endcloud.evaluate.matcher.config import MatcherConfig
 from endcloud.evaluate.matcher.data import TrainPair, filler_pool, held_out_fillers, read_pairs
-from endcloud.evaluate.matcher.recipe import TrainConfig, other_group_replies, train_matcher
+from endcloud.evaluate.matcher.recipe import MatcherTrainConfig, other_group_replies, train_matcher
 
 log = logging.getLogger(__name__)
 Score = Callable[[list[str], list[str]], np.ndarray]
@@ -38,10 +38,10 @@ def backbone_for(cfg: MatcherConfig) -> Any:
     return b.BACKBONES[cfg.backbone](None, cfg.rank, 2.0 * cfg.rank, device=cfg.device)
 
 
-def recipe(cfg: MatcherConfig) -> TrainConfig:
+def recipe(cfg: MatcherConfig) -> MatcherTrainConfig:
     t = asdict(cfg.training)
     minutes = t.pop("max_minutes")
-    return TrainConfig(**t, max_seconds=60.0 * minutes, log_every=max(1, cfg.training.steps // 20))
+    return MatcherTrainConfig(**t, max_seconds=60.0 * minutes, log_every=max(1, cfg.training.steps // 20))
 
 
 def run(cfg: MatcherConfig, echo: Callable[[str], None] = print) -> Path:
