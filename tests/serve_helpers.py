@@ -98,3 +98,10 @@ def timed(fn: Any, *args: Any, **kw: Any) -> tuple[Any, float]:
     t0 = time.monotonic()
     out = fn(*args, **kw)
     return out, time.monotonic() - t0
+
+
+def handoff_promise(cfg: ServeConfig, lang: str = "zh") -> str:
+    """What a customer is told when a person takes over (no hand-off answered yet: the default wait)."""
+    from endcloud.serve.handoff import customer_message
+
+    return customer_message(cfg.handoff, lang, cfg.handoff.expected_wait_min)

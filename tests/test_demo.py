@@ -36,10 +36,14 @@ def test_tiny_demo_runs_the_whole_loop(tmp_path, capsys):
     assert summary["fact"]["question"] == ChatScript().fact_question and summary["fact"]["reply"]
     # the chat went through the service; the complaint was escalated before generation
     chat = [json.loads(x) for x in (run_dir / "chat.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert len(chat) == 2
+    assert len(chat) == 3
     complaint = next(r for r in chat if r["query"] == ChatScript().complaint)
     assert complaint["answered_by"] == "cloud" and complaint["escalation"] == "hard"
     assert summary["chat"]["escalated"]
+    # the request for a person went to the staff queue; the scripted staff reply reached the customer
+    person = next(r for r in chat if r["query"] == ChatScript().person)
+    assert person["answered_by"] == "handoff" and person["escalation"] == "person"
+    assert summary["handoff"]["reply"] == ChatScript().staff_reply and "小李" in out
     first = next(r for r in chat if r["query"] == ChatScript().question)
     assert first["downs"] == 1 and summary["chat"]["disliked"] == [first["id"]]
 

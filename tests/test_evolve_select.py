@@ -82,3 +82,33 @@ def test_ungrounded_and_non_answer_drafts_are_relabelled(tmp_path):
     assert stats["ungrounded"] == 1 and stats["nonanswer"] == 1
     assert select(conn, SelectConfig(final_threshold=0.3, relabel_ungrounded=False))[0] == []
     store.close()
+
+
+def test_a_staff_reply_from_a_handoff_is_the_label_and_wins_over_a_cloud_relabel(tmp_path):
+    """After a hand-off, the person's reply is selected as a human label (never sent to the cloud),
+    and it beats a low-scored end reply to the same question."""
+    from evolve_helpers import evolve_cfg, teacher
+
+    from endcloud.evolve.relabel import relabel
+    from endcloud.serve import handoff
+
+    store = Store.open(tmp_path / "serve.db")
+    conn = store.conn
+    new_customer(conn, "c1", "tok")
+    seed(conn, 1, "how much is shipping to 13800138000?", 0.1)  # a low-scored end reply
+    cid = new_conversation(conn, "c1")
+    hid, _ = handoff.open_handoff(conn, cid, "taken_over", "alice")
+    handoff.add_message(conn, hid, cid, "customer", "how much is shipping to 13800138000?")
+    handoff.staff_reply(conn, hid, "alice", "Shipping is 9 yuan; we will text 13800138000 when it ships.")
+    items, stats = select(conn, SelectConfig(final_threshold=0.3))
+    store.close()
+    assert stats["staff"] == 1 and stats["duplicates"] == 1
+    [item] = items  # the same masked question: the person's answer wins
+    assert item.reasons == ["staff"] and item.meta["answered_by"] == "staff"
+    assert item.correction == "Shipping is 9 yuan; we will text [PHONE_1] when it ships."  # masked
+    with teacher() as cloud:
+        cfg = evolve_cfg(tmp_path, tmp_path, tmp_path / "heldout.jsonl", cloud.url)
+        rows, lab = relabel(items, cfg, tmp_path, str(tmp_path / "serve.db"))
+        assert cloud.bodies == []  # nothing went to the cloud
+    assert lab["human"] == 1 and rows[0]["meta"]["label_source"] == "human"
+    assert rows[0]["messages"][-1]["content"] == item.correction

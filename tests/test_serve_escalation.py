@@ -12,15 +12,15 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from serve_helpers import ask, fake_cfg, fault_cloud, new_customer, timed  # noqa: E402
+from serve_helpers import ask, fake_cfg, fault_cloud, handoff_promise, new_customer, timed  # noqa: E402
 
 from endcloud.config import ConfigError  # noqa: E402
 from endcloud.serve.app import create_app  # noqa: E402
-from endcloud.serve.config import DEFAULT_HANDOFF, EscalationConfig  # noqa: E402
+from endcloud.serve.config import EscalationConfig  # noqa: E402
 from endcloud.serve.escalation import Policy  # noqa: E402
 from endcloud.serve.server import running  # noqa: E402
 
-HARD = "我要投诉，电话 13800138000，给我转人工"
+HARD = "我要投诉，电话 13800138000，快递一直不到"
 NORMAL = "我的订单什么时候发货？"
 
 
@@ -86,7 +86,7 @@ def test_hanging_cloud_the_customer_still_gets_an_answer_in_time(tmp_path):
             _, headers = new_customer(url)
             body, took = chat(url, headers, HARD)  # before generation -> hand-off
             assert took < cfg.escalation.total_s + 1.0
-            assert body["choices"][0]["message"]["content"] == DEFAULT_HANDOFF
+            assert body["choices"][0]["message"]["content"] == handoff_promise(cfg)
             assert row(cfg.store, body["id"])["cloud_status"] == "timeout"
             body, took = chat(url, headers, NORMAL)  # after generation -> the local reply
             ex = row(cfg.store, body["id"])
@@ -106,7 +106,7 @@ def test_503_cloud_opens_the_breaker_and_stops_calling(tmp_path):
             for _ in range(8):
                 body, took = chat(url, headers, HARD)
                 assert took < cfg.escalation.total_s + 1.0
-                assert body["choices"][0]["message"]["content"] == DEFAULT_HANDOFF
+                assert body["choices"][0]["message"]["content"] == handoff_promise(cfg)
                 statuses.append(row(cfg.store, body["id"])["cloud_status"])
             assert statuses[:3] == ["http_503"] * 3  # breaker_consecutive = 3
             assert set(statuses[3:]) == {"circuit_open"}

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("bm25s")
 
-from serve_helpers import fake_cfg, new_customer  # noqa: E402
+from serve_helpers import fake_cfg, handoff_promise, new_customer  # noqa: E402
 from wait_helpers import wait_until  # noqa: E402
 
 from endcloud.knowledge.build import run as build  # noqa: E402
@@ -152,7 +152,7 @@ def test_uncovered_fact_question_goes_to_a_person(tmp_path):
         _, headers = new_customer(url)
         reply, rid = chat(url, headers, "可以用花呗分期付款吗？多少期？")
         hello, _ = chat(url, headers, "你好呀")  # not a fact question: the model answers
-    assert reply == cfg.escalation.handoff_message and len(backend.prompts) == 1
+    assert reply == handoff_promise(cfg) and len(backend.prompts) == 1
     (row,) = rows(cfg.store, "SELECT escalation, answered_by FROM serve_exchanges WHERE id = ?", rid)
     assert row["escalation"] == "no_knowledge" and row["answered_by"] == "handoff"
 
@@ -205,7 +205,7 @@ def test_invented_number_is_not_served(tmp_path):
             got, rid = chat(url, headers, "收到货几天内可以退货？")
         (row,) = rows(cfg.store, "SELECT escalation FROM serve_exchanges WHERE id = ?", rid)
         assert (got == reply) is served and (row["escalation"] == "ungrounded") is (not served)
-        assert served or got == cfg.escalation.handoff_message
+        assert served or got == handoff_promise(cfg)
 
 
 def test_unserved_fact_answer_quotes_the_shop(tmp_path):
@@ -242,7 +242,7 @@ def test_handoff_speaks_the_customers_language(tmp_path):
         _, headers = new_customer(url)
         got, _ = chat(url, headers, "How many days do I have to return an item?")
         got_zh, _ = chat(url, headers, "收到货几天内可以退货？")
-    assert got == cfg.escalation.handoff_message_en and got_zh == cfg.escalation.handoff_message
+    assert got == handoff_promise(cfg, "en") and got_zh == handoff_promise(cfg)
 
 
 def test_cloud_gets_only_the_retrieved_chunks_masked_and_audited(tmp_path):
@@ -296,7 +296,7 @@ def test_groundedness_and_non_answers_are_stored_and_escalate(tmp_path):
                                headers={"authorization": f"Bearer {STAFF}"}).json()
         (row,) = rows(cfg.store, "SELECT escalation, grounded, nonanswer FROM serve_exchanges WHERE id = ?", rid)
         assert (got == reply) is served, (reply, got)
-        assert served or got == cfg.escalation.handoff_message  # the dead cloud: a person, never the draft
+        assert served or got == handoff_promise(cfg)  # the dead cloud: a person, never the draft
         assert row["escalation"] == escalation and row["grounded"] == grounded and row["nonanswer"] == kind
         if grounded == 0.0 or kind:  # the review console's "low" list shows it
             assert rid in [e["id"] for e in listed["data"]]

@@ -30,7 +30,10 @@ PUBLIC = {("GET", "/health"), ("GET", "/v1/models"), ("POST", "/v1/customers"), 
           ("GET", "/review"), ("GET", "/openapi.json"), ("GET", "/static")}
 # staff only (the review console and its report); every other route needs a customer token
 STAFF = {("GET", "/admin/exchanges"), ("POST", "/admin/reviews"), ("GET", "/admin/report"),
-         ("GET", "/admin/report.png")}
+         ("GET", "/admin/report.png"), ("GET", "/admin/handoffs"),
+         ("POST", "/admin/handoffs/{handoff_id}/claim"), ("POST", "/admin/handoffs/{handoff_id}/reply"),
+         ("POST", "/admin/handoffs/{handoff_id}/release"), ("POST", "/admin/handoffs/{handoff_id}/close"),
+         ("POST", "/admin/conversations/{conversation_id}/takeover")}
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +122,7 @@ def test_every_route_is_public_by_list_or_requires_auth(live):
     seen = set(route_table(app))
     assert len(seen) >= 14
     for method, route in sorted(seen - PUBLIC):
-        path = route.replace("{conversation_id}", "conv-x")
+        path = route.replace("{conversation_id}", "conv-x").replace("{handoff_id}", "1")
         r = httpx.request(method, f"{url}{path}", json={})
         assert r.status_code == 401, f"{method} {route} answers {r.status_code} without auth"
         if (method, route) in STAFF or route.startswith("/admin"):  # a customer is not staff

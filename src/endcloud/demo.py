@@ -16,7 +16,8 @@ runs on this machine.
   7. service  the demo shop's knowledge base is built (policy pages, FAQ, catalog), then a scripted
               chat through the real service on loopback: a fact question answered from the shop's
               documents, a question the fine-tuned model answers, a complaint escalated to the
-              cloud, a thumbs-down on a reply                       (endcloud.kb, endcloud.serve)
+              cloud, a request for a person (a scripted staff member claims the conversation
+              and answers), a thumbs-down on a reply                (endcloud.kb, endcloud.serve)
   8. relabel  the disliked exchange, read back through the staff API, is relabelled by the cloud
               teacher: the start of online evolutive learning                   (endcloud.cloud)
 Then a summary: where every output is, and what to run next. One teacher serves steps 3, 7 and 8.
@@ -66,7 +67,10 @@ class ChatScript:
     fact_question: str = "亲，想退货的话寄回去运费要多少钱呀？"
     fact_expected: list[str] = field(default_factory=lambda: ["9元", "9块", "九元", "¥9"])
     question: str = "你好，请问今天下单什么时候能发货？"
-    complaint: str = "等了一个星期还没到，我要投诉，给我转人工！"  # a hard pattern: the cloud answers
+    complaint: str = "等了一个星期还没到，我要投诉！"  # a hard pattern: the cloud answers
+    person: str = "给我转人工！"  # a request for a person: the staff queue (handoff.patterns)
+    staff: str = "小李"  # the scripted staff member who claims the conversation and answers
+    staff_reply: str = "您好，我是客服小李。已经帮您联系快递加急，今天之内会有物流更新，请放心~"
     feedback_comment: str = "没有回答我的问题"
     max_tokens: int = 64
 
@@ -185,8 +189,9 @@ def _service_step(cfg: DemoConfig, model: ModelConfig, adapter: Path, cloud: Clo
     with running(app) as url, httpx.Client(base_url=url, timeout=300) as http:
         if kb is not None:
             report["fact"] = _fact_turn(http, cfg.chat)
-        turns = _customer(http, cfg.chat)
+        turns, auth = _customer(http, cfg.chat)
         admin = {"authorization": f"Bearer {staff}"}
+        report["handoff"] = _person(http, auth, admin, turns[-1]["conversation_id"], cfg.chat)
         ours = {t["reply_id"] for t in turns}
         views = {which: [r for r in http.get("/admin/exchanges", headers=admin, params={
                      "filter": which}).raise_for_status().json()["data"] if r["id"] in ours]
@@ -232,13 +237,14 @@ def _fact_turn(http: Any, script: ChatScript) -> dict[str, Any]:
     return {"question": script.fact_question, "reply": turn["reply"], "right": right}
 
 
-def _customer(http: Any, script: ChatScript) -> list[dict[str, Any]]:
-    """The customer's side: a question, a complaint, then a thumbs-down on the first reply."""
+def _customer(http: Any, script: ChatScript) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The customer's side: a question, a complaint, a request for a person, then a thumbs-down
+    on the first reply. Returns the turns and the customer's auth header."""
     token = http.post("/v1/customers").raise_for_status().json()["token"]
     auth = {"authorization": f"Bearer {token}"}
     messages: list[dict[str, str]] = []
     turns: list[dict[str, Any]] = []
-    for text in (script.question, script.complaint):
+    for text in (script.question, script.complaint, script.person):
         messages.append({"role": "user", "content": text})
         turn = _chat(http, auth, messages, script.max_tokens, turns)
         messages.append({"role": "assistant", "content": turn["reply"]})
@@ -247,7 +253,31 @@ def _customer(http: Any, script: ChatScript) -> list[dict[str, Any]]:
         "reply_id": turns[0]["reply_id"], "thumb": "down",
         "comment": script.feedback_comment}).raise_for_status()
     print(f"  customer: 👎 on the first reply ({script.feedback_comment})")
-    return turns
+    return turns, auth
+
+
+def _person(http: Any, auth: dict[str, str], admin: dict[str, str], conversation: str,
+            script: ChatScript) -> dict[str, Any]:
+    """The staff side of the hand-off (scripted): claim the waiting conversation from the queue,
+    reply; the customer's long poll brings the reply; then back to the bot."""
+    queue = http.get("/admin/handoffs", headers=admin).raise_for_status().json()["data"]
+    item = next(h for h in queue if h["conversation_id"] == conversation)
+    print(f"  staff queue: conversation {conversation[:12]}… waiting ({item['reason']}), "
+          f"{len(item['messages'])} messages")
+    seen = http.get(f"/v1/conversations/{conversation}/handoff", headers=auth).raise_for_status().json()
+    http.post(f"/admin/handoffs/{item['id']}/claim", headers=admin,
+              json={"staff": script.staff}).raise_for_status()
+    http.post(f"/admin/handoffs/{item['id']}/reply", headers=admin,
+              json={"staff": script.staff, "text": script.staff_reply}).raise_for_status()
+    got = http.get(f"/v1/conversations/{conversation}/handoff", headers=auth,
+                   params={"after": seen["cursor"], "wait": 10}).raise_for_status().json()
+    reply = next((m["text"] for m in got["messages"] if m["sender"] == "staff"), "")
+    print(f"  staff ({script.staff}): {reply}")
+    http.post(f"/admin/handoffs/{item['id']}/release", headers=admin,
+              json={"staff": script.staff}).raise_for_status()
+    print("  staff: released the conversation back to the bot (the reply is a training label)")
+    return {"handoff_id": item["id"], "staff": script.staff, "reply": reply,
+            "waited_s": item["waiting_s"]}
 
 
 def _serve_config(base: ServeConfig, model: ModelConfig, adapter: Path,
@@ -331,6 +361,10 @@ def _print_summary(report: dict[str, Any], cfg: DemoConfig) -> None:
         rows.append(("chat transcript", report["chat"]["transcript"]))
     if "relabel" in report:
         rows.append(("relabelled from feedback", report["relabel"]["labels"]))
+    if "handoff" in report:
+        h = report["handoff"]
+        print(f"  hand-off: {h['staff']} answered the customer who asked for a person "
+              f"(a staff label for the next evolve round)")
     rows.append(("summary", str(Path(report["run_dir"]) / "summary.json")))
     for name, path in rows:
         print(f"  {name:<26} {path}")

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 
 def open_gguf(path: str | Path, *, n_ctx: int, n_threads: int = 0, seed: int | None = None,
-              what: str = "model") -> tuple[Any, Any]:
+              what: str = "model") -> tuple[Llama, Jinja2ChatFormatter]:
     """(llama_cpp.Llama, Jinja2ChatFormatter) for `path`. `n_threads` 0: $ENDCLOUD_N_THREADS, else
     every CPU. `what` names the setting in errors (e.g. "backend.model")."""
     try:

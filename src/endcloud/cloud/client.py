@@ -30,7 +30,7 @@ import time
 from contextvars import ContextVar
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 from endcloud import wire
@@ -38,6 +38,11 @@ from endcloud.cloud.config import API_KEY_ENV, CloudConfig
 from endcloud.text import estimate_tokens
 from endcloud.errors import (AuthError, CircuitOpenError, CloudError, DeadlineError, MalformedReplyError,
                              MissingExtraError, PrivacyError, TransientError)
+
+if TYPE_CHECKING:
+    import httpx
+
+    from endcloud.data.privacy import Conversation, Masker
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +187,8 @@ class RateLimiter:
 class CloudClient:
     """A chat-completions client for any OpenAI-compatible endpoint. Thread-safe."""
 
-    def __init__(self, cfg: CloudConfig, *, masker: Any = None, audit: AuditSink | None = None,
-                 transport: Any = None, rng: random.Random | None = None) -> None:
+    def __init__(self, cfg: CloudConfig, *, masker: Masker | None = None, audit: AuditSink | None = None,
+                 transport: httpx.BaseTransport | None = None, rng: random.Random | None = None) -> None:
         try:
             import httpx
         except ImportError:
@@ -244,7 +249,7 @@ class CloudClient:
                          latency_s=time.monotonic() - start, attempts=attempt, cost=cost,
                          payload_sha256=digest)
 
-    def mask_messages(self, messages: list[dict[str, str]]) -> tuple[list[dict[str, str]], Any]:
+    def mask_messages(self, messages: list[dict[str, str]]) -> tuple[list[dict[str, str]], Conversation]:
         """Mask every message with one conversation state; fail closed on anything unsendable."""
         try:
             conversation = self.masker.new_conversation()
@@ -258,7 +263,7 @@ class CloudClient:
                                    f"masking ({reasons}); nothing was sent")
         return [{"role": m["role"], "content": r.text} for m, r in zip(messages, results)], conversation
 
-    def restore(self, text: str, conversation: Any) -> str:
+    def restore(self, text: str, conversation: Conversation) -> str:
         return conversation.restore(text)
 
     def request_body(self, messages: list[dict[str, str]]) -> dict[str, Any]:
@@ -322,7 +327,8 @@ class CloudClient:
             raise MalformedReplyError("html_body", "the server sent an HTML page, not JSON")
         return raw, len(raw)
 
-    def _read(self, resp: Any, deadline: float, limit: int, truncate: bool = False) -> Iterator[bytes]:
+    def _read(self, resp: httpx.Response, deadline: float, limit: int,
+              truncate: bool = False) -> Iterator[bytes]:
         size = 0
         for chunk in resp.iter_bytes():  # decoded: the size limit also stops gzip bombs
             size += len(chunk)
@@ -343,7 +349,7 @@ class CloudClient:
             headers["authorization"] = f"Bearer {self._key}"
         return headers
 
-    def _http_error(self, status: int, headers: Any, body: bytes) -> CloudError:
+    def _http_error(self, status: int, headers: httpx.Headers, body: bytes) -> CloudError:
         hint = (f": check {API_KEY_ENV}" if self._key else f": set {API_KEY_ENV} (the endpoint needs a key)")
         return wire.http_error(status, self.redact(wire.error_detail(body)), headers.get("retry-after"),
                                key_hint=hint)
@@ -404,7 +410,7 @@ def _safe_endpoint(base_url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-def _default_masker() -> Any:
+def _default_masker() -> Masker:
     from endcloud.data.privacy import Masker
 
     return Masker()

@@ -67,7 +67,7 @@ def resolve_model(model: str) -> str:
 
 
 def load_backend(model: str, fake_delay: float = 0.0, backend: str = "auto",
-                 reply: Any = None) -> LocalBackend:
+                 reply: Callable[[list[dict[str, str]]], str] | None = None) -> LocalBackend:
     """`model`: 'fake', a packaged model name or '' (the embedded default), a .gguf, or an HF folder.
 
     The teacher sees whole few-shot prompts: its context is `$ENDCLOUD_N_CTX` (8192) tokens and

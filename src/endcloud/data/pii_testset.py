@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import random
 import string
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from endcloud.data.pii.detectors import luhn_ok
 from endcloud.data.pii.lexicon import ZH_SURNAMES_1, ZH_SURNAMES_2
+
+if TYPE_CHECKING:
+    from endcloud.data.privacy import Masker
 
 Value = tuple[str, "str | None"]  # (surface text, gold type or None)
 
@@ -406,7 +409,8 @@ def _bare_jd_orders(rng: random.Random, n: int) -> list[dict[str, Any]]:
 
 
 # --- scoring -----------------------------------------------------------------------------------
-def evaluate(masker: Any, rows: list[dict[str, Any]], lang: str | None = None) -> dict[str, dict[str, float]]:
+def evaluate(masker: Masker, rows: list[dict[str, Any]], lang: str | None = None
+             ) -> dict[str, dict[str, float]]:
     """Per-type recall/precision/F1 with *overlap* matching.
 
     A gold span is found when a predicted span of the same type overlaps it; a predicted span

@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator
 
 from endcloud.config import to_dict
 from endcloud.data.clean import clean_dialogue, exact_key, near_key
@@ -30,6 +30,9 @@ from endcloud.progress import progress
 from endcloud.records import Dialogue, Sample, Turn
 from endcloud.runs import atomic_write, new_run_dir, save_config, write_json
 from endcloud.store import Store
+
+if TYPE_CHECKING:
+    from endcloud.data.privacy import Masker
 
 
 @dataclass
@@ -124,7 +127,7 @@ def _dialogues(cfg: PrepareConfig, src: SourceConfig, stats: Stats) -> Iterator[
         yield dlg
 
 
-def _mask_dialogue(dlg: Dialogue, masker: Any, stats: Stats) -> tuple[Dialogue, set[str]]:
+def _mask_dialogue(dlg: Dialogue, masker: Masker | None, stats: Stats) -> tuple[Dialogue, set[str]]:
     """Mask every turn with one conversation state; return texts that are not sendable."""
     if masker is None:
         return dlg, set()

@@ -17,18 +17,22 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from endcloud.end.models import sha256_file
 from endcloud.errors import AdapterError
 from endcloud.runs import write_json
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel
 
 MANIFEST = "manifest.json"
 FORMAT = "endcloud-adapter/1"
 ALLOWED_SUFFIXES = {".json", ".safetensors", ".jsonl", ".md"}
 
 
-def write_folder_atomically(final: Path, fill: Any) -> Path:
+def write_folder_atomically(final: Path, fill: Callable[[Path], object]) -> Path:
     """Call `fill(tmp_dir)`, write the manifest over its files, fsync, rename to `final`."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -62,8 +66,8 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def save_adapter(peft_model: Any, folder: str | Path, info: dict[str, Any],
-                 extra: Any = None) -> Path:
+def save_adapter(peft_model: PeftModel, folder: str | Path, info: dict[str, Any],
+                 extra: Callable[[Path], object] | None = None) -> Path:
     """Save the adapter (safetensors), `extra(tmp_dir)` files, and a manifest hashing them all."""
 
     def fill(tmp: Path) -> None:
@@ -110,8 +114,8 @@ def verify(folder: str | Path, base_sha256: str | None = None) -> dict[str, Any]
     return dict(manifest)
 
 
-def load_adapter(base_model: Any, folder: str | Path, base_sha256: str | None,
-                 trainable: bool = False) -> Any:
+def load_adapter(base_model: PreTrainedModel, folder: str | Path, base_sha256: str | None,
+                 trainable: bool = False) -> PeftModel:
     """Verify, then wrap `base_model` with the adapter (a PeftModel)."""
     from peft import PeftModel
 

@@ -15,7 +15,7 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import AsyncIterator, Callable, Iterator
 
 from endcloud.errors import AdapterError
 
@@ -91,7 +91,7 @@ class LocalBackend(Backend):
         await asyncio.to_thread(self.load)
 
 
-async def threaded(make: Any) -> AsyncIterator[Event]:
+async def threaded(make: Callable[[threading.Event], Iterator[Event]]) -> AsyncIterator[Event]:
     """Run a blocking generator in a thread and yield its events here, without blocking the loop."""
     loop = asyncio.get_running_loop()
     q: asyncio.Queue = asyncio.Queue()

@@ -12,10 +12,14 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from endcloud.end.config import DataConfig
 from endcloud.errors import DataFormatError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
 
 IGNORE = -100
 
@@ -54,7 +58,7 @@ def read_messages(path: str | Path, limit: int = 0) -> list[list[dict[str, str]]
     return out
 
 
-def encode(tokenizer: Any, messages: list[dict[str, str]], cfg: DataConfig) -> Example:
+def encode(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], cfg: DataConfig) -> Example:
     """Render with the chat template; keep the last `max_input_tokens` of the prompt (the query
     is at the end) and the first `max_output_tokens` of the reply."""
     if cfg.system and messages[0]["role"] != "system":
@@ -104,7 +108,7 @@ class Mixture:
             self._cursors[pool] = (pos + 1, order)
 
 
-def load_mixture(tokenizer: Any, cfg: DataConfig, seed: int) -> tuple[Mixture, str]:
+def load_mixture(tokenizer: PreTrainedTokenizerBase, cfg: DataConfig, seed: int) -> tuple[Mixture, str]:
     """Encode both files and return the mixture and a hash of the data (for the manifest)."""
     h = hashlib.sha256()
     pools: list[list[Example]] = []
@@ -121,7 +125,7 @@ def load_mixture(tokenizer: Any, cfg: DataConfig, seed: int) -> tuple[Mixture, s
     return Mixture(pools[0], pools[1], cfg.label_ratio, seed), h.hexdigest()
 
 
-def collate(examples: list[Example], pad_id: int) -> dict[str, Any]:
+def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad a micro-batch: input_ids, attention_mask, labels as (B, T) tensors."""
     import torch
 

@@ -18,12 +18,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from endcloud.end.adapters import verify, write_folder_atomically
 from endcloud.end.config import ModelConfig
 from endcloud.end.models import load_base, save_plain
 from endcloud.errors import AdapterError
+
+if TYPE_CHECKING:
+    import torch
 
 # HF `config.model_type` -> llama.cpp architecture (of the base GGUF the adapter goes with)
 GGUF_ARCH = {"qwen2": "qwen2", "llama": "llama"}
@@ -118,7 +121,7 @@ def gguf_scalars(path: Path) -> dict[str, Any]:
     return meta
 
 
-def lora_pairs(adapter: Path, lcfg: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+def lora_pairs(adapter: Path, lcfg: dict[str, Any]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """{HF weight name: (A (r, in), B (out, r))} from a PEFT folder; refuses what llama.cpp lacks."""
     from safetensors.torch import load_file
 
@@ -128,7 +131,7 @@ def lora_pairs(adapter: Path, lcfg: dict[str, Any]) -> dict[str, tuple[Any, Any]
     if lcfg.get("alpha_pattern") or lcfg.get("modules_to_save") or lcfg.get("bias", "none") != "none":
         raise AdapterError(f"{adapter}: per-module alpha, modules_to_save or LoRA biases cannot be "
                            "exported to a GGUF LoRA adapter")
-    pairs: dict[str, list[Any]] = {}
+    pairs: dict[str, list[torch.Tensor | None]] = {}
     for name, tensor in load_file(str(adapter / "adapter_model.safetensors")).items():
         for part, slot in ((".lora_A.weight", 0), (".lora_B.weight", 1)):
             if name.endswith(part):
@@ -143,8 +146,8 @@ def lora_pairs(adapter: Path, lcfg: dict[str, Any]) -> dict[str, tuple[Any, Any]
     return {n: (a, b) for n, (a, b) in pairs.items()}
 
 
-def write_gguf_adapter(pairs: dict[str, tuple[Any, Any]], hp: dict[str, Any], alpha: float,
-                       out: Path, base_sha256: str) -> Path:
+def write_gguf_adapter(pairs: dict[str, tuple[torch.Tensor, torch.Tensor]], hp: dict[str, Any],
+                       alpha: float, out: Path, base_sha256: str) -> Path:
     """Write the GGUF adapter under a temporary name and rename it into place."""
     import gguf
 
@@ -183,7 +186,7 @@ def write_gguf_adapter(pairs: dict[str, tuple[Any, Any]], hp: dict[str, Any], al
     return out
 
 
-def rotary_permute(rows: Any, n_head: int) -> Any:
+def rotary_permute(rows: torch.Tensor, n_head: int) -> torch.Tensor:
     """The row order HF->GGUF conversion gives Llama's q/k weights (interleaved rotary halves)."""
     shape = rows.shape  # (n_head * head_dim, r)
     return rows.reshape(n_head, 2, shape[0] // n_head // 2, *shape[1:]).swapaxes(1, 2).reshape(shape)

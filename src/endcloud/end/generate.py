@@ -14,9 +14,17 @@ against a full forward pass of the PEFT model.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from endcloud.end.models import stop_token_ids
+
+if TYPE_CHECKING:
+    import torch
+    from peft import PeftModel
+    from transformers import Cache, PreTrainedModel, PreTrainedTokenizerBase
+    from transformers.utils import ModelOutput
+
+    from endcloud.end.config import GenerateConfig
 
 
 # transformers 5 renamed the forward keyword `past_key_values` to `cache` (the old name still
@@ -24,7 +32,7 @@ from endcloud.end.models import stop_token_ids
 CACHE_KWARG = "cache"
 
 
-def out_cache(out: Any) -> Any:
+def out_cache(out: ModelOutput) -> Cache | None:
     return getattr(out, "cache", None) or getattr(out, "past_key_values", None)
 
 
@@ -36,7 +44,7 @@ class Sampling:
     max_input_tokens: int = 256
 
 
-def is_prefix_model(model: Any) -> bool:
+def is_prefix_model(model: PreTrainedModel | PeftModel) -> bool:
     cfg = getattr(model, "active_peft_config", None)
     return bool(cfg is not None and getattr(cfg, "is_prompt_learning", False))
 
@@ -44,7 +52,8 @@ def is_prefix_model(model: Any) -> bool:
 class Generator:
     """Samples replies from a base model or a PeftModel (LoRA or prefix methods)."""
 
-    def __init__(self, model: Any, tokenizer: Any, sampling: Sampling | None = None,
+    def __init__(self, model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase,
+                 sampling: Sampling | None = None,
                  seed: int | None = None) -> None:
         import torch
 
@@ -82,7 +91,7 @@ class Generator:
             yield text[len(shown):]
             shown = text
 
-    def steps(self, prompts: list[list[int]], logits_out: list[Any] | None = None
+    def steps(self, prompts: list[list[int]], logits_out: list[torch.Tensor] | None = None
               ) -> Iterator[list[int | None]]:
         """Yield, per decoding step, each row's new token (None once the row has stopped).
 
@@ -119,14 +128,14 @@ class Generator:
                 step_input = tok.unsqueeze(1)
                 mask = torch.cat([mask, torch.ones(batch, 1, dtype=mask.dtype, device=dev)], dim=1)
 
-    def _start(self, batch: int) -> tuple[Any, Any, int]:
+    def _start(self, batch: int) -> tuple[torch.nn.Module, Cache | None, int]:
         """(the module to call, the initial KV cache, number of prefix positions)."""
         if not is_prefix_model(self.model):
             return self.model, None, 0
         cache = self.model.get_prompt(batch_size=batch)  # the trained prefix as a KV cache
         return self.model.get_base_model(), cache, self.model.active_peft_config.num_virtual_tokens
 
-    def _sample(self, logits: Any) -> Any:
+    def _sample(self, logits: torch.Tensor) -> torch.Tensor:
         import torch
 
         s = self.sampling
@@ -142,7 +151,7 @@ class Generator:
 
 
 # -- the CLI's entry points -----------------------------------------------------------------------
-def load_generator(cfg: Any) -> Generator:
+def load_generator(cfg: GenerateConfig) -> Generator:
     """Base model from `cfg.model`, plus `cfg.adapter` (verified against the base) if given."""
     from endcloud.end.adapters import load_adapter
     from endcloud.end.models import load_base
@@ -177,7 +186,7 @@ def read_conversations(path: str, system: str = "") -> list[tuple[dict[str, Any]
     return rows
 
 
-def run_file(cfg: Any) -> int:
+def run_file(cfg: GenerateConfig) -> int:
     """`endcloud end generate`: one JSON line {"meta", "query", "reply"} per input conversation."""
     import json
     import sys

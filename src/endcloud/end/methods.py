@@ -13,9 +13,14 @@ attention, and differ in how those vectors are parameterised:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from endcloud.end.config import MethodConfig
+
+if TYPE_CHECKING:
+    import torch
+    from peft import LoraConfig, PeftConfig, PeftModel, PrefixTuningConfig
+    from transformers import Cache, PreTrainedModel, PreTrainedTokenizerBase
 
 # LoRA targets per architecture (`config.model_type`): attention and MLP projections.
 LORA_TARGETS: dict[str, list[str]] = {
@@ -31,18 +36,18 @@ PREFIX_INIT_TEXT = ("您好，欢迎光临本店，我是客服，很高兴为�
                     "Hello, welcome to our shop, how can I help you today? ") * 8
 
 
-def lora_targets(model: Any, method: MethodConfig) -> list[str]:
+def lora_targets(model: PreTrainedModel, method: MethodConfig) -> list[str]:
     return method.target_modules or LORA_TARGETS.get(model.config.model_type, DEFAULT_LORA_TARGETS)
 
 
-def kv_dim(model: Any) -> int:
+def kv_dim(model: PreTrainedModel) -> int:
     """Width of one layer's key (or value) across KV heads: what a prefix vector holds."""
     c = model.config
     head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
     return head_dim * getattr(c, "num_key_value_heads", c.num_attention_heads)
 
 
-def _lora(model: Any, m: MethodConfig) -> Any:
+def _lora(model: PreTrainedModel, m: MethodConfig) -> LoraConfig:
     from peft import LoraConfig, TaskType
 
     return LoraConfig(task_type=TaskType.CAUSAL_LM, r=m.r, lora_alpha=m.alpha,
@@ -50,7 +55,7 @@ def _lora(model: Any, m: MethodConfig) -> Any:
                       init_lora_weights=m.init_lora_weights)
 
 
-def _prefix(model: Any, m: MethodConfig) -> Any:
+def _prefix(model: PreTrainedModel, m: MethodConfig) -> PrefixTuningConfig:
     from peft import PrefixTuningConfig, TaskType
 
     return PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=m.num_virtual_tokens,
@@ -58,25 +63,26 @@ def _prefix(model: Any, m: MethodConfig) -> Any:
                               encoder_hidden_size=m.prefix_hidden or model.config.hidden_size)
 
 
-def _ptuning_v2(model: Any, m: MethodConfig) -> Any:
+def _ptuning_v2(model: PreTrainedModel, m: MethodConfig) -> PrefixTuningConfig:
     from peft import PrefixTuningConfig, TaskType
 
     return PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=m.num_virtual_tokens,
                               prefix_projection=False)
 
 
-METHODS: dict[str, Callable[[Any, MethodConfig], Any]] = {
+METHODS: dict[str, Callable[[PreTrainedModel, MethodConfig], PeftConfig]] = {
     "lora": _lora,
     "prefix-tuning": _prefix,
     "p-tuning-v2": _ptuning_v2,
 }
 
 
-def peft_config(model: Any, method: MethodConfig) -> Any:
+def peft_config(model: PreTrainedModel, method: MethodConfig) -> PeftConfig:
     return METHODS[method.name](model, method)
 
 
-def wrap(model: Any, method: MethodConfig, tokenizer: Any = None) -> Any:
+def wrap(model: PreTrainedModel, method: MethodConfig,
+         tokenizer: PreTrainedTokenizerBase | None = None) -> PeftModel:
     """Freeze `model` and add the method's trainable parameters (a PeftModel)."""
     from peft import get_peft_model
 
@@ -86,7 +92,7 @@ def wrap(model: Any, method: MethodConfig, tokenizer: Any = None) -> Any:
     return peft_model
 
 
-def init_prefix_from_text(peft_model: Any, tokenizer: Any, text: str) -> None:
+def init_prefix_from_text(peft_model: PeftModel, tokenizer: PreTrainedTokenizerBase, text: str) -> None:
     """Set P-Tuning v2's prompts to the base model's own keys/values over `text`.
 
     The prompt embedding (P, L*2*kv) is read by PEFT as (P, L*2, heads, head_dim) with index
@@ -109,13 +115,14 @@ def init_prefix_from_text(peft_model: Any, tokenizer: Any, text: str) -> None:
         weight.copy_(torch.cat(rows, dim=1).to(weight.dtype))  # (P, L*2*kv)
 
 
-def _layer_kv(cache: Any, layer: int) -> tuple[Any, Any]:
+def _layer_kv(cache: Cache | tuple[tuple[torch.Tensor, torch.Tensor], ...],
+              layer: int) -> tuple[torch.Tensor, torch.Tensor]:
     if hasattr(cache, "layers"):  # transformers >= 4.56 Cache objects
         return cache.layers[layer].keys, cache.layers[layer].values
     return cache[layer][0], cache[layer][1]
 
 
-def expected_trainable(model: Any, method: MethodConfig) -> int:
+def expected_trainable(model: PreTrainedModel, method: MethodConfig) -> int:
     """Trainable parameters by formula (tests compare this with what PEFT builds)."""
     import torch
 

@@ -17,12 +17,16 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from endcloud.end.config import ModelConfig
 from endcloud.errors import MissingExtraError, ModelError
 from endcloud.models import ALIASES
 from endcloud.runs import write_json
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +144,7 @@ def _dequantize(gguf: Path, folder: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def unmark_gguf(model: Any) -> None:
+def unmark_gguf(model: PreTrainedModel) -> None:
     """Trap: transformers marks a GGUF-loaded model as quantized, and save_pretrained then raises
     "quantized with gguf and is not serializable" - yet its weights are plain tensors. Clear it."""
     for attr, value in (("hf_quantizer", None), ("is_quantized", False),
@@ -151,14 +155,14 @@ def unmark_gguf(model: Any) -> None:
         del model.config.quantization_config
 
 
-def save_plain(model: Any, tokenizer: Any, folder: Path) -> None:
+def save_plain(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: Path) -> None:
     """Save a model (safetensors only) and its tokenizer; works for GGUF-loaded models too."""
     unmark_gguf(model)
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
 
 
-def load_base(cfg: ModelConfig) -> tuple[Any, Any, BaseInfo]:
+def load_base(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, BaseInfo]:
     """Load (model, tokenizer, identity). The tokenizer always has a chat template (ChatML default)."""
     try:
         import torch
@@ -177,7 +181,7 @@ def load_base(cfg: ModelConfig) -> tuple[Any, Any, BaseInfo]:
     return model, tokenizer, info
 
 
-def stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
+def stop_token_ids(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
     """Token ids that end a reply: eos of the tokenizer and generation config, and <|im_end|>."""
     ids: set[int] = set()
     eos = getattr(model.generation_config, "eos_token_id", None)

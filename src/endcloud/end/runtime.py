@@ -26,12 +26,17 @@ import math
 import re
 import threading
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, AsyncIterator, Callable, Iterator
 
 from endcloud.end.backend import Backend, Delta, Event, Final, GenParams, LocalBackend, threaded
 from endcloud.end.config import BackendConfig
 from endcloud.end.upstream import OpenAIBackend
 from endcloud.errors import AdapterError
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama, llama_adapter_lora_p
+
+    from endcloud.end.generate import Generator
 
 
 PLACEHOLDER = re.compile(r"\[[A-Z]+_[0-9]+\]")
@@ -76,7 +81,7 @@ class TransformersBackend(LocalBackend):
 
     def __init__(self, cfg: BackendConfig) -> None:
         self.cfg, self.served_name = cfg, cfg.served_name
-        self.generators: dict[str, Any] = {}
+        self.generators: dict[str, Generator] = {}
         self.lock = threading.Lock()  # the model is not reentrant
 
     def models(self) -> list[str]:
@@ -99,7 +104,7 @@ class TransformersBackend(LocalBackend):
             peft.eval()
             self.generators[name] = Generator(peft, tok, sampling(), self.cfg.seed)
 
-    def use_adapter(self, folder: Any, name: str | None = None) -> None:
+    def use_adapter(self, folder: str | Path | None, name: str | None = None) -> None:
         """Hot swap (serve/hotswap.py): answer as `served_name` with this adapter (None: the base
         model). Loaded beside the current one, then swapped in with one assignment; requests
         that already started finish on the model they started with."""
@@ -126,7 +131,7 @@ class TransformersBackend(LocalBackend):
         gen = self.generators[model]  # chosen now: a later swap does not change this request
         return threaded(lambda stop: self._run(gen, messages, params, stop))
 
-    def _run(self, gen: Any, messages: list[dict[str, str]], params: GenParams,
+    def _run(self, gen: Generator, messages: list[dict[str, str]], params: GenParams,
              stop: threading.Event) -> Iterator[Event]:
         import torch
 
@@ -138,7 +143,7 @@ class TransformersBackend(LocalBackend):
             s.top_p = self.cfg.top_p if params.top_p is None else params.top_p
             try:
                 prompt = gen.prompt_ids(messages)
-                logits: list[Any] = []
+                logits: list[torch.Tensor] = []
                 ids: list[int] = []
                 shown, logp, finish = "", 0.0, "length"
                 for (tok,) in gen.steps([prompt], logits_out=logits):
@@ -175,11 +180,12 @@ class LlamaCppBackend(LocalBackend):
 
     def __init__(self, cfg: BackendConfig) -> None:
         self.cfg, self.served_name = cfg, cfg.served_name
-        self.llm: Any = None
+        self.llm: Llama | None = None
         self.lock = threading.Lock()  # one context: not reentrant
-        self.adapters: dict[str, Any] = {}  # model name -> llama_adapter_lora_p (None: the base)
-        self.active: Any = None  # the adapter set on the context now
-        self.retired: list[Any] = []  # swapped out; freed once no generation can still use them
+        self.adapters: dict[str, llama_adapter_lora_p | None] = {}  # model name -> adapter (None: the base)
+        self.active: llama_adapter_lora_p | None = None  # the adapter set on the context now
+        # swapped out; freed once no generation can still use them
+        self.retired: list[llama_adapter_lora_p] = []
         self.champion: str | None = None
 
     def models(self) -> list[str]:
@@ -203,7 +209,7 @@ class LlamaCppBackend(LocalBackend):
         for name, source in self.cfg.adapters.items():
             self.adapters[name] = self._open_adapter(source)
 
-    def _open_adapter(self, source: str | Path) -> Any:
+    def _open_adapter(self, source: str | Path) -> llama_adapter_lora_p:
         import llama_cpp
 
         path = self.gguf_adapter(source)
@@ -238,7 +244,7 @@ class LlamaCppBackend(LocalBackend):
             export_lora_gguf(source, out, model=str(self.path))
         return out
 
-    def use_adapter(self, folder: Any, name: str | None = None) -> None:
+    def use_adapter(self, folder: str | Path | None, name: str | None = None) -> None:
         """Hot swap (serve/hotswap.py), as TransformersBackend: answer as `served_name` with this
         adapter (a PEFT LoRA folder or a .gguf; None: the base model). Loaded beside the current
         one; a generation that already started finishes with the adapter it started with."""
@@ -249,7 +255,7 @@ class LlamaCppBackend(LocalBackend):
                 self.retired.append(old)
         self.champion = name
 
-    def _activate(self, adapter: Any) -> None:
+    def _activate(self, adapter: llama_adapter_lora_p | None) -> None:
         """Put `adapter` on the context (under the lock); free adapters nothing uses any more."""
         import ctypes
 
@@ -279,8 +285,8 @@ class LlamaCppBackend(LocalBackend):
         adapter = self.adapters[model]  # chosen now: a later swap does not change this request
         return threaded(lambda stop: self._run(adapter, messages, params, stop))
 
-    def _run(self, adapter: Any, messages: list[dict[str, str]], params: GenParams,
-             stop: threading.Event) -> Iterator[Event]:
+    def _run(self, adapter: llama_adapter_lora_p | None, messages: list[dict[str, str]],
+             params: GenParams, stop: threading.Event) -> Iterator[Event]:
         import llama_cpp
         import numpy as np
 

@@ -22,7 +22,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from endcloud.config import to_dict
 from endcloud.end.adapters import save_adapter, verify
@@ -33,6 +33,12 @@ from endcloud.end.models import BaseInfo, load_base
 from endcloud.errors import AdapterError, EndcloudError
 from endcloud.progress import enabled as progress_enabled
 from endcloud.runs import new_run_dir, save_config, write_jsonl
+
+if TYPE_CHECKING:
+    import torch
+    from peft import PeftModel
+    from tqdm import tqdm
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 CHECKPOINT = re.compile(r"^step-(\d{7})$")
@@ -48,7 +54,7 @@ class TrainResult:
     final_loss: float
     tokens_per_s: float
     checkpoints: list[Path] = field(default_factory=list)
-    model: Any = None  # the trained PeftModel, for callers that go on using it (tests, bench)
+    model: PeftModel | None = None  # the trained model, for callers that go on using it (tests, bench)
 
 
 def run(cfg: TrainConfig) -> TrainResult:
@@ -117,8 +123,8 @@ def run(cfg: TrainConfig) -> TrainResult:
                        checkpoints, peft_model.eval())
 
 
-def _adapter_to_train(cfg: TrainConfig, model: Any, tokenizer: Any, base: BaseInfo
-                      ) -> tuple[Any, str]:
+def _adapter_to_train(cfg: TrainConfig, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                      base: BaseInfo) -> tuple[PeftModel, str]:
     """A fresh adapter of `cfg.method`, or (`init_adapter`) an existing one made trainable."""
     if not cfg.init_adapter:
         return wrap(model, cfg.method, tokenizer).to(_device()), cfg.method.name
@@ -128,7 +134,7 @@ def _adapter_to_train(cfg: TrainConfig, model: Any, tokenizer: Any, base: BaseIn
     return load_adapter(model, cfg.init_adapter, base.sha256, trainable=True).to(_device()), method
 
 
-def reply_loss(model: Any, examples: list[Example], pad_id: int) -> float:
+def reply_loss(model: PreTrainedModel | PeftModel, examples: list[Example], pad_id: int) -> float:
     """Mean loss per reply token over `examples` (batch 1, no grad): the validation loss.
 
     Token-weighted, so a long reply counts as much as its tokens and the figure is comparable
@@ -186,7 +192,7 @@ def _run_dir(cfg: TrainConfig) -> Path:
     return run_dir
 
 
-def _bar(total: int, start: int) -> Any:
+def _bar(total: int, start: int) -> tqdm | None:
     if not progress_enabled():
         return None
     from tqdm import tqdm
@@ -246,8 +252,9 @@ def _is_checkpoint(cfg: TrainConfig, step: int) -> bool:
     return step in cfg.save_steps or (cfg.save_every > 0 and step % cfg.save_every == 0)
 
 
-def _save_checkpoint(run_dir: Path, cfg: TrainConfig, step: int, peft_model: Any, optimizer: Any,
-                     info: dict[str, Any], tokens: int, elapsed: float) -> Path:
+def _save_checkpoint(run_dir: Path, cfg: TrainConfig, step: int, peft_model: PeftModel,
+                     optimizer: torch.optim.Optimizer, info: dict[str, Any], tokens: int,
+                     elapsed: float) -> Path:
     import torch
     from safetensors.torch import save_file
 
@@ -296,7 +303,7 @@ def latest_checkpoint(run_dir: Path, base_sha256: str | None = None) -> Path | N
     return None
 
 
-def _restore(run_dir: Path, peft_model: Any, optimizer: Any, base: BaseInfo,
+def _restore(run_dir: Path, peft_model: PeftModel, optimizer: torch.optim.Optimizer, base: BaseInfo,
              data_hash: str) -> tuple[int, int, float]:
     """Load the newest complete checkpoint into model + optimizer + RNG; return (step, tokens, s)."""
     import torch
@@ -316,7 +323,7 @@ def _restore(run_dir: Path, peft_model: Any, optimizer: Any, base: BaseInfo,
             if param.requires_grad:
                 param.copy_(tensors[f"param.{name}"].to(param.device))
     meta = json.loads((path / STATE_JSON).read_text(encoding="utf-8"))
-    state: dict[int, dict[str, Any]] = {}
+    state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("opt."):
             _, idx, slot = key.split(".", 2)

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from endcloud import wire
 from endcloud.end.backend import Backend, Delta, Event, Final, GenParams
 from endcloud.end.config import BackendConfig
 from endcloud.errors import CloudError, TransientError
+
+if TYPE_CHECKING:
+    import random
+
+    import httpx
 
 
 class OpenAIBackend(Backend):
@@ -26,11 +31,11 @@ class OpenAIBackend(Backend):
     has reached the customer, a failure ends the stream (text cannot be taken back).
     """
 
-    def __init__(self, cfg: BackendConfig, rng: Any = None) -> None:
+    def __init__(self, cfg: BackendConfig, rng: random.Random | None = None) -> None:
         import random
 
         self.cfg, self.served_name, self.slots = cfg, cfg.served_name, cfg.slots
-        self.client: Any = None
+        self.client: httpx.AsyncClient | None = None
         self.retry = wire.Retry(cfg.upstream_max_attempts, rng=rng or random.Random())
 
     def models(self) -> list[str]:

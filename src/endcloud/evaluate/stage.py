@@ -152,7 +152,7 @@ def grounded_summary(per_query: list[dict[str, Any]]) -> dict[str, Any]:
             "ungrounded_share": float(np.mean(bad)) if bad else 0.0, "with_claims": len(checked)}
 
 
-def save_scores(run_dir: Path, cfg: Any, results: dict[str, Any]) -> int:
+def save_scores(run_dir: Path, cfg: EvalConfig, results: dict[str, Any]) -> int:
     """Write every query × system score of an evaluation run into `eval_scores`."""
     scorers = json.dumps({"similarity": cfg.similarity, "match": cfg.match})
     refs = {q["id"]: (q["query"], q["reference"]) for q in results["queries"]}

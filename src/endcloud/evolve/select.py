@@ -4,7 +4,8 @@
 
 An exchange is selected when its end reply's Final is below `final_threshold` (Eq. 1 against the
 cloud's reply when the cloud also answered, else the Match score the service recorded), when the
-customer gave a thumbs-down or a rating <= `max_rating`, when staff wrote a correction, or (with
+customer gave a thumbs-down or a rating <= `max_rating`, when staff wrote a correction or answered
+the customer themselves (a hand-off: the exchange answered by `staff`), or (with
 `relabel_ungrounded`) when the end draft stated a fact its prompt did not support or was a
 non-answer (the service stores both per turn). A
 human correction wins over any cloud label: such items are not sent to the cloud at all.
@@ -32,15 +33,16 @@ SELECT e.id, e.context_json, e.query, e.end_reply, e.answered_by, e.escalation,
        e.grounded, e.nonanswer,
        (SELECT COUNT(*) FROM serve_feedback f WHERE f.exchange_id = e.id AND
             (f.thumb = 'down' OR f.rating <= :max_rating)) AS dislikes,
-       (SELECT c.reply FROM serve_corrections c WHERE c.exchange_id = e.id
-            ORDER BY c.review_id DESC LIMIT 1) AS correction,
+       CASE WHEN e.answered_by = 'staff' THEN e.reply  -- a person's live reply is the label
+            ELSE (SELECT c.reply FROM serve_corrections c WHERE c.exchange_id = e.id
+                  ORDER BY c.review_id DESC LIMIT 1) END AS correction,
        (SELECT c.review_id FROM serve_corrections c WHERE c.exchange_id = e.id
             ORDER BY c.review_id DESC LIMIT 1) AS review_id
 FROM serve_exchanges e
 WHERE NOT EXISTS (SELECT 1 FROM evolve_items i WHERE i.exchange_id = e.id)
 ORDER BY e.created_at DESC, e.rowid DESC
 """
-RANK = {"correction": 3, "disliked": 2, "low_final": 1, "ungrounded": 1, "nonanswer": 1}
+RANK = {"staff": 3, "correction": 3, "disliked": 2, "low_final": 1, "ungrounded": 1, "nonanswer": 1}
 
 
 @dataclass
@@ -91,7 +93,8 @@ def select(conn: sqlite3.Connection, cfg: SelectConfig, similarity: str = "ngram
     rows = list(conn.execute(SQL + " LIMIT :limit", {"max_rating": cfg.max_rating,
                                                      "limit": cfg.limit}))
     finals = exchange_finals(rows, similarity, match)
-    stats = {"scanned": len(rows), "low_final": 0, "disliked": 0, "correction": 0, "ungrounded": 0,
+    stats = {"scanned": len(rows), "staff": 0, "low_final": 0, "disliked": 0, "correction": 0,
+             "ungrounded": 0,
              "nonanswer": 0, "unmaskable": 0, "duplicates": 0}
     best: dict[str, Item] = {}
     for row, final in zip(rows, finals):
@@ -115,6 +118,8 @@ def select(conn: sqlite3.Connection, cfg: SelectConfig, similarity: str = "ngram
 
 def _reasons(row: sqlite3.Row, final: float | None, cfg: SelectConfig) -> list[str]:
     reasons = []
+    if row["answered_by"] == "staff":
+        return ["staff"]  # a person answered the customer (hand-off): a human label
     if row["correction"]:
         reasons.append("correction")
     if row["dislikes"]:

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from endcloud.knowledge.index import (FORMAT, HybridIndex, current_version, publ
 from endcloud.knowledge.sources import (Chunk, SkipFile, Skipped, make_chunk, file_sha256, list_files,
                                         read_file)
 from endcloud.progress import progress
+
+if TYPE_CHECKING:
+    from endcloud.evaluate.encoders import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ class BuildResult:
     seconds: float = 0.0
 
 
-def run(cfg: KBConfig, *, encoder: Any = None) -> BuildResult:
+def run(cfg: KBConfig, *, encoder: Encoder | None = None) -> BuildResult:
     """Build (or rebuild) the index folder `cfg.output` from `cfg.input` (or `cfg.memory`)."""
     kind = "memory" if cfg.memory else "knowledge"
     inputs = cfg.memory or cfg.input
@@ -113,7 +116,7 @@ def run(cfg: KBConfig, *, encoder: Any = None) -> BuildResult:
     return result
 
 
-def _embed(encoder: Any, chunks: list[Chunk], vectors: list[Any], todo: list[int]) -> None:
+def _embed(encoder: Encoder, chunks: list[Chunk], vectors: list[np.ndarray], todo: list[int]) -> None:
     batch = 64
     steps = range(0, len(todo), batch)
     for start in progress(steps, "embedding", total=len(steps), unit="batch"):
@@ -149,7 +152,7 @@ def _prune(root: Path, keep: set[str]) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def _count(items: Any) -> dict[str, int]:
+def _count(items: Iterable[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for x in items:
         out[x] = out.get(x, 0) + 1
@@ -191,7 +194,7 @@ def _is_faq_jsonl(path: Path) -> bool:
     return isinstance(row, dict) and "question" in row and "answer" in row
 
 
-def _sample_pairs(path: Path) -> Any:
+def _sample_pairs(path: Path) -> Iterator[tuple[str, str, str, str]]:
     from endcloud.records import read_samples
 
     try:

@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from endcloud.text import estimate_tokens
 from endcloud.knowledge.evidence import Unit
+
+if TYPE_CHECKING:
+    from endcloud.data.privacy import Conversation
+    from endcloud.knowledge.index import Hit
 
 MARGIN = 1.3  # sub-word tokenizers split some words; the estimate must not run short
 PER_MESSAGE = 8  # chat-template tokens around each message
@@ -47,7 +51,7 @@ def tokens_of(text: str) -> int:
     return int(estimate_tokens(text) * MARGIN) + 1
 
 
-def knowledge_block(hits: Sequence[Any], budget_tokens: int, lang: str) -> tuple[str, list[str]]:
+def knowledge_block(hits: Sequence[Hit | Unit], budget_tokens: int, lang: str) -> tuple[str, list[str]]:
     """The numbered chunks (`Hit`s) or units (`evidence.Unit`s) that fit in `budget_tokens`,
     best first, and the ids of the chunks they came from."""
     head, memory_head = HEADERS.get(lang, HEADERS["en"])
@@ -112,7 +116,7 @@ class Guarded:
     missing: list[str]  # placeholders with nothing behind them: facts the model did not have
 
 
-def placeholder_guard(reply: str, conversation: Any = None) -> Guarded:
+def placeholder_guard(reply: str, conversation: Conversation | None = None) -> Guarded:
     """Restore this conversation's own masked values; list every other placeholder."""
     restored, missing = 0, []
     text = reply

@@ -22,11 +22,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from endcloud.knowledge.sources import Chunk
+
+if TYPE_CHECKING:
+    from endcloud.evaluate.encoders import Encoder
+    from endcloud.evaluate.scoring import Scorer
+    from endcloud.knowledge.index import Hit
 
 _SENTENCE = re.compile(r"(?<=[。！？!?])|(?<=\.)\s+")  # not at semicolons: "...before 18:00; later orders..."
 _RULE = re.compile(r"[|\-\s:]+")  # a Markdown table's separator row
@@ -66,8 +71,8 @@ def units_of(chunk: Chunk) -> list[str]:
     return [f"{name}: {u}" if name and not u.startswith(name) else u for u in out]
 
 
-def evidence(query: str, hits: Sequence[Any], encoder: Any, n: int, reranker: Any = None,
-             weight: float = 0.0) -> list[Unit]:
+def evidence(query: str, hits: Sequence[Hit], encoder: Encoder, n: int,
+             reranker: Scorer | None = None, weight: float = 0.0) -> list[Unit]:
     """The `n` units of `hits` closest to `query`, best first: ranked by dense cosine, plus
     `weight` times the `reranker`'s score (the trained matcher's Match(query, unit): does this
     sentence answer that question?). `Unit.score` stays the cosine (a relevance level)."""

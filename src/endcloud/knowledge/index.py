@@ -29,12 +29,20 @@ import unicodedata
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from endcloud.errors import KnowledgeError, MissingExtraError
 from endcloud.knowledge.sources import Chunk
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    import bm25s
+    from usearch.index import Index
+
+    from endcloud.evaluate.encoders import Encoder
 
 log = logging.getLogger(__name__)
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every build at DEBUG
@@ -80,7 +88,7 @@ def tokens(text: str) -> list[str]:
     return out
 
 
-def _bm25() -> Any:
+def _bm25() -> ModuleType:
     try:
         import bm25s
     except ImportError:
@@ -88,7 +96,7 @@ def _bm25() -> Any:
     return bm25s
 
 
-def _usearch() -> Any:
+def _usearch() -> type[Index]:
     try:
         from usearch.index import Index
     except ImportError:
@@ -100,8 +108,8 @@ class HybridIndex(Retriever):
     """BM25 + dense vectors over one list of chunks; `add` makes new chunks searchable at once
     (dense at once; lexical after `refresh_lexical`, which `add` starts in a thread)."""
 
-    def __init__(self, chunks: list[Chunk], vectors: np.ndarray, encoder: Any,
-                 bm25: Any = None, dense: Any = None) -> None:
+    def __init__(self, chunks: list[Chunk], vectors: np.ndarray, encoder: Encoder,
+                 bm25: bm25s.BM25 | None = None, dense: Index | None = None) -> None:
         self.chunks = chunks
         self.encoder = encoder
         self.vectors = vectors  # (N, D) float32 unit rows, aligned with chunks
@@ -117,7 +125,7 @@ class HybridIndex(Retriever):
         return len(self.chunks)
 
     @staticmethod
-    def _build_bm25(chunks: Sequence[Chunk]) -> Any:
+    def _build_bm25(chunks: Sequence[Chunk]) -> bm25s.BM25 | None:
         if not chunks:
             return None
         bm = _bm25().BM25(method="lucene")
@@ -125,7 +133,7 @@ class HybridIndex(Retriever):
         return bm
 
     @staticmethod
-    def _build_dense(vectors: np.ndarray) -> Any:
+    def _build_dense(vectors: np.ndarray) -> Index:
         index = _usearch()(ndim=vectors.shape[1] if vectors.ndim == 2 and vectors.shape[1] else 1,
                            metric="cos", dtype="f32")
         if len(vectors):
@@ -161,7 +169,8 @@ class HybridIndex(Retriever):
         return [int(key) for key in matches.keys]
 
     @staticmethod
-    def _lexical(bm25: Any, n_lex: int, query: str, depth: int) -> tuple[list[int], dict[int, float]]:
+    def _lexical(bm25: bm25s.BM25 | None, n_lex: int, query: str, depth: int
+                 ) -> tuple[list[int], dict[int, float]]:
         if bm25 is None:
             return [], {}
         ids = bm25.get_tokens_ids(tokens(query))
@@ -225,7 +234,7 @@ class HybridIndex(Retriever):
             self.bm25.save(str(folder / "bm25"), show_progress=False)
 
     @classmethod
-    def load(cls, folder: Path, encoder: Any) -> "HybridIndex":
+    def load(cls, folder: Path, encoder: Encoder) -> "HybridIndex":
         chunks, vectors = read_chunks(folder)
         dense = _usearch().restore(str(folder / "dense.usearch"), view=True) if chunks else None
         if chunks and (dense is None or len(dense) != len(chunks)):
@@ -276,7 +285,7 @@ def read_manifest(version: Path) -> dict[str, Any]:
     return manifest
 
 
-def open_index(root: str | Path, encoder: Any = None) -> HybridIndex:
+def open_index(root: str | Path, encoder: Encoder | None = None) -> HybridIndex:
     """Load the live version of an index folder; a missing, empty or corrupt one raises
     KnowledgeError with one line naming the path."""
     version = current_version(root)

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,7 +27,11 @@ from endcloud.knowledge.config import KnowledgeConfig
 from endcloud.knowledge.context import PLACEHOLDER
 from endcloud.knowledge.evidence import Unit, evidence
 from endcloud.knowledge.index import HybridIndex, Hit, current_version, open_index, read_manifest
-from endcloud.knowledge.sources import make_chunk
+from endcloud.knowledge.sources import Chunk, make_chunk
+
+if TYPE_CHECKING:
+    from endcloud.evaluate.encoders import Encoder
+    from endcloud.evaluate.scoring import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +53,7 @@ class Retrieved:
 
 class ShopKnowledge:
     def __init__(self, cfg: KnowledgeConfig, index: HybridIndex | None, memory: HybridIndex,
-                 encoder: Any) -> None:
+                 encoder: Encoder) -> None:
         self.cfg = cfg
         self.index = index
         self.memory = memory
@@ -62,7 +66,7 @@ class ShopKnowledge:
         self._rerank_ready = False
 
     @classmethod
-    def open(cls, cfg: KnowledgeConfig, encoder: Any = None) -> "ShopKnowledge | None":
+    def open(cls, cfg: KnowledgeConfig, encoder: Encoder | None = None) -> "ShopKnowledge | None":
         """None when no index or memory is configured; KnowledgeError when a configured index is
         unusable and `required` (else a warning and a service without it)."""
         if not cfg.index and not cfg.memory:
@@ -104,7 +108,7 @@ class ShopKnowledge:
         out.ms = (time.monotonic() - t0) * 1000
         return out
 
-    def _reranker(self) -> Any:
+    def _reranker(self) -> Scorer | None:
         """The trained matcher (the process-wide scorer the escalation shares), or None."""
         if not self.cfg.rerank or self._rerank_failed:
             return None
@@ -168,7 +172,7 @@ class ShopKnowledge:
             self._reload_lock.release()
 
 
-def _entry(query: str, reply: str, origin: str, ref: str) -> Any:
+def _entry(query: str, reply: str, origin: str, ref: str) -> Chunk | None:
     """A memory entry, or None for empty text or text that still looks personal."""
     if not query.strip() or not reply.strip() or _looks_personal(query + reply):
         return None
@@ -180,7 +184,7 @@ def _looks_personal(text: str) -> bool:
     return bool(re.search(r"\d{7,}|[@＠]", re.sub(r"\[[A-Z]+_\d+\]", "", text)))
 
 
-def _encoder_for(memory_dir: str) -> Any:
+def _encoder_for(memory_dir: str) -> Encoder:
     from endcloud.evaluate.encoders import get_encoder
 
     name = "e5"
@@ -192,7 +196,7 @@ def _encoder_for(memory_dir: str) -> Any:
     return get_encoder(name)
 
 
-def _open_memory(folder: str, encoder: Any, required: bool) -> HybridIndex:
+def _open_memory(folder: str, encoder: Encoder, required: bool) -> HybridIndex:
     """The memory folder with its own encoder (it may differ from the index's: e.g. USE, fast
     enough to embed 100k approved answers); empty, on the index's encoder, when there is none."""
     if folder and Path(folder).exists():

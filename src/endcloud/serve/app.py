@@ -66,7 +66,7 @@ def create_app(cfg: ServeConfig, *, backend: Any = None, admin_token: str | None
         audit = _egress_audit(store)
         lim = cfg.limits
         app.state.services = Services(
-            cfg=cfg, backend=engine, store=store, policy=Policy(cfg.escalation, scorer),
+            cfg=cfg, backend=engine, store=store, policy=Policy(cfg.escalation, scorer, cfg.handoff),
             cloud=Cloud(cfg.escalation, audit, cloud_client),
             admission=Admission(engine.slots, lim.queue_size, lim.queue_timeout_s, lim.retry_after_s),
             limiter=SessionLimiter(lim.session_rate_per_minute, lim.session_burst), admin_token=token,

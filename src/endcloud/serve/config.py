@@ -18,8 +18,11 @@ ADMIN_TOKEN_ENV = "ENDCLOUD_ADMIN_TOKEN"
 
 DEFAULT_HANDOFF = "亲，这个问题需要人工客服为您处理，已为您转接，请稍候~"
 DEFAULT_HANDOFF_EN = "A colleague will take this one from here - please hold on a moment."
-HARD_PATTERNS = [r"投诉|起诉|律师|法院|12315|工商|赔偿|举报", r"人工(客服)?|转人工|真人",
-                 r"(?i)\b(complain|complaint|lawyer|lawsuit|sue|human agent|manager)\b"]
+HARD_PATTERNS = [r"投诉|起诉|律师|法院|12315|工商|赔偿|举报",
+                 r"(?i)\b(complain|complaint|lawyer|lawsuit|sue|manager)\b"]
+# a customer asking for a person: the conversation goes to the staff queue (handoff.patterns)
+PERSON_PATTERNS = [r"人工(客服)?|转人工|真人|找(个)?人工",
+                   r"(?i)\b(human agent|a human|real person|live agent|talk to (a |an )?(person|someone|agent|human))\b"]
 OUT_OF_SCOPE_PATTERNS = [r"(?i)\b(write (me )?(a|an) (poem|essay|code)|homework)\b",
                          r"写(一首)?诗|写作业|写代码"]
 
@@ -103,6 +106,45 @@ class EscalationConfig:
 
 
 @dataclass
+class HandoffConfig:
+    """Hand-off to a person: when a conversation goes to the staff queue, and what the customer
+    is told while a person is on the way. Staff answer from the review console (/review)."""
+
+    enabled: bool = True
+    patterns: list[str] = field(default_factory=lambda: list(PERSON_PATTERNS))  # the customer asks
+    # {wait}: the expected wait in minutes (the median of the last answered hand-offs, else
+    # expected_wait_min); outside `hours`, the off-hours message ({hours}) instead
+    waiting_message: str = "亲，已为您转接人工客服，预计等待约{wait}分钟，请稍候~"
+    waiting_message_en: str = "A colleague will join this chat in about {wait} min - please stay here."
+    off_hours_message: str = "亲，人工客服的服务时间是{hours}，同事上班后会第一时间回复您~"
+    off_hours_message_en: str = "Our team is here {hours}; a colleague will answer as soon as they are back."
+    hours: str = ""  # staff on duty, e.g. "09:00-21:00" (local time of `timezone`); "" = always
+    timezone: str = "Asia/Shanghai"
+    expected_wait_min: int = 3
+    abandon_after_s: float = 1800.0  # a hand-off nobody answered within this counts as abandoned
+    poll_max_s: float = 25.0  # the longest a long-poll for new messages waits before answering empty
+
+    def __post_init__(self) -> None:
+        import re
+
+        for i, pattern in enumerate(self.patterns):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                check(False, "handoff.patterns", f"pattern {i} does not compile: {exc}")
+        check(not self.hours or re.fullmatch(r"\d\d:\d\d-\d\d:\d\d", self.hours) is not None,
+              "handoff.hours", "must be HH:MM-HH:MM (or empty: always on duty)")
+        try:
+            from zoneinfo import ZoneInfo
+
+            ZoneInfo(self.timezone)
+        except Exception:
+            check(False, "handoff.timezone", f"unknown time zone {self.timezone!r}")
+        check(self.expected_wait_min >= 1, "handoff.expected_wait_min", "must be >= 1")
+        check(0 < self.poll_max_s <= 60, "handoff.poll_max_s", "must be in (0, 60]")
+
+
+@dataclass
 class ServeConfig:
     """`endcloud serve`: the real-time service."""
 
@@ -115,6 +157,7 @@ class ServeConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     escalation: EscalationConfig = field(default_factory=EscalationConfig)
     knowledge: KnowledgeConfig = field(default_factory=KnowledgeConfig)
+    handoff: HandoffConfig = field(default_factory=HandoffConfig)
 
     def __post_init__(self) -> None:
         check(self.knowledge.max_context_tokens < self.backend.max_input_tokens,

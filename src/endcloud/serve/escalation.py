@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from endcloud.evaluate.nonanswer import cap as nonanswer_cap
-from endcloud.serve.config import EscalationConfig
+from endcloud.serve.config import PERSON_PATTERNS, EscalationConfig, HandoffConfig
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +45,26 @@ class CloudOutcome:
 class Policy:
     """Decides, per turn, whether the cloud should answer."""
 
-    def __init__(self, cfg: EscalationConfig, scorer: Any = None) -> None:
+    def __init__(self, cfg: EscalationConfig, scorer: Any = None,
+                 handoff: HandoffConfig | None = None) -> None:
         self.cfg = cfg
         self.hard = [re.compile(p) for p in cfg.hard_patterns]
+        # a request for a person: the staff queue when hand-off is on, else the cloud, as "hard"
+        self.person = [re.compile(p) for p in (handoff.patterns if handoff else PERSON_PATTERNS)]
+        self.handoff = handoff is not None and handoff.enabled
         self.out_of_scope = [re.compile(p) for p in cfg.out_of_scope_patterns]
         self.scorer = scorer if scorer is not None else load_scorer(cfg.scorer)
 
     def before(self, query: str) -> str | None:
-        """A reason to escalate before generating ('hard', 'out_of_scope', 'too_long'), or None."""
+        """A reason to escalate before generating ('person': to the staff queue; 'hard',
+        'out_of_scope', 'too_long': to the cloud), or None."""
+        asks_for_person = any(p.search(query) for p in self.person)
+        if asks_for_person and self.handoff:
+            return "person"
         if not self.cfg.enabled:
             return None
+        if asks_for_person:
+            return "hard"
         if len(query) > self.cfg.max_query_chars:
             return "too_long"
         if any(p.search(query) for p in self.hard):

@@ -244,3 +244,60 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+# -- hand-off to a person ------------------------------------------------------------------------
+class HandoffStatus(BaseModel):
+    id: int
+    status: Literal["waiting", "claimed"]
+    claimed_by: str | None = None
+
+
+class HandoffMessage(BaseModel):
+    id: int  # the cursor: ask for `after=<the last id you have>`
+    handoff_id: int
+    conversation_id: str
+    sender: Literal["customer", "staff", "system"]  # system: "released" | "closed"
+    staff: str | None = None
+    text: str
+    created_at: str
+
+
+class CustomerHandoff(BaseModel):
+    """A conversation's hand-off as its customer sees it: who holds it, and the new messages."""
+
+    handoff: HandoffStatus | None  # None: the bot answers
+    messages: list[HandoffMessage]
+    cursor: int
+
+
+class StaffAction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    staff: StrictStr = Field(min_length=1, max_length=100)
+
+
+class StaffReply(StaffAction):
+    text: StrictStr = Field(min_length=1, max_length=4000)
+
+
+class QueueMessage(BaseModel):
+    sender: Literal["customer", "bot", "system", "staff"]
+    text: str
+    at: str
+    staff: str | None = None
+
+
+class QueueItem(BaseModel):
+    id: int
+    conversation_id: str
+    reason: str  # requested | taken_over | the escalation reason that promised a person
+    status: Literal["waiting", "claimed"]
+    claimed_by: str | None
+    requested_at: str
+    waiting_s: float
+    messages: list[QueueMessage]
+
+
+class HandoffQueue(BaseModel):
+    data: list[QueueItem]
+    cursor: int  # the newest hand-off message id

@@ -11,11 +11,13 @@ Who may call what (the route-inventory test holds every route to this):
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import secrets
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator, Literal
@@ -24,6 +26,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
 from endcloud import wire
+from endcloud.serve import handoff
 from endcloud.serve import protocol as p
 from endcloud.serve import store as db
 from endcloud.end.backend import GenParams
@@ -134,6 +137,8 @@ async def chat_completions(req: p.ChatRequest, request: Request, response: Respo
     wanted = req.max_tokens or req.max_completion_tokens or lim.default_max_tokens
     params = GenParams(min(wanted, lim.max_tokens_cap), req.temperature, req.top_p)
     turn = await ServiceTurn.begin(svc, conversation, model, messages, params)  # or 503: nothing written
+    if turn.held is not None:  # a person holds the conversation: the message goes to them
+        return await to_person(turn, req, response)
     try:
         if new:  # only an admitted turn opens a conversation
             await svc.store.write(lambda conn: db.new_conversation(conn, cid, conversation))
@@ -155,6 +160,27 @@ async def chat_completions(req: p.ChatRequest, request: Request, response: Respo
                               message=p.AssistantMessage(content=text), finish_reason=ex.finish_reason)])
     response.headers.update(headers)
     return body
+
+
+async def to_person(turn: ServiceTurn, req: p.ChatRequest, response: Response) -> Any:
+    """The reply to a message for the person who holds the conversation: empty (their answer
+    comes through GET /v1/conversations/{id}/handoff), committed before it is acknowledged."""
+    await turn.to_person()
+    headers = {"x-conversation-id": turn.conversation_id, "x-handoff": turn.held["status"]}
+    base = {"id": turn.id, "created": turn.created, "model": turn.model,
+            "conversation_id": turn.conversation_id}
+    if req.stream:
+        async def events() -> AsyncIterator[bytes]:
+            for delta, finish in ((p.ChunkDelta(role="assistant", content=""), None), (p.ChunkDelta(), "stop")):
+                chunk = p.ChatChunk(**base, choices=[p.ChunkChoice(delta=delta, finish_reason=finish)])
+                yield wire.sse_event(chunk.model_dump_json(exclude_none=True))
+            yield wire.SSE_DONE
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={**headers, "cache-control": "no-cache"})
+    response.headers.update(headers)
+    return p.ChatResponse(**base, usage=p.TokenUsage(prompt_tokens=0, completion_tokens=0, total_tokens=0),
+                          choices=[p.Choice(message=p.AssistantMessage(content=""), finish_reason="stop")])
 
 
 def check_messages(req: p.ChatRequest, svc: Services) -> list[dict[str, str]]:
@@ -262,6 +288,33 @@ async def my_conversation(conversation_id: str, request: Request,
         for r in rows])
 
 
+@router.get("/v1/conversations/{conversation_id}/handoff", response_model=p.CustomerHandoff)
+async def my_handoff(conversation_id: str, request: Request, after: int = Query(0, ge=0),
+                     wait: float = Query(0.0, ge=0, le=60), cid: str = Depends(customer)) -> p.CustomerHandoff:
+    """Who holds this conversation, and the staff messages after the cursor `after`; with `wait`,
+    a long poll: answers as soon as there is one (or after `wait` s, at most handoff.poll_max_s)."""
+    svc = services(request)
+    await own_conversation(svc, cid, conversation_id)
+
+    def read(conn: Any) -> tuple[Any, list[dict[str, Any]]]:
+        return (handoff.status_of(conn, conversation_id),
+                [m for m in handoff.messages_after(conn, conversation_id, after) if m["sender"] != "customer"])
+
+    state, msgs = await poll(svc, read, wait, lambda got: bool(got[1]))
+    return p.CustomerHandoff(handoff=state, messages=[p.HandoffMessage(**m) for m in msgs],
+                             cursor=max([after] + [m["id"] for m in msgs]))
+
+
+async def poll(svc: Services, read: Any, wait: float, ready: Any) -> Any:
+    """Read until `ready(result)` or `wait` seconds (capped by handoff.poll_max_s) have passed."""
+    deadline = time.monotonic() + min(wait, svc.cfg.handoff.poll_max_s)
+    while True:
+        got = await svc.store.read(read)
+        if ready(got) or time.monotonic() >= deadline:
+            return got
+        await asyncio.sleep(0.2)
+
+
 # -- staff ----------------------------------------------------------------------------------------
 @router.get("/admin/exchanges", response_model=p.ExchangeList, dependencies=[Depends(staff)])
 async def exchanges(request: Request,
@@ -293,8 +346,6 @@ async def review(req: p.ReviewRequest, request: Request) -> p.Stored:
 async def remember(svc: Services, exchange_id: str, review_id: int, correction: str | None) -> None:
     """The fast path of online evolution: an approved or corrected answer joins the answer
     memory (masked, in the store first) and serves the next similar question from any customer."""
-    import asyncio
-
     from endcloud.serve.turn import conversation_state, masker
 
     row = await svc.store.read(lambda conn: db.exchange_text(conn, exchange_id))
@@ -337,3 +388,93 @@ async def report_png(request: Request) -> Response:
     if data is None:
         raise HTTPException(404, "the plot needs matplotlib: pip install 'endcloud[eval]'")
     return Response(data, media_type="image/png", headers={"cache-control": "no-store"})
+
+
+# -- staff: hand-off to a person -----------------------------------------------------------------
+@router.get("/admin/handoffs", response_model=p.HandoffQueue, dependencies=[Depends(staff)])
+async def handoff_queue(request: Request, after: int = Query(0, ge=0),
+                        wait: float = Query(0.0, ge=0, le=60)) -> p.HandoffQueue:
+    """Open hand-offs (waiting first, then newest), each with its whole conversation; with
+    `after` (the cursor of the last answer) and `wait`, a long poll for the next change."""
+    svc = services(request)
+
+    def read(conn: Any) -> tuple[list[dict[str, Any]], int]:
+        last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM serve_handoff_messages").fetchone()[0]
+        return handoff.queue(conn), int(last)
+
+    # every change (a hand-off opened, claimed, answered, released; a customer message) adds a
+    # message, so the cursor moving is the signal
+    rows, last = await poll(svc, read, wait if after else 0.0, lambda got: got[1] > after)
+    return p.HandoffQueue(data=[p.QueueItem(**h) for h in rows], cursor=last)
+
+
+def _staff_write(fn: Any) -> Any:
+    """Run a hand-off write, mapping an unknown id to 404 and a conflict to 409."""
+    async def run(request: Request) -> Any:
+        try:
+            return await services(request).store.write(fn)
+        except KeyError:
+            raise HTTPException(404, "hand-off not found") from None
+        except handoff.HandoffConflict as exc:
+            raise HTTPException(409, str(exc)) from None
+    return run
+
+
+@router.post("/admin/handoffs/{handoff_id}/claim", response_model=p.HandoffStatus,
+             dependencies=[Depends(staff)])
+async def claim_handoff(handoff_id: int, req: p.StaffAction, request: Request) -> p.HandoffStatus:
+    """Take a waiting conversation: exactly one of several staff racing for it wins (409 for the rest)."""
+    def write(conn: Any) -> dict[str, Any]:
+        if not handoff.claim(conn, handoff_id, req.staff):
+            row = handoff.get(conn, handoff_id)
+            raise handoff.HandoffConflict(f"hand-off {handoff_id} is {row['status']}" + (
+                f" (held by {row['claimed_by']})" if row["claimed_by"] else ""))
+        row = handoff.get(conn, handoff_id)
+        return {"id": row["id"], "status": row["status"], "claimed_by": row["claimed_by"]}
+
+    return p.HandoffStatus(**await _staff_write(write)(request))
+
+
+@router.post("/admin/handoffs/{handoff_id}/reply", response_model=p.Stored, status_code=201,
+             dependencies=[Depends(staff)])
+async def reply_handoff(handoff_id: int, req: p.StaffReply, request: Request) -> p.Stored:
+    """A reply from the staff member who claimed the conversation; 201 once it is committed
+    (the customer sees it on the next poll). Refused (409) for a hand-off nobody claimed."""
+    text = req.text.strip()
+    if not text:
+        raise HTTPException(422, "the reply is empty")
+    mid = await _staff_write(lambda conn: handoff.staff_reply(conn, handoff_id, req.staff, text))(request)
+    return p.Stored(id=mid)
+
+
+@router.post("/admin/handoffs/{handoff_id}/release", response_model=p.Stored, dependencies=[Depends(staff)])
+async def release_handoff(handoff_id: int, req: p.StaffAction, request: Request) -> p.Stored:
+    """Give the conversation back to the bot: its next message is answered by the model again."""
+    await _staff_write(lambda conn: handoff.end(conn, handoff_id, req.staff, "released"))(request)
+    return p.Stored(id=handoff_id)
+
+
+@router.post("/admin/handoffs/{handoff_id}/close", response_model=p.Stored, dependencies=[Depends(staff)])
+async def close_handoff(handoff_id: int, req: p.StaffAction, request: Request) -> p.Stored:
+    await _staff_write(lambda conn: handoff.end(conn, handoff_id, req.staff, "closed"))(request)
+    return p.Stored(id=handoff_id)
+
+
+@router.post("/admin/conversations/{conversation_id}/takeover", response_model=p.HandoffStatus,
+             status_code=201, dependencies=[Depends(staff)])
+async def take_over(conversation_id: str, req: p.StaffAction, request: Request) -> p.HandoffStatus:
+    """Staff take a conversation over from the console (claimed by them at once)."""
+    def write(conn: Any) -> dict[str, Any]:
+        if db.conversation_owner(conn, conversation_id) is None:
+            raise KeyError(conversation_id)
+        hid, _ = handoff.open_handoff(conn, conversation_id, "taken_over", req.staff)
+        if not handoff.claim(conn, hid, req.staff):
+            raise handoff.HandoffConflict(f"the conversation is held by {handoff.get(conn, hid)['claimed_by']}")
+        return {"id": hid, "status": "claimed", "claimed_by": req.staff}
+
+    try:
+        return p.HandoffStatus(**await services(request).store.write(write))
+    except KeyError:
+        raise HTTPException(404, "conversation not found") from None
+    except handoff.HandoffConflict as exc:
+        raise HTTPException(409, str(exc)) from None

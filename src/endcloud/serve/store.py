@@ -41,7 +41,7 @@ class Exchange:
     context: list[dict[str, str]]
     query: str
     reply: str
-    answered_by: str  # end | cloud | handoff
+    answered_by: str  # end | cloud | handoff (the canned message) | staff (a person's reply)
     finish_reason: str
     latency_ms: float
     end_reply: str | None = None
@@ -61,6 +61,7 @@ class Exchange:
     knowledge_json: str | None = None  # {"chunks": [ids], "memory": id, "version": ...}
     grounded: float | None = None  # share of the reply's checkable facts the prompt supports
     nonanswer: str | None = None  # the end reply was an echo | restates | filler | empty
+    staff: str | None = None  # who answered (answered_by == "staff")
 
 
 class ServeStore:

@@ -25,6 +25,7 @@ from endcloud.knowledge.context import (fit_messages, knowledge_block, lang_of,
                                         placeholder_guard, with_knowledge)
 from endcloud.knowledge.evidence import quotable, quote
 from endcloud.end.backend import Delta, Final, GenParams
+from endcloud.serve import handoff
 from endcloud.serve.escalation import CloudOutcome
 from endcloud.serve.store import Exchange, add_exchange
 
@@ -70,13 +71,21 @@ class ServiceTurn:
         self.handoff_only = False  # a question the knowledge base does not cover, on_missing=handoff
         self.grounded: float | None = None  # of the end draft, against its prompt (evaluate.grounded)
         self.nonanswer: str | None = None  # the end draft was an echo | restates | filler | empty
+        self.held: Any = None  # the conversation's open hand-off: a person answers, not the models
+        self.wait_min = svc.cfg.handoff.expected_wait_min
 
     @classmethod
     async def begin(cls, svc: Services, conversation_id: str, model: str,
                     messages: list[dict[str, str]], params: GenParams) -> "ServiceTurn":
         """Admit the turn: take a model slot if it needs one (or raise limits.Refused(503))."""
         turn = cls(svc, conversation_id, model, messages, params)
+        if svc.cfg.handoff.enabled:
+            turn.held, turn.wait_min = await svc.store.read(lambda conn: (
+                handoff.open_of(conn, conversation_id), handoff.expected_wait_min(conn, svc.cfg.handoff)))
+            if turn.held is not None:  # the customer is talking to a person: no model, no slot
+                return turn
         turn.reason = svc.policy.before(turn.query)
+        turn.handoff_only = turn.reason == "person"
         if svc.knowledge is not None:
             await turn._retrieve()
         if turn.reason is None and not turn.memory_answer():
@@ -224,8 +233,18 @@ class ServiceTurn:
         return not numbers(reply) and any(numbers(u.text) for u in self._quotable())
 
     def _handoff(self) -> str:
-        e = self.svc.cfg.escalation
+        """What the customer is told when a person takes over: the expected wait (or the opening
+        hours) when hand-off is on, else the configured sentence."""
+        h, e = self.svc.cfg.handoff, self.svc.cfg.escalation
+        if h.enabled:
+            return handoff.customer_message(h, lang_of(self.query), self.wait_min)
         return e.handoff_message_en if lang_of(self.query) == "en" else e.handoff_message
+
+    async def to_person(self) -> int:
+        """A customer message while a person holds the conversation: into the staff view."""
+        held = self.held
+        return await self.svc.store.write(lambda conn: handoff.add_message(
+            conn, held["id"], self.conversation_id, "customer", self.query))
 
     def _quote(self) -> str | None:
         """The reply for a fact question whose draft is not served: the closest units, quoted."""
@@ -279,7 +298,15 @@ class ServiceTurn:
             first_token_ms=None if self.first_token_ms is None else round(self.first_token_ms, 2),
             answered_from=source if by == "end" else None, knowledge_json=knowledge,
             grounded=self.grounded, nonanswer=self.nonanswer)
-        await self.svc.store.write(lambda conn: add_exchange(conn, ex))
+        queue = by == "handoff" and self.svc.cfg.handoff.enabled  # a person is promised: queue it
+
+        def write(conn: Any) -> None:
+            add_exchange(conn, ex)
+            if queue:
+                handoff.open_handoff(conn, self.conversation_id,
+                                     "requested" if self.reason == "person" else self.reason or "handoff")
+
+        await self.svc.store.write(write)
         self.exchange = ex
 
 

@@ -78,15 +78,26 @@ class Store:
                 f"({', '.join(extra) or 'different order'}); use a newer endcloud")
         applied = []
         for name, sql in migrations[len(done):]:
+            # A migration that rebuilds a table other tables reference (SQLite cannot change a
+            # CHECK in place) says so on its first line; foreign keys are off while it runs
+            # (the pragma is a no-op inside a transaction) and checked before it commits.
+            rebuild = sql.lstrip().startswith(REBUILD)
+            if rebuild:
+                self.conn.execute("PRAGMA foreign_keys = OFF")
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
                 for stmt in _statements(sql):
                     self.conn.execute(stmt)
+                if rebuild and self.conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                    raise sqlite3.IntegrityError("the rebuilt tables break a foreign key")
                 self.conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, utcnow()))
                 self.conn.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
                 self.conn.execute("ROLLBACK")
                 raise StoreError(f"{self.path}: migration {name} failed: {exc}") from None
+            finally:
+                if rebuild:
+                    self.conn.execute("PRAGMA foreign_keys = ON")
             applied.append(name)
         return applied
 
@@ -112,6 +123,9 @@ class Store:
         if stage:
             return list(self.conn.execute("SELECT * FROM runs WHERE stage = ? ORDER BY id", (stage,)))
         return list(self.conn.execute("SELECT * FROM runs ORDER BY id"))
+
+
+REBUILD = "-- rebuild"  # first line of a migration that recreates a referenced table
 
 
 def _statements(sql: str) -> list[str]:

@@ -307,4 +307,79 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE serve_exchanges ADD COLUMN nonanswer TEXT;  -- echo | restates | filler | empty
         """,
     ),
+    (
+        # Hand-off to a person: a staff reply is an exchange answered by 'staff' (the CHECK is
+        # rebuilt), the queue of conversations a person holds, and the live messages both ways.
+        "0010_handoff",
+        """-- rebuild
+        DROP VIEW serve_corrections;
+        CREATE TABLE serve_exchanges_new (
+            id                      TEXT PRIMARY KEY,
+            conversation_id         TEXT NOT NULL REFERENCES serve_conversations (id),
+            model                   TEXT NOT NULL,
+            context_json            TEXT NOT NULL,
+            query                   TEXT NOT NULL,
+            reply                   TEXT NOT NULL,
+            end_reply               TEXT,
+            answered_by             TEXT NOT NULL
+                                    CHECK (answered_by IN ('end', 'cloud', 'handoff', 'staff')),
+            escalation              TEXT,
+            cloud_status            TEXT,
+            cloud_request_masked    TEXT,
+            cloud_reply_masked      TEXT,
+            match_score             REAL,
+            confidence              REAL,
+            prompt_tokens           INTEGER NOT NULL DEFAULT 0,
+            completion_tokens       INTEGER NOT NULL DEFAULT 0,
+            cloud_prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+            cloud_completion_tokens INTEGER NOT NULL DEFAULT 0,
+            cost                    REAL NOT NULL DEFAULT 0,
+            first_token_ms          REAL,
+            latency_ms              REAL NOT NULL,
+            finish_reason           TEXT NOT NULL,
+            created_at              TEXT NOT NULL,
+            answered_from           TEXT,
+            knowledge_json          TEXT,
+            grounded                REAL,
+            nonanswer               TEXT,
+            staff                   TEXT  -- who answered, for answered_by = 'staff'
+        );
+        INSERT INTO serve_exchanges_new (id, conversation_id, model, context_json, query, reply, end_reply, answered_by, escalation, cloud_status, cloud_request_masked, cloud_reply_masked, match_score, confidence, prompt_tokens, completion_tokens, cloud_prompt_tokens, cloud_completion_tokens, cost, first_token_ms, latency_ms, finish_reason, created_at, answered_from, knowledge_json, grounded, nonanswer) SELECT id, conversation_id, model, context_json, query, reply, end_reply, answered_by, escalation, cloud_status, cloud_request_masked, cloud_reply_masked, match_score, confidence, prompt_tokens, completion_tokens, cloud_prompt_tokens, cloud_completion_tokens, cost, first_token_ms, latency_ms, finish_reason, created_at, answered_from, knowledge_json, grounded, nonanswer FROM serve_exchanges;
+        DROP TABLE serve_exchanges;
+        ALTER TABLE serve_exchanges_new RENAME TO serve_exchanges;
+        CREATE INDEX serve_exchanges_conversation ON serve_exchanges (conversation_id, created_at);
+        CREATE INDEX serve_exchanges_created ON serve_exchanges (created_at);
+        CREATE VIEW serve_corrections AS
+            SELECT r.id AS review_id, e.id AS exchange_id, e.context_json, e.query,
+                   r.corrected_reply AS reply, r.created_at
+            FROM serve_reviews r JOIN serve_exchanges e ON e.id = r.exchange_id
+            WHERE r.corrected_reply IS NOT NULL AND trim(r.corrected_reply) != '';
+        CREATE TABLE serve_handoffs (
+            id              INTEGER PRIMARY KEY,
+            conversation_id TEXT NOT NULL REFERENCES serve_conversations (id),
+            reason          TEXT NOT NULL,  -- requested | taken_over | an escalation reason
+            status          TEXT NOT NULL CHECK (status IN ('waiting', 'claimed', 'released', 'closed')),
+            requested_at    TEXT NOT NULL,
+            claimed_by      TEXT,
+            claimed_at      TEXT,
+            first_reply_at  TEXT,
+            ended_at        TEXT
+        );
+        -- one open hand-off per conversation: a second request joins the first
+        CREATE UNIQUE INDEX serve_handoffs_open ON serve_handoffs (conversation_id)
+            WHERE status IN ('waiting', 'claimed');
+        CREATE INDEX serve_handoffs_requested ON serve_handoffs (requested_at);
+        CREATE TABLE serve_handoff_messages (
+            id              INTEGER PRIMARY KEY AUTOINCREMENT,  -- the events cursor: only grows
+            handoff_id      INTEGER NOT NULL REFERENCES serve_handoffs (id),
+            conversation_id TEXT NOT NULL REFERENCES serve_conversations (id),
+            sender          TEXT NOT NULL CHECK (sender IN ('customer', 'staff', 'system')),
+            staff           TEXT,
+            text            TEXT NOT NULL,
+            exchange_id     TEXT REFERENCES serve_exchanges (id),  -- a staff reply's exchange
+            created_at      TEXT NOT NULL
+        );
+        CREATE INDEX serve_handoff_messages_conversation ON serve_handoff_messages (conversation_id, id);
+        """,
+    ),
 ]

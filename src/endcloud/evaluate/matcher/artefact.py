@@ -13,13 +13,16 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from endcloud.errors import MissingWeightsError
 from endcloud.evaluate.encoders import normalise
 from endcloud.evaluate.scoring import Calibration
+
+if TYPE_CHECKING:
+    from endcloud.evaluate.matcher.backbones import Backbone
 
 SHIPPED_DIR = Path(__file__).with_name("shipped")
 ENV = "ENDCLOUD_MATCHER"
@@ -41,7 +44,7 @@ def resolve_path(path: str | Path | None = None) -> Path:
 class TrainedMatcher:
     """A backbone, its trained tensors and a calibration: the thing `match` loads."""
 
-    def __init__(self, backbone: Any, calibration: Calibration, about: dict[str, Any]) -> None:
+    def __init__(self, backbone: Backbone, calibration: Calibration, about: dict[str, Any]) -> None:
         self.backbone, self.calibration, self.about = backbone, calibration, about
 
     def _batch_size(self) -> int:
@@ -121,7 +124,7 @@ class TrainedMatcher:
         return cls(backbone, Calibration(**meta.pop("calibration")), meta)
 
 
-def _batched(backbone: Any, texts: list[str], kind: str, batch_size: int) -> np.ndarray:
+def _batched(backbone: Backbone, texts: list[str], kind: str, batch_size: int) -> np.ndarray:
     """(N, D) float32; empty texts give zero rows (cosine 0), like the other encoders."""
     cut = [normalise(t)[:2000] for t in texts]
     uniq = sorted({t for t in cut if t}, key=len)  # similar lengths together: less padding

@@ -323,9 +323,10 @@ class E5CrossBackbone(E5LoraBackbone):
 
 BACKBONES = {"pair-head": PairHead, "head": HeadBackbone, "e5-lora": E5LoraBackbone,
              "e5-cross": E5CrossBackbone}
+Backbone = PairHead | HeadBackbone | E5LoraBackbone  # any of them (E5CrossBackbone is an E5LoraBackbone)
 
 
-def build(config: dict[str, Any], device: str = "cpu", e5_file: str | Path | None = None) -> Any:
+def build(config: dict[str, Any], device: str = "cpu", e5_file: str | Path | None = None) -> Backbone:
     """The backbone a saved `matcher.json` describes (its `backbone` block)."""
     bb = dict(config)
     kind = bb.pop("backbone")

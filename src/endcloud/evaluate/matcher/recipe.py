@@ -22,7 +22,7 @@ import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from endcloud.evaluate.matcher.artefact import TrainedMatcher
 from endcloud.evaluate.matcher.data import TrainPair
 from endcloud.evaluate.scoring import Calibration, fit_platt
 from endcloud.progress import progress
+
+if TYPE_CHECKING:
+    from endcloud.evaluate.matcher.backbones import Backbone
 
 
 @dataclass
@@ -61,7 +64,7 @@ class MatcherTrainConfig:
             raise ValueError("MatcherTrainConfig.scheduler must be 'linear' or 'constant'")
 
 
-def train_matcher(pairs: list[TrainPair], backbone: Any, cfg: MatcherTrainConfig | None = None,
+def train_matcher(pairs: list[TrainPair], backbone: Backbone, cfg: MatcherTrainConfig | None = None,
                   validation: list[TrainPair] | None = None, about: dict[str, Any] | None = None,
                   log: Callable[[str], None] | None = print, fillers: list[str] | None = None,
                   checkpoint: str | Path | None = None) -> TrainedMatcher:
@@ -158,7 +161,7 @@ class _Features:
     """Frozen encodings of every text training touches, computed once (with a progress bar), so
     a step of a frozen-encoder backbone is a few matrix products."""
 
-    def __init__(self, backbone: Any, pairs: list[TrainPair], fillers: list[str], log) -> None:
+    def __init__(self, backbone: Backbone, pairs: list[TrainPair], fillers: list[str], log) -> None:
         import torch
 
         self.backbone = backbone
@@ -216,7 +219,7 @@ def _extras(p: TrainPair, cfg: MatcherTrainConfig, rng: random.Random, fillers: 
     return out
 
 
-def step_loss(backbone: Any, batch: list[TrainPair], cfg: MatcherTrainConfig, rng: random.Random,
+def step_loss(backbone: Backbone, batch: list[TrainPair], cfg: MatcherTrainConfig, rng: random.Random,
               fillers: list[str] | None = None):
     """Bi-encoder step: B queries against the batch's replies plus every query's extras (cos / τ)."""
     import torch
@@ -234,7 +237,7 @@ def step_loss(backbone: Any, batch: list[TrainPair], cfg: MatcherTrainConfig, rn
     return torch.nn.functional.cross_entropy(logits, torch.arange(len(batch), device=logits.device))
 
 
-def _pair_loss(backbone: Any, batch: list[TrainPair], cfg: MatcherTrainConfig, rng: random.Random,
+def _pair_loss(backbone: Backbone, batch: list[TrainPair], cfg: MatcherTrainConfig, rng: random.Random,
                fillers: list[str] | None = None):
     """Cross-encoder step: per query, its reply among `pair_negatives` others - its extras first,
     the rest other replies of the batch (never the same text as its reply)."""
@@ -282,7 +285,7 @@ def calibrate(matcher: TrainedMatcher, validation: list[TrainPair], seed: int = 
         "raw_mean": {"positive": round(float(pos.mean()), 4), "negative": round(float(neg.mean()), 4)}})
 
 
-def _fingerprint(cfg: MatcherTrainConfig, backbone: Any, pairs: list[TrainPair]) -> str:
+def _fingerprint(cfg: MatcherTrainConfig, backbone: Backbone, pairs: list[TrainPair]) -> str:
     same = {k: v for k, v in asdict(cfg).items() if k not in ("max_seconds", "log_every", "checkpoint_every")}
     h = hashlib.sha256(json.dumps([same, backbone.config()], sort_keys=True).encode())
     for p in pairs:

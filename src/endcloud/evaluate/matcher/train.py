@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -24,11 +24,15 @@ from endcloud.evaluate.matcher.config import MatcherConfig
 from endcloud.evaluate.matcher.data import TrainPair, filler_pool, held_out_fillers, read_pairs
 from endcloud.evaluate.matcher.recipe import MatcherTrainConfig, other_group_replies, train_matcher
 
+if TYPE_CHECKING:
+    from endcloud.evaluate.matcher.artefact import TrainedMatcher
+    from endcloud.evaluate.matcher.backbones import Backbone
+
 log = logging.getLogger(__name__)
 Score = Callable[[list[str], list[str]], np.ndarray]
 
 
-def backbone_for(cfg: MatcherConfig) -> Any:
+def backbone_for(cfg: MatcherConfig) -> Backbone:
     from endcloud.evaluate.matcher import backbones as b
 
     if cfg.backbone == "pair-head":
@@ -64,7 +68,7 @@ def run(cfg: MatcherConfig, echo: Callable[[str], None] = print) -> Path:
                   time.perf_counter() - t0)
 
 
-def finish(matcher: Any, cfg: MatcherConfig, validation: list[TrainPair], data: dict[str, Any],
+def finish(matcher: TrainedMatcher, cfg: MatcherConfig, validation: list[TrainPair], data: dict[str, Any],
            fillers: list[str], out: Path, echo: Callable[[str], None] = print,
            seconds: float = 0.0) -> Path:
     """Validation figures (model alone and with the guard) into the manifest; write the folder."""
