@@ -111,6 +111,11 @@ def test_a_customer_asks_for_a_person_and_talks_to_one(live):
     assert [r[0] for r in rows] == ["end", "handoff", "staff", "end"]
     assert rows[2][1:] == ("alice", "给我转人工！", "您好，我是客服小王，马上帮您查物流")
 
+    # the report: one hand-off today, answered, its wait; staff replies are not counted as turns
+    [day] = httpx.get(f"{url}/admin/report", headers=STAFF).json()["days"]
+    assert day["turns"] == 3 and day["handoffs"] == 1 and day["handoffs_answered"] == 1
+    assert 0 < day["handoff_wait_p50_s"] == day["handoff_wait_p95_s"] < 60 and day["handoffs_abandoned"] == 0
+
 
 def test_exactly_one_of_two_staff_claims_a_conversation(live):
     url, _ = live
@@ -161,3 +166,32 @@ def test_staff_take_a_conversation_over_and_close_it(live):
     assert httpx.post(f"{url}/admin/handoffs/999/claim", headers=STAFF, json={"staff": "bob"}).status_code == 404
     assert httpx.post(f"{url}/admin/conversations/nope/takeover", headers=STAFF,
                       json={"staff": "bob"}).status_code == 404
+
+
+def test_handoff_figures_per_day():
+    """requested / answered / median and p95 wait / abandoned, from the store's own rows."""
+    from datetime import datetime, timedelta, timezone
+
+    from endcloud.store import Store
+    from endcloud.store.report import handoffs
+
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store.open(f"{tmp}/s.db")
+        conn = store.conn
+        conn.execute("INSERT INTO serve_customers VALUES ('c', 'h', '2026-01-01')")
+        t0 = datetime(2026, 12, 1, 9, tzinfo=timezone.utc)
+        for i, (wait, ended) in enumerate([(10, None), (20, None), (30, None), (None, 5), (None, None)]):
+            conn.execute("INSERT INTO serve_conversations VALUES (?, 'c', ?)", (f"v{i}", t0.isoformat()))
+            conn.execute("INSERT INTO serve_handoffs (conversation_id, reason, status, requested_at, "
+                         "first_reply_at, ended_at) VALUES (?, 'requested', 'closed', ?, ?, ?)",
+                         (f"v{i}", t0.isoformat(),
+                          None if wait is None else (t0 + timedelta(seconds=wait)).isoformat(),
+                          None if ended is None else (t0 + timedelta(seconds=ended)).isoformat()))
+        early = handoffs(conn, 1800, now=t0 + timedelta(seconds=60))
+        late = handoffs(conn, 1800, now=t0 + timedelta(hours=1))
+        store.close()
+    day = early["2026-12-01"]
+    assert (day["handoffs"], day["handoffs_answered"], day["handoff_wait_p50_s"]) == (5, 3, 20.0)
+    assert day["handoff_wait_p95_s"] == 29.0 and day["handoffs_abandoned"] == 1  # one closed unanswered
+    assert late["2026-12-01"]["handoffs_abandoned"] == 2  # and one nobody answered for an hour

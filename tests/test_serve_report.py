@@ -48,7 +48,7 @@ def test_report_per_round_and_per_day(tmp_path):
     cfg = fake_cfg(tmp_path, escalation=True, esc={"match_threshold": 0.0})
     with running(create_app(cfg, admin_token=ADMIN)) as url:
         _, headers = new_customer(url)
-        for text in ("我的订单什么时候发货？", "可以开发票吗？", "我要投诉，转人工"):
+        for text in ("我的订单什么时候发货？", "可以开发票吗？", "我要投诉，你们太慢了"):
             r = httpx.post(f"{url}/v1/chat/completions", json=ask(text), headers=headers, timeout=30)
             assert r.status_code == 200, r.text
         seed_rounds(cfg.store)
@@ -74,6 +74,7 @@ def test_report_per_round_and_per_day(tmp_path):
     assert day["turns"] == 3 and day["cloud_calls"] == calls == 1
     assert day["local_share"] == pytest.approx(2 / 3) and day["escalation_rate"] == pytest.approx(1 / 3)
     assert day["cloud_cost"] == 0.0
+    assert day["handoffs"] == 1 and day["handoffs_answered"] == 0  # the failed escalation promised a person
     pytest.importorskip("matplotlib")
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
     assert png.content.startswith(b"\x89PNG\r\n\x1a\n") and len(png.content) > 5000

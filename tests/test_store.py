@@ -89,3 +89,40 @@ def test_evolve_items_keep_their_rows_and_accept_served_cloud_labels(tmp_path):
                                "VALUES (1, 'ex-3', 'disliked', 'robot')")
         assert store.conn.execute("PRAGMA foreign_key_check").fetchall() == []
         assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_the_handoff_migration_rebuilds_exchanges_and_keeps_every_row(tmp_path):
+    """0010 recreates serve_exchanges (its CHECK gains 'staff'); rows, the feedback and review
+    rows that reference them, and the corrections view survive; foreign keys hold."""
+    import sqlite3
+
+    from endcloud.serve.store import Exchange, add_exchange, add_feedback, add_review, new_conversation, new_customer
+    from endcloud.store.migrations import MIGRATIONS
+
+    names = [n for n, _ in MIGRATIONS]
+    before = MIGRATIONS[: names.index("0010_handoff")]
+    store = Store.open(tmp_path / "s.db", migrations=before)
+    conn = store.conn
+    new_customer(conn, "c1", "tok")
+    cid = new_conversation(conn, "c1")
+    insert = ("INSERT INTO serve_exchanges (id, conversation_id, model, context_json, query, reply, "
+              "answered_by, finish_reason, latency_ms, created_at, grounded) VALUES "
+              "(?, ?, 'end', '[]', ?, ?, ?, 'stop', 5.0, '2026-12-01', 1.0)")
+    conn.execute(insert, ("x1", cid, "在吗", "在的", "end"))
+    add_feedback(conn, "x1", "down", None, "不好")
+    add_review(conn, "x1", None, None, "亲，在的哦", "staff")
+    with pytest.raises(sqlite3.IntegrityError):  # before 0010, no exchange is answered by staff
+        conn.execute(insert, ("x2", cid, "q", "r", "staff"))
+    store.close()
+    store = Store.open(tmp_path / "s.db")
+    conn = store.conn
+    assert store.applied_migrations()[-1] == names[-1]
+    row = conn.execute("SELECT query, reply, grounded, staff FROM serve_exchanges WHERE id = 'x1'").fetchone()
+    assert tuple(row) == ("在吗", "在的", 1.0, None)
+    assert conn.execute("SELECT reply FROM serve_corrections").fetchone()[0] == "亲，在的哦"
+    add_exchange(conn, Exchange("x2", cid, "staff", [], "q", "r", "staff", "stop", 0.0, staff="alice"))
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1  # back on after the rebuild
+    with pytest.raises(sqlite3.IntegrityError):  # and enforced
+        conn.execute("INSERT INTO serve_feedback (exchange_id, thumb, created_at) VALUES ('nope', 'up', '')")
+    store.close()

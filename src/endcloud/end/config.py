@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from endcloud.config import check
 
@@ -101,8 +101,8 @@ class TrainConfig:
         check(self.steps > 0, "steps", "must be > 0")
         check(self.lr > 0, "lr", "must be > 0")
         for name, lr in self.lr_per_method.items():
-            check(name in ("lora", "prefix-tuning", "p-tuning-v2"), f"lr_per_method.{name}",
-                  "unknown method (lora, prefix-tuning, p-tuning-v2)")
+            check(name in get_args(MethodName), f"lr_per_method.{name}",
+                  f"unknown method ({', '.join(get_args(MethodName))})")
             check(lr > 0, f"lr_per_method.{name}", "must be > 0")
         check(self.batch_size > 0, "batch_size", "must be > 0")
         check(self.grad_accum > 0, "grad_accum", "must be > 0")

@@ -223,12 +223,17 @@ class ReportDay(BaseModel):
 
     day: str
     turns: int
-    escalation_rate: float
-    local_share: float
+    escalation_rate: float | None  # None: a day with hand-offs but no turns
+    local_share: float | None
     cloud_calls: int
     cloud_cost: float
     grounded_mean: float | None = None  # end drafts with a checkable fact: supported share
     ungrounded_share: float | None = None  # of those drafts, the share with an unsupported fact
+    handoffs: int = 0  # conversations handed to a person this day
+    handoffs_answered: int = 0
+    handoff_wait_p50_s: float | None = None  # until the first staff reply
+    handoff_wait_p95_s: float | None = None
+    handoffs_abandoned: int = 0  # nobody answered before it ended (or within handoff.abandon_after_s)
 
 
 class Report(BaseModel):

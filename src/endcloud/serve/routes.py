@@ -297,20 +297,23 @@ async def my_handoff(conversation_id: str, request: Request, after: int = Query(
     await own_conversation(svc, cid, conversation_id)
 
     def read(conn: Any) -> tuple[Any, list[dict[str, Any]]]:
-        return (handoff.status_of(conn, conversation_id),
-                [m for m in handoff.messages_after(conn, conversation_id, after) if m["sender"] != "customer"])
+        return handoff.status_of(conn, conversation_id), handoff.messages_after(conn, conversation_id, after)
 
-    state, msgs = await poll(svc, read, wait, lambda got: bool(got[1]))
-    return p.CustomerHandoff(handoff=state, messages=[p.HandoffMessage(**m) for m in msgs],
-                             cursor=max([after] + [m["id"] for m in msgs]))
+    # the customer's own messages are not sent back, but the cursor moves past them
+    state, page = await poll(request, read, wait, lambda got: any(m["sender"] != "customer" for m in got[1]))
+    return p.CustomerHandoff(handoff=state, messages=[p.HandoffMessage(**m) for m in page
+                                                      if m["sender"] != "customer"],
+                             cursor=max([after] + [m["id"] for m in page]))
 
 
-async def poll(svc: Services, read: Any, wait: float, ready: Any) -> Any:
-    """Read until `ready(result)` or `wait` seconds (capped by handoff.poll_max_s) have passed."""
+async def poll(request: Request, read: Any, wait: float, ready: Any) -> Any:
+    """Read until `ready(result)`, `wait` seconds (capped by handoff.poll_max_s) have passed, or
+    the client has gone away."""
+    svc = services(request)
     deadline = time.monotonic() + min(wait, svc.cfg.handoff.poll_max_s)
     while True:
         got = await svc.store.read(read)
-        if ready(got) or time.monotonic() >= deadline:
+        if ready(got) or time.monotonic() >= deadline or await request.is_disconnected():
             return got
         await asyncio.sleep(0.2)
 
@@ -366,7 +369,7 @@ async def report(request: Request) -> p.Report:
     from endcloud.store import report as tables
 
     rounds, days = await services(request).store.read(
-        lambda conn: (tables.rounds(conn), tables.days(conn)))
+        lambda conn: (tables.rounds(conn), tables.days(conn, services(request).cfg.handoff.abandon_after_s)))
     return p.Report(rounds=[p.ReportRound(**r) for r in rounds], days=[p.ReportDay(**d) for d in days])
 
 
@@ -396,15 +399,13 @@ async def handoff_queue(request: Request, after: int = Query(0, ge=0),
                         wait: float = Query(0.0, ge=0, le=60)) -> p.HandoffQueue:
     """Open hand-offs (waiting first, then newest), each with its whole conversation; with
     `after` (the cursor of the last answer) and `wait`, a long poll for the next change."""
-    svc = services(request)
-
     def read(conn: Any) -> tuple[list[dict[str, Any]], int]:
         last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM serve_handoff_messages").fetchone()[0]
         return handoff.queue(conn), int(last)
 
     # every change (a hand-off opened, claimed, answered, released; a customer message) adds a
     # message, so the cursor moving is the signal
-    rows, last = await poll(svc, read, wait if after else 0.0, lambda got: got[1] > after)
+    rows, last = await poll(request, read, wait if after else 0.0, lambda got: got[1] > after)
     return p.HandoffQueue(data=[p.QueueItem(**h) for h in rows], cursor=last)
 
 

@@ -4,12 +4,14 @@
     endcloud evolve report            # <work_dir>/report.md + report.png
 
 Per round: held-out mean Final of champion and candidate, the decision, data counts, cloud calls.
-Per day (from the service's log): turns, escalation rate, share answered locally, cloud cost.
+Per day (from the service's log): turns, escalation rate, share answered locally, cloud cost,
+hand-offs to a person (requested, answered, median / p95 wait, abandoned).
 """
 
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +25,62 @@ def rounds(conn: sqlite3.Connection) -> list[dict[str, Any]]:
                                           "FROM evolve_rounds ORDER BY id")]
 
 
-def days(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Per UTC day: turns, escalation rate, share answered by the end model, cloud cost, and the
+def days(conn: sqlite3.Connection, abandon_after_s: float = 1800.0,
+         now: datetime | None = None) -> list[dict[str, Any]]:
+    """Per UTC day: turns, escalation rate, share answered by the end model, cloud cost, the
     end drafts' groundedness (mean over drafts with a checkable fact; share of those with an
-    unsupported one).
+    unsupported one), and hand-offs to a person (`handoffs`).
 
     A turn is escalated when the cloud was asked (it has a cloud status); a low score only
-    recorded (`after_mode: record`) is not an escalation."""
+    recorded (`after_mode: record`) is not an escalation. Staff replies are not turns."""
     sql = """SELECT substr(created_at, 1, 10) AS day, COUNT(*) AS turns,
                     AVG(cloud_status IS NOT NULL) AS escalation_rate,
                     AVG(answered_by = 'end') AS local_share, SUM(cost) AS cloud_cost,
                     SUM(cloud_status IS NOT NULL) AS cloud_calls,
                     AVG(grounded) AS grounded_mean,
                     AVG(CASE WHEN grounded IS NULL THEN NULL ELSE grounded < 1 END) AS ungrounded_share
-             FROM serve_exchanges GROUP BY day ORDER BY day"""
-    return [dict(r) for r in conn.execute(sql)]
+             FROM serve_exchanges WHERE answered_by != 'staff' GROUP BY day ORDER BY day"""
+    out = {r["day"]: dict(r) for r in conn.execute(sql)}
+    for day, h in handoffs(conn, abandon_after_s, now).items():
+        out.setdefault(day, {"day": day, "turns": 0, "escalation_rate": None, "local_share": None,
+                             "cloud_cost": 0.0, "cloud_calls": 0}).update(h)
+    return [out[d] for d in sorted(out)]
+
+
+HANDOFF_COLS = ["handoffs", "handoffs_answered", "handoff_wait_p50_s", "handoff_wait_p95_s",
+                "handoffs_abandoned"]
+
+
+def handoffs(conn: sqlite3.Connection, abandon_after_s: float = 1800.0,
+             now: datetime | None = None) -> dict[str, dict[str, Any]]:
+    """Per UTC day a hand-off was requested: how many, how many a person answered, the median and
+    p95 wait for the first staff reply (seconds), and how many were abandoned (nobody answered
+    before the conversation was closed or released, or within `abandon_after_s`)."""
+    now = now or datetime.now(timezone.utc)
+    per: dict[str, list[Any]] = {}
+    for r in conn.execute("SELECT requested_at, first_reply_at, ended_at FROM serve_handoffs"):
+        asked = datetime.fromisoformat(r["requested_at"])
+        row = per.setdefault(r["requested_at"][:10], [0, [], 0])
+        row[0] += 1
+        if r["first_reply_at"] is not None:
+            row[1].append((datetime.fromisoformat(r["first_reply_at"]) - asked).total_seconds())
+        elif r["ended_at"] is not None or (now - asked).total_seconds() > abandon_after_s:
+            row[2] += 1
+    return {day: {"handoffs": n, "handoffs_answered": len(waits),
+                  "handoff_wait_p50_s": _quantile(waits, 0.5), "handoff_wait_p95_s": _quantile(waits, 0.95),
+                  "handoffs_abandoned": abandoned}
+            for day, (n, waits, abandoned) in per.items()}
+
+
+def _quantile(xs: list[float], q: float) -> float | None:
+    """The q-quantile by linear interpolation (numpy's default); None for no data."""
+    if not xs:
+        return None
+    xs = sorted(xs)
+    pos = q * (len(xs) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return round(xs[lo] + (xs[hi] - xs[lo]) * (pos - lo), 1)
 
 
 def _fmt(v: Any) -> str:
@@ -58,7 +101,7 @@ def write_report(conn: sqlite3.Connection, out_dir: str | Path) -> tuple[Path, P
     r, d = rounds(conn), days(conn)
     md = ("# endcloud evolve\n\n## Rounds\n\n" + table(r, ROUND_COLS) + "\n## Days\n\n"
           + table(d, ["day", "turns", "escalation_rate", "local_share", "cloud_calls", "cloud_cost",
-                     "grounded_mean", "ungrounded_share"]))
+                     "grounded_mean", "ungrounded_share", *HANDOFF_COLS]))
     (out / "report.md").write_text(md, encoding="utf-8")
     try:
         import matplotlib
@@ -74,8 +117,11 @@ def write_report(conn: sqlite3.Connection, out_dir: str | Path) -> tuple[Path, P
     a.set_xlabel("round")
     a.set_ylabel("held-out mean Final")
     a.legend()
-    b.plot([x["day"] for x in d], [x["escalation_rate"] for x in d], "o-", label="escalation rate")
-    b.plot([x["day"] for x in d], [x["local_share"] for x in d], "s-", label="answered locally")
+    nan = float("nan")  # a day with hand-offs but no turns: a gap
+    b.plot([x["day"] for x in d], [nan if x["escalation_rate"] is None else x["escalation_rate"] for x in d],
+           "o-", label="escalation rate")
+    b.plot([x["day"] for x in d], [nan if x["local_share"] is None else x["local_share"] for x in d],
+           "s-", label="answered locally")
     b.set_ylim(0, 1)
     b.legend(loc="upper left")
     c = b.twinx()

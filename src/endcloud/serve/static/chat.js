@@ -1,4 +1,6 @@
-// Customer chat: streams replies from /v1/chat/completions (SSE), thumbs per reply.
+// Customer chat: streams replies from /v1/chat/completions (SSE), thumbs per reply; and, once a
+// conversation exists, a long poll on /v1/conversations/{id}/handoff for a person's messages
+// (staff replies as bubbles with the colleague's name, joined/left events as status lines).
 // Text is only ever inserted with textContent, never as HTML.
 "use strict";
 const log = document.getElementById("log");
@@ -7,6 +9,8 @@ const input = document.getElementById("input");
 const statusLine = document.getElementById("status");
 const history = [];
 let conversationId = null;
+let handoffCursor = 0;  // the id of the last hand-off message shown
+let polling = false;
 
 async function token() {
   let t = localStorage.getItem("endcloud.token");
@@ -19,9 +23,15 @@ async function token() {
   return t;
 }
 
-function bubble(role, text) {
+function bubble(role, text, who) {
   const div = document.createElement("div");
   div.className = "msg " + role;
+  if (who) {
+    const label = document.createElement("div");
+    label.className = "who";
+    label.textContent = who;
+    div.appendChild(label);
+  }
   const body = document.createElement("div");
   body.className = "text";
   body.textContent = text;
@@ -57,7 +67,7 @@ function thumbs(div, replyId) {
 
 async function send(text) {
   history.push({role: "user", content: text});
-  bubble("user", text);
+  const mine = bubble("user", text);
   const div = bubble("assistant", "");
   const body = div.querySelector(".text");
   const payload = {model: "", messages: history, stream: true};
@@ -76,6 +86,13 @@ async function send(text) {
     return;
   }
   conversationId = r.headers.get("x-conversation-id") || conversationId;
+  if (r.headers.get("x-handoff")) {  // a person holds the conversation: the message went to them
+    await r.text();
+    div.remove();
+    mine.dataset.delivered = "person";
+    pollHandoff();
+    return;
+  }
   const reader = r.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "", reply = "", replyId = null;
@@ -100,10 +117,68 @@ async function send(text) {
       }
     }
   }
+  pollHandoff();
+  if (!reply) {  // nothing to show (and nothing to rate)
+    div.remove();
+    return;
+  }
   div.dataset.replyId = replyId;
   div.dataset.done = "1";
   history.push({role: "assistant", content: reply});
   thumbs(div, replyId);
+}
+
+const EVENTS = {
+  waiting: () => "正在为您转接人工客服，请稍候…",
+  claimed: (staff) => "客服 " + (staff || "") + " 已接入，正在为您服务",
+  released: () => "人工客服已离开，智能助手继续为您服务",
+  closed: () => "人工服务已结束，智能助手继续为您服务",
+};
+
+function showHandoff(m) {
+  if (m.sender === "staff") {
+    const div = bubble("staff", m.text, "客服 " + (m.staff || ""));
+    div.dataset.staff = m.staff || "";
+    history.push({role: "assistant", content: m.text});  // the model sees it once it answers again
+  } else if (m.sender === "system") {
+    const line = document.createElement("div");
+    line.className = "msg event";
+    line.dataset.event = m.text;
+    line.textContent = (EVENTS[m.text] || (() => m.text))(m.staff);
+    log.appendChild(line);
+    log.scrollTop = log.scrollHeight;
+  }
+}
+
+const pause = (ms) => new Promise((done) => setTimeout(done, ms));
+
+// One long poll at a time, for as long as the page has a conversation: a colleague may join
+// because the customer asked, or take the conversation over from the console.
+async function pollHandoff() {
+  if (polling || !conversationId) return;
+  polling = true;
+  let failures = 0;
+  try {
+    while (conversationId) {
+      let r = null;
+      try {
+        r = await fetch("/v1/conversations/" + encodeURIComponent(conversationId) + "/handoff?after="
+                        + handoffCursor + "&wait=20", {headers: {"authorization": "Bearer " + await token()}});
+      } catch (err) { r = null; }
+      if (r && r.ok) {
+        failures = 0;
+        const got = await r.json();
+        for (const m of got.messages) if (m.id > handoffCursor) showHandoff(m);
+        handoffCursor = Math.max(handoffCursor, got.cursor);
+        log.dataset.handoff = got.handoff ? got.handoff.status : "";
+      } else if (r && (r.status === 401 || r.status === 404)) {
+        return;  // not (or no longer) this customer's conversation
+      } else {
+        failures += 1;
+        await pause(Math.min(30000, 1000 * 2 ** failures));
+      }
+    }
+  } finally { polling = false; }
 }
 
 form.addEventListener("submit", async (e) => {

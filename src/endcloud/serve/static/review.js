@@ -1,5 +1,6 @@
 // Staff review console: list exchanges, filter, rate, approve/reject, write corrections;
-// and the evolution/service report (per evolve round, per day) with its plot.
+// and the evolution/service report (per evolve round, per day) with its plot; and the hand-off
+// queue (a long poll on its cursor): claim a conversation, reply to the customer, release, close.
 // The token stays in sessionStorage and travels only in the Authorization header.
 "use strict";
 const statusLine = document.getElementById("status");
@@ -114,6 +115,165 @@ async function loadReport() {
   }
 }
 
+// -- hand-offs to a person ------------------------------------------------------------------------
+const staffInput = document.getElementById("staff-name");
+staffInput.value = localStorage.getItem("endcloud.staff") || "";
+const handoffList = document.getElementById("handoff-list");
+const handoffStatus = document.getElementById("handoff-status");
+const cards = new Map();  // hand-off id -> {el, item, fetchedAt, ...its parts}
+let watchGen = 0, watchAbort = null;
+const pause = (ms) => new Promise((done) => setTimeout(done, ms));
+const FROM = {customer: "customer", bot: "bot", system: "bot (hand-off)"};
+
+function me() { return staffInput.value.trim(); }
+
+function ago(s) { return s < 60 ? Math.floor(s) + " s" : Math.floor(s / 60) + " min " + Math.floor(s % 60) + " s"; }
+
+function button(parent, label, testid, onclick) {
+  const b = document.createElement("button");
+  b.type = "button"; b.textContent = label; b.dataset.testid = testid; b.onclick = onclick;
+  parent.appendChild(b);
+  return b;
+}
+
+function newCard(id) {
+  const c = {el: document.createElement("article"), shown: ""};
+  c.el.className = "handoff";
+  c.el.dataset.handoffId = id;
+  c.head = document.createElement("header");
+  c.log = document.createElement("ol");
+  c.log.className = "handoff-log";
+  const bar = document.createElement("div");
+  bar.className = "toolbar";
+  c.claim = button(bar, "Claim", "claim", () => act(c, "claim", {}));
+  c.release = button(bar, "Release to the bot", "release", () => act(c, "release", {}));
+  c.close = button(bar, "Close", "close", () => act(c, "close", {}));
+  c.text = document.createElement("textarea");
+  c.text.rows = 2; c.text.placeholder = "reply to the customer"; c.text.dataset.testid = "handoff-text";
+  c.send = button(document.createElement("div"), "Send reply", "handoff-send", () => {
+    const text = c.text.value.trim();
+    if (text) act(c, "reply", {text: text});
+  });
+  c.note = document.createElement("p");
+  c.note.className = "status";
+  c.el.append(c.head, c.log, bar, c.text, c.send.parentNode, c.note);
+  return c;
+}
+
+function tick(c) {
+  const it = c.item;
+  const s = it.waiting_s + (Date.now() - c.fetchedAt) / 1000;
+  c.head.textContent = "#" + it.id + " · " + (it.status === "claimed" ? "held by " + it.claimed_by : "waiting")
+    + " · " + it.reason + " · asked " + ago(s) + " ago · conversation " + it.conversation_id;
+}
+
+function applyState(c) {
+  const it = c.item, mine = it.status === "claimed" && it.claimed_by === me();
+  c.el.dataset.status = it.status;
+  c.el.dataset.claimedBy = it.claimed_by || "";
+  c.claim.disabled = it.status !== "waiting";
+  c.release.disabled = c.close.disabled = it.status === "claimed" && !mine;
+  c.text.disabled = c.send.disabled = !mine;
+  tick(c);
+}
+
+function showMessages(c, messages) {
+  const key = JSON.stringify(messages);
+  if (key === c.shown) return;
+  c.shown = key;
+  c.log.replaceChildren();
+  for (const m of messages) {
+    const li = document.createElement("li");
+    li.dataset.sender = m.sender;
+    const from = document.createElement("span");
+    from.className = "from";
+    from.textContent = (m.sender === "staff" ? m.staff || "staff" : FROM[m.sender] || m.sender) + ":";
+    const text = document.createElement("span");
+    text.className = "text";
+    text.textContent = m.text;
+    li.append(from, text);
+    c.log.appendChild(li);
+  }
+  c.log.scrollTop = c.log.scrollHeight;
+}
+
+function showQueue(items) {
+  const now = Date.now(), open = new Set();
+  items.forEach((it, i) => {
+    open.add(it.id);
+    let c = cards.get(it.id);
+    if (!c) cards.set(it.id, c = newCard(it.id));
+    c.item = it; c.fetchedAt = now;
+    c.el.dataset.conversationId = it.conversation_id;
+    applyState(c);
+    showMessages(c, it.messages);
+    // waiting first, then newest (the server's order); move a card only when it is out of place,
+    // so a reply being typed keeps its focus
+    if (handoffList.children[i] !== c.el) handoffList.insertBefore(c.el, handoffList.children[i] || null);
+  });
+  for (const [id, c] of cards) if (!open.has(id)) { c.el.remove(); cards.delete(id); }
+  const waiting = items.filter((it) => it.status === "waiting").length;
+  handoffStatus.textContent = items.length + " open, " + waiting + " waiting";
+}
+
+async function act(c, action, body) {
+  const name = me();
+  if (!name) { c.note.textContent = "enter your name first"; staffInput.focus(); return; }
+  localStorage.setItem("endcloud.staff", name);
+  const r = await fetch("/admin/handoffs/" + c.item.id + "/" + action, {method: "POST", headers: headers(),
+    body: JSON.stringify({staff: name, ...body})});
+  let answer = null;
+  try { answer = await r.json(); } catch (err) { answer = null; }
+  c.el.dataset.last = action + (r.ok ? "-ok" : "-failed");
+  if (!r.ok) {
+    c.note.textContent = action + " failed (" + r.status + "): " + ((answer && answer.error && answer.error.message) || "");
+    return;
+  }
+  c.note.textContent = "";
+  if (action === "claim") { c.item = {...c.item, status: answer.status, claimed_by: answer.claimed_by}; applyState(c); }
+  if (action === "reply") c.text.value = "";
+  if (action === "release" || action === "close") { c.el.remove(); cards.delete(c.item.id); }
+  // every action moves the queue's cursor: the long poll answers with the new state at once
+}
+
+async function watchQueue() {
+  sessionStorage.setItem("endcloud.admin", tokenInput.value);
+  const gen = ++watchGen;
+  if (watchAbort) watchAbort.abort();
+  const abort = watchAbort = new AbortController();
+  let cursor = 0, failures = 0;
+  handoffStatus.textContent = "loading…";
+  while (gen === watchGen) {
+    let r = null, q = null;
+    try {
+      r = await fetch("/admin/handoffs?after=" + cursor + "&wait=20", {headers: headers(), signal: abort.signal});
+      if (r.ok) q = await r.json();
+    } catch (err) { q = null; }
+    if (gen !== watchGen) return;
+    if (q) {
+      failures = 0;
+      showQueue(q.data);
+      cursor = q.cursor;
+      if (!cursor) await pause(1000);  // nothing has happened yet: the server cannot wait on cursor 0
+    } else if (r && (r.status === 401 || r.status === 403)) {
+      handoffStatus.textContent = "wrong or missing staff token";
+      return;
+    } else {
+      failures += 1;
+      handoffStatus.textContent = "queue unavailable, retrying…";
+      await pause(Math.min(10000, 500 * 2 ** failures));
+    }
+  }
+}
+
+setInterval(() => { for (const c of cards.values()) tick(c); }, 1000);
+staffInput.addEventListener("input", () => {
+  localStorage.setItem("endcloud.staff", me());
+  for (const c of cards.values()) applyState(c);
+});
+document.getElementById("handoff-load").addEventListener("click", watchQueue);
+if (tokenInput.value) watchQueue();
+
 document.getElementById("report-load").addEventListener("click", loadReport);
-document.getElementById("login").addEventListener("submit", (e) => { e.preventDefault(); load(); });
+document.getElementById("login").addEventListener("submit", (e) => { e.preventDefault(); load(); watchQueue(); });
 document.getElementById("filter").addEventListener("change", () => tokenInput.value && load());
