@@ -361,13 +361,12 @@ def _print_summary(report: dict[str, Any], cfg: DemoConfig) -> None:
         rows.append(("chat transcript", report["chat"]["transcript"]))
     if "relabel" in report:
         rows.append(("relabelled from feedback", report["relabel"]["labels"]))
-    if "handoff" in report:
-        h = report["handoff"]
-        print(f"  hand-off: {h['staff']} answered the customer who asked for a person "
-              f"(a staff label for the next evolve round)")
     rows.append(("summary", str(Path(report["run_dir"]) / "summary.json")))
     for name, path in rows:
         print(f"  {name:<26} {path}")
+    if "handoff" in report:
+        print(f"  {'hand-off to a person':<26} {report['handoff']['staff']} answered the customer "
+              "who asked for one (a staff label for the next evolve round)")
     for line in report["skipped"]:
         print(f"  skipped: {line}")
     if "failed" in report:
