@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -92,6 +93,15 @@ def fault_cloud(mode: str) -> Iterator[FaultServer]:
         server.stop.set()
         server.shutdown()
         server.server_close()
+
+
+def count(db: str, table: str) -> int:
+    """Rows in `table` of the store file `db` (read on its own connection)."""
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    finally:
+        conn.close()
 
 
 def timed(fn: Any, *args: Any, **kw: Any) -> tuple[Any, float]:

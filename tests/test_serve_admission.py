@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import sqlite3
 import threading
 
 import httpx
@@ -15,19 +14,11 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from serve_helpers import ask, fake_cfg, new_customer  # noqa: E402
+from serve_helpers import ask, count, fake_cfg, new_customer  # noqa: E402
 from wait_helpers import wait_until, wait_until_async  # noqa: E402
 
 from endcloud.serve.app import create_app, fastapi_app  # noqa: E402
 from endcloud.serve.server import running  # noqa: E402
-
-
-def count(db: str, table: str) -> int:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-    finally:
-        conn.close()
 
 
 def raw_post(url: str, path: str, token: str, body: dict) -> socket.socket:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 
 import httpx
@@ -18,7 +17,7 @@ pytest.importorskip("fastapi")
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-from serve_helpers import ask, fake_cfg, new_customer  # noqa: E402
+from serve_helpers import ask, count, fake_cfg, new_customer  # noqa: E402
 from wait_helpers import wait_until_async  # noqa: E402
 
 from endcloud.serve.app import create_app, fastapi_app, route_table  # noqa: E402
@@ -26,14 +25,15 @@ from endcloud.serve.server import running  # noqa: E402
 
 ADMIN = "staff-token-for-tests"
 # (method, path) of every route that anyone may call; all others need a customer or staff token
-PUBLIC = {("GET", "/health"), ("GET", "/v1/models"), ("POST", "/v1/customers"), ("GET", "/"),
-          ("GET", "/review"), ("GET", "/openapi.json"), ("GET", "/static")}
+PUBLIC = {("GET", "/health"), ("GET", "/health/live"), ("GET", "/health/ready"), ("GET", "/v1/models"),
+          ("POST", "/v1/customers"), ("GET", "/"), ("GET", "/review"), ("GET", "/openapi.json"),
+          ("GET", "/static")}
 # staff only (the review console and its report); every other route needs a customer token
 STAFF = {("GET", "/admin/exchanges"), ("POST", "/admin/reviews"), ("GET", "/admin/report"),
          ("GET", "/admin/report.png"), ("GET", "/admin/handoffs"),
          ("POST", "/admin/handoffs/{handoff_id}/claim"), ("POST", "/admin/handoffs/{handoff_id}/reply"),
          ("POST", "/admin/handoffs/{handoff_id}/release"), ("POST", "/admin/handoffs/{handoff_id}/close"),
-         ("POST", "/admin/conversations/{conversation_id}/takeover")}
+         ("POST", "/admin/conversations/{conversation_id}/takeover"), ("GET", "/metrics")}
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +45,6 @@ def live(tmp_path_factory):
     with running(app) as url:
         _, headers = new_customer(url)
         yield url, headers, app
-
-
-def count(db: str, table: str) -> int:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-    finally:
-        conn.close()
 
 
 def post(url: str, headers: dict, **kw) -> httpx.Response:
@@ -125,12 +117,13 @@ def test_every_route_is_public_by_list_or_requires_auth(live):
         path = route.replace("{conversation_id}", "conv-x").replace("{handoff_id}", "1")
         r = httpx.request(method, f"{url}{path}", json={})
         assert r.status_code == 401, f"{method} {route} answers {r.status_code} without auth"
-        if (method, route) in STAFF or route.startswith("/admin"):  # a customer is not staff
+        if (method, route) in STAFF or route.startswith("/admin") or route == "/metrics":  # not for customers
             r = httpx.request(method, f"{url}{path}", json={}, headers=customer)
             assert r.status_code == 403, f"{method} {route} answers {r.status_code} to a customer"
     assert PUBLIC <= seen, f"listed as public but gone: {PUBLIC - seen}"
     assert STAFF <= seen, f"listed as staff but gone: {STAFF - seen}"
-    assert {r for r in seen if r[1].startswith("/admin")} == STAFF, "an /admin route not listed"
+    assert {r for r in seen if r[1].startswith("/admin") or r[1] == "/metrics"} == STAFF, \
+        "a staff route not listed"
     assert httpx.get(f"{url}/docs").status_code == 404  # no interactive docs on a shop's server
 
 

@@ -126,3 +126,20 @@ def test_the_handoff_migration_rebuilds_exchanges_and_keeps_every_row(tmp_path):
     with pytest.raises(sqlite3.IntegrityError):  # and enforced
         conn.execute("INSERT INTO serve_feedback (exchange_id, thumb, created_at) VALUES ('nope', 'up', '')")
     store.close()
+
+
+@pytest.mark.parametrize("value", ["postgresql://shop@db/endcloud", "mysql://x", "sqlite:///tmp/x.db"])
+def test_a_store_url_is_refused_by_name_not_taken_for_a_folder(value, tmp_path, monkeypatch):
+    from endcloud.config import load_config
+    from endcloud.errors import ConfigError
+    from endcloud.serve.config import ServeConfig
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"^store: .*:// stores are not supported"):
+        load_config(ServeConfig, None, [f"store={value}"])
+    with pytest.raises(ConfigError, match="not supported"):
+        Store.open(value)
+    monkeypatch.setenv("ENDCLOUD_DB", value)
+    with pytest.raises(ConfigError, match="^ENDCLOUD_DB: "):
+        Store.open()
+    assert list(tmp_path.iterdir()) == []  # no folder called `postgresql:` was made

@@ -200,3 +200,13 @@ def add_config_args(p: argparse.ArgumentParser, default_config: str | None = Non
                    help="YAML config" + (f" (default: {default_config})" if default_config else ""))
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="override a config key, e.g. split.seed=7")
+
+
+def store_location(value: str, key: str = "store") -> str:
+    """A store setting must be a SQLite file path ("" = $ENDCLOUD_DB or ./endcloud.db); a URL
+    (postgresql://...) is refused by name rather than taken for a folder called `postgresql:`."""
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value):
+        raise ConfigError(f"{key}: {value.split('://', 1)[0]}:// stores are not supported by this "
+                          "version; give a SQLite file path (or leave it empty for $ENDCLOUD_DB or "
+                          "./endcloud.db)")
+    return value

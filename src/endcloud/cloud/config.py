@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from endcloud.config import check
+from endcloud.config import check, store_location
 
 API_KEY_ENV = "ENDCLOUD_CLOUD_API_KEY"
 
@@ -149,5 +149,6 @@ class LabelConfig:
     prompt: PromptConfig = field(default_factory=PromptConfig)
 
     def __post_init__(self) -> None:
+        store_location(self.store)
         check(self.limit >= 0, "limit", "must be >= 0")
         check(self.max_item_failures >= 1, "max_item_failures", "must be >= 1")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from endcloud.config import check
+from endcloud.config import check, store_location
 
 Format = Literal["jddc2019", "jddc2018", "ecd", "bitext", "openai", "sharegpt", "qa_csv", "demo"]
 
@@ -123,6 +123,7 @@ class PrepareConfig:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     def __post_init__(self) -> None:
+        store_location(self.store)
         if self.corpus:
             check(self.corpus in CORPORA, "corpus",
                   f"{self.corpus!r} is not one of {', '.join(CORPORA)}")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from endcloud.cloud.config import CloudConfig, PromptConfig
-from endcloud.config import check
+from endcloud.config import check, store_location
 from endcloud.end.config import MethodConfig, ModelConfig
 from endcloud.end.config import DEFAULT_SYSTEM
 
@@ -127,6 +127,9 @@ class EvolveConfig:
     train: RetrainConfig = field(default_factory=RetrainConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
+
+    def __post_init__(self) -> None:
+        store_location(self.store)
 
     @property
     def registry_dir(self) -> str:

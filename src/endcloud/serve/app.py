@@ -40,10 +40,11 @@ def create_app(cfg: ServeConfig, *, backend: Any = None, admin_token: str | None
     except ImportError:
         raise MissingExtraError("fastapi", "serve") from None
 
-    from endcloud.serve import routes
+    from endcloud.serve import handoff_routes, routes
     from endcloud.end.runtime import build_backend
     from endcloud.serve.escalation import Cloud, Policy
     from endcloud.serve.limits import Admission, BodyLimit, Refused, SessionLimiter, error_body
+    from endcloud.serve.metrics import Metrics, MetricsMiddleware
     from endcloud.serve.store import ServeStore
     from endcloud.serve.turn import Services
     from endcloud.store import default_db_path
@@ -73,6 +74,11 @@ def create_app(cfg: ServeConfig, *, backend: Any = None, admin_token: str | None
             signups=SessionLimiter(lim.customer_rate_per_minute, lim.customer_burst),
             knowledge=kb)
         app.state.token_cache = {}
+        services = app.state.services
+        watcher = getattr(app.state, "champion", None)
+        services.metrics = app.state.metrics = Metrics(
+            depth=lambda: services.admission.inside,
+            champion=lambda: 0 if watcher is None else watcher.swaps)
         log.info("serving %s (staff console %s)", ", ".join(engine.models()),
                  "enabled" if token else f"disabled: set {ADMIN_TOKEN_ENV}")
         try:
@@ -86,6 +92,8 @@ def create_app(cfg: ServeConfig, *, backend: Any = None, admin_token: str | None
 
     app = FastAPI(title="endcloud", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(routes.router)
+    app.include_router(handoff_routes.router)
+    app.add_middleware(MetricsMiddleware, metrics=lambda: getattr(app.state, "metrics", None))
     app.mount("/static", StaticFiles(directory=routes.STATIC), name="static")
 
     def error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:

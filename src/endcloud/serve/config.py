@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from endcloud.cloud.config import CloudConfig
-from endcloud.config import check
+from endcloud.config import check, store_location
 from endcloud.end.config import DEFAULT_SYSTEM, BackendConfig
 from endcloud.knowledge.config import KnowledgeConfig
 
@@ -160,6 +160,7 @@ class ServeConfig:
     handoff: HandoffConfig = field(default_factory=HandoffConfig)
 
     def __post_init__(self) -> None:
+        store_location(self.store)
         check(self.knowledge.max_context_tokens < self.backend.max_input_tokens,
               "knowledge.max_context_tokens", "must be < backend.max_input_tokens (the history "
               "and the question need room too)")

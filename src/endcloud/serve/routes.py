@@ -17,7 +17,6 @@ import json
 import secrets
 import tempfile
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator, Literal
@@ -26,7 +25,6 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
 from endcloud import wire
-from endcloud.serve import handoff
 from endcloud.serve import protocol as p
 from endcloud.serve import store as db
 from endcloud.end.backend import GenParams
@@ -90,6 +88,25 @@ async def staff(request: Request) -> None:
 async def health(request: Request) -> p.Health:
     svc = services(request)
     return p.Health(models=svc.backend.models(), cloud=svc.cloud.breaker_state)
+
+
+@router.get("/health/live")
+async def live() -> dict[str, str]:
+    """The process answers (for a supervisor's liveness probe)."""
+    return {"status": "live"}
+
+
+@router.get("/health/ready", responses={503: {"model": p.ErrorResponse}})
+async def ready(request: Request) -> dict[str, str]:
+    """The model is loaded and the store answers (a load balancer's readiness probe); else 503."""
+    svc = getattr(request.app.state, "services", None)
+    if svc is None:
+        raise HTTPException(503, "starting: the model is not loaded yet", headers={"retry-after": "2"})
+    try:
+        await asyncio.wait_for(svc.store.read(lambda conn: conn.execute("SELECT 1").fetchone()), 2.0)
+    except Exception:
+        raise HTTPException(503, "the store does not answer", headers={"retry-after": "2"}) from None
+    return {"status": "ready"}
 
 
 @router.get("/v1/models", response_model=p.ModelList)
@@ -288,36 +305,6 @@ async def my_conversation(conversation_id: str, request: Request,
         for r in rows])
 
 
-@router.get("/v1/conversations/{conversation_id}/handoff", response_model=p.CustomerHandoff)
-async def my_handoff(conversation_id: str, request: Request, after: int = Query(0, ge=0),
-                     wait: float = Query(0.0, ge=0, le=60), cid: str = Depends(customer)) -> p.CustomerHandoff:
-    """Who holds this conversation, and the staff messages after the cursor `after`; with `wait`,
-    a long poll: answers as soon as there is one (or after `wait` s, at most handoff.poll_max_s)."""
-    svc = services(request)
-    await own_conversation(svc, cid, conversation_id)
-
-    def read(conn: Any) -> tuple[Any, list[dict[str, Any]]]:
-        return handoff.status_of(conn, conversation_id), handoff.messages_after(conn, conversation_id, after)
-
-    # the customer's own messages are not sent back, but the cursor moves past them
-    state, page = await poll(request, read, wait, lambda got: any(m["sender"] != "customer" for m in got[1]))
-    return p.CustomerHandoff(handoff=state, messages=[p.HandoffMessage(**m) for m in page
-                                                      if m["sender"] != "customer"],
-                             cursor=max([after] + [m["id"] for m in page]))
-
-
-async def poll(request: Request, read: Any, wait: float, ready: Any) -> Any:
-    """Read until `ready(result)`, `wait` seconds (capped by handoff.poll_max_s) have passed, or
-    the client has gone away."""
-    svc = services(request)
-    deadline = time.monotonic() + min(wait, svc.cfg.handoff.poll_max_s)
-    while True:
-        got = await svc.store.read(read)
-        if ready(got) or time.monotonic() >= deadline or await request.is_disconnected():
-            return got
-        await asyncio.sleep(0.2)
-
-
 # -- staff ----------------------------------------------------------------------------------------
 @router.get("/admin/exchanges", response_model=p.ExchangeList, dependencies=[Depends(staff)])
 async def exchanges(request: Request,
@@ -393,89 +380,10 @@ async def report_png(request: Request) -> Response:
     return Response(data, media_type="image/png", headers={"cache-control": "no-store"})
 
 
-# -- staff: hand-off to a person -----------------------------------------------------------------
-@router.get("/admin/handoffs", response_model=p.HandoffQueue, dependencies=[Depends(staff)])
-async def handoff_queue(request: Request, after: int = Query(0, ge=0),
-                        wait: float = Query(0.0, ge=0, le=60)) -> p.HandoffQueue:
-    """Open hand-offs (waiting first, then newest), each with its whole conversation; with
-    `after` (the cursor of the last answer) and `wait`, a long poll for the next change."""
-    def read(conn: Any) -> tuple[list[dict[str, Any]], int]:
-        last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM serve_handoff_messages").fetchone()[0]
-        return handoff.queue(conn), int(last)
+@router.get("/metrics", dependencies=[Depends(staff)], response_class=Response,
+            responses={200: {"content": {"text/plain": {}}}})
+async def metrics(request: Request) -> Response:
+    """Prometheus text format (scrape with the staff token as a bearer credential)."""
+    from endcloud.serve.metrics import CONTENT_TYPE
 
-    # every change (a hand-off opened, claimed, answered, released; a customer message) adds a
-    # message, so the cursor moving is the signal
-    rows, last = await poll(request, read, wait if after else 0.0, lambda got: got[1] > after)
-    return p.HandoffQueue(data=[p.QueueItem(**h) for h in rows], cursor=last)
-
-
-def _staff_write(fn: Any) -> Any:
-    """Run a hand-off write, mapping an unknown id to 404 and a conflict to 409."""
-    async def run(request: Request) -> Any:
-        try:
-            return await services(request).store.write(fn)
-        except KeyError:
-            raise HTTPException(404, "hand-off not found") from None
-        except handoff.HandoffConflict as exc:
-            raise HTTPException(409, str(exc)) from None
-    return run
-
-
-@router.post("/admin/handoffs/{handoff_id}/claim", response_model=p.HandoffStatus,
-             dependencies=[Depends(staff)])
-async def claim_handoff(handoff_id: int, req: p.StaffAction, request: Request) -> p.HandoffStatus:
-    """Take a waiting conversation: exactly one of several staff racing for it wins (409 for the rest)."""
-    def write(conn: Any) -> dict[str, Any]:
-        if not handoff.claim(conn, handoff_id, req.staff):
-            row = handoff.get(conn, handoff_id)
-            raise handoff.HandoffConflict(f"hand-off {handoff_id} is {row['status']}" + (
-                f" (held by {row['claimed_by']})" if row["claimed_by"] else ""))
-        row = handoff.get(conn, handoff_id)
-        return {"id": row["id"], "status": row["status"], "claimed_by": row["claimed_by"]}
-
-    return p.HandoffStatus(**await _staff_write(write)(request))
-
-
-@router.post("/admin/handoffs/{handoff_id}/reply", response_model=p.Stored, status_code=201,
-             dependencies=[Depends(staff)])
-async def reply_handoff(handoff_id: int, req: p.StaffReply, request: Request) -> p.Stored:
-    """A reply from the staff member who claimed the conversation; 201 once it is committed
-    (the customer sees it on the next poll). Refused (409) for a hand-off nobody claimed."""
-    text = req.text.strip()
-    if not text:
-        raise HTTPException(422, "the reply is empty")
-    mid = await _staff_write(lambda conn: handoff.staff_reply(conn, handoff_id, req.staff, text))(request)
-    return p.Stored(id=mid)
-
-
-@router.post("/admin/handoffs/{handoff_id}/release", response_model=p.Stored, dependencies=[Depends(staff)])
-async def release_handoff(handoff_id: int, req: p.StaffAction, request: Request) -> p.Stored:
-    """Give the conversation back to the bot: its next message is answered by the model again."""
-    await _staff_write(lambda conn: handoff.end(conn, handoff_id, req.staff, "released"))(request)
-    return p.Stored(id=handoff_id)
-
-
-@router.post("/admin/handoffs/{handoff_id}/close", response_model=p.Stored, dependencies=[Depends(staff)])
-async def close_handoff(handoff_id: int, req: p.StaffAction, request: Request) -> p.Stored:
-    await _staff_write(lambda conn: handoff.end(conn, handoff_id, req.staff, "closed"))(request)
-    return p.Stored(id=handoff_id)
-
-
-@router.post("/admin/conversations/{conversation_id}/takeover", response_model=p.HandoffStatus,
-             status_code=201, dependencies=[Depends(staff)])
-async def take_over(conversation_id: str, req: p.StaffAction, request: Request) -> p.HandoffStatus:
-    """Staff take a conversation over from the console (claimed by them at once)."""
-    def write(conn: Any) -> dict[str, Any]:
-        if db.conversation_owner(conn, conversation_id) is None:
-            raise KeyError(conversation_id)
-        hid, _ = handoff.open_handoff(conn, conversation_id, "taken_over", req.staff)
-        if not handoff.claim(conn, hid, req.staff):
-            raise handoff.HandoffConflict(f"the conversation is held by {handoff.get(conn, hid)['claimed_by']}")
-        return {"id": hid, "status": "claimed", "claimed_by": req.staff}
-
-    try:
-        return p.HandoffStatus(**await services(request).store.write(write))
-    except KeyError:
-        raise HTTPException(404, "conversation not found") from None
-    except handoff.HandoffConflict as exc:
-        raise HTTPException(409, str(exc)) from None
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE)

@@ -46,6 +46,7 @@ class Services:
     admin_token: str | None
     signups: Any  # limits.SessionLimiter, per client address, for POST /v1/customers
     knowledge: Any = None  # knowledge.service.ShopKnowledge, or None
+    metrics: Any = None  # metrics.Metrics (/metrics), or None
 
 
 def pieces(text: str, size: int = 8) -> list[str]:
@@ -308,6 +309,10 @@ class ServiceTurn:
 
         await self.svc.store.write(write)
         self.exchange = ex
+        if self.svc.metrics is not None:
+            self.svc.metrics.turn(ex, time.monotonic() - self.t0,
+                                  ("requested" if self.reason == "person" else self.reason or "handoff")
+                                  if queue else None)
 
 
 @functools.lru_cache(maxsize=1)

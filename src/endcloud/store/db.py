@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from endcloud.config import store_location
 from endcloud.errors import StoreError
 from endcloud.store.migrations import MIGRATIONS
 
@@ -17,7 +18,7 @@ BUSY_TIMEOUT_MS = 10_000
 
 def default_db_path() -> Path:
     """`$ENDCLOUD_DB` or ./endcloud.db."""
-    return Path(os.environ.get("ENDCLOUD_DB", "endcloud.db"))
+    return Path(store_location(os.environ.get("ENDCLOUD_DB", "endcloud.db"), "ENDCLOUD_DB"))
 
 
 def utcnow() -> str:
@@ -34,7 +35,7 @@ class Store:
     @classmethod
     def open(cls, path: str | Path | None = None,
              migrations: list[tuple[str, str]] | None = None) -> "Store":
-        path = Path(path) if path is not None else default_db_path()
+        path = Path(store_location(str(path))) if path is not None else default_db_path()
         if path.parent and not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
         try:
