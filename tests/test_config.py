@@ -16,6 +16,7 @@ CONFIG_CLASSES = {
     "data.yaml": "endcloud.data.config:PrepareConfig",
     "label.yaml": "endcloud.cloud.config:LabelConfig",
     "train.yaml": "endcloud.end.config:TrainConfig",
+    "train-ddp.yaml": "endcloud.end.config:TrainConfig",
     "generate.yaml": "endcloud.end.config:GenerateConfig",
     "paper.yaml": "endcloud.experiment.config:ExperimentConfig",
     "paper-gpu.yaml": "endcloud.experiment.config:ExperimentConfig",

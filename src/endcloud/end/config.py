@@ -80,7 +80,7 @@ class TrainConfig:
     warmup_steps: int = 0
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
-    batch_size: int = 1  # per device (Table IV)
+    batch_size: int = 1  # examples per micro-batch (Table IV); shared by the processes of a DDP launch
     grad_accum: int = 8
     save_steps: list[int] = field(default_factory=lambda: [3000, 5000, 15000])  # Table V/VI
     save_every: int = 1000  # also checkpoint every N steps, for --resume (0 = never)

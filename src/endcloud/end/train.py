@@ -3,7 +3,8 @@
     endcloud end train --config configs/train.yaml method.name=lora data.natural=train.jsonl
     endcloud end train --config configs/train.yaml run_dir=runs/end-train-X --resume
 
-A plain PyTorch loop (the whole recipe is this file): per-device batch `batch_size`, gradient
+A plain PyTorch loop (the whole recipe is this file): `batch_size` examples per micro-batch
+(shared among the processes of a torchrun / accelerate launch: end/distributed.py), gradient
 accumulation, AdamW on the adapter's parameters only, linear/cosine/constant schedule. Every
 checkpoint holds the adapter, the optimizer and the RNG state (all safetensors), is written to a
 temporary folder and renamed, and is listed with per-file sha256 in its manifest; `--resume`
@@ -28,6 +29,7 @@ from endcloud.config import to_dict
 from endcloud.end.adapters import save_adapter, verify
 from endcloud.end.config import TrainConfig
 from endcloud.end.data import Example, collate, load_mixture
+from endcloud.end.distributed import setup
 from endcloud.end.methods import wrap
 from endcloud.end.models import BaseInfo, load_base
 from endcloud.errors import AdapterError, EndcloudError
@@ -59,14 +61,18 @@ class TrainResult:
 
 def run(cfg: TrainConfig) -> TrainResult:
     """Train `cfg.method` on `cfg.model` and return where the adapter went."""
+    import contextlib
+
     import torch
 
-    run_dir = _run_dir(cfg)
+    dist = setup()  # one process, or one of a torchrun / accelerate launch (end/distributed.py)
+    mine = dist.shard(cfg.batch_size)  # this process's share of every micro-batch
+    run_dir = Path(dist.share(str(_run_dir(cfg)) if dist.main else None))
     torch.manual_seed(cfg.seed)
     model, tokenizer, base = load_base(cfg.model)
     mix, data_hash = load_mixture(tokenizer, cfg.data, cfg.seed)
     torch.manual_seed(cfg.seed)  # adapter init does not depend on how the data loaded
-    peft_model, method = _adapter_to_train(cfg, model, tokenizer, base)
+    peft_model, method = _adapter_to_train(cfg, model, tokenizer, base, dist.device())
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.method_lr, weight_decay=cfg.weight_decay)
     info = {"base": {"id": base.id, "sha256": base.sha256}, "method": method,
@@ -77,26 +83,42 @@ def run(cfg: TrainConfig) -> TrainResult:
     start, tokens, elapsed = 0, 0, 0.0
     if cfg.resume:
         start, tokens, elapsed = _restore(run_dir, peft_model, optimizer, base, data_hash)
-    _trim_log(run_dir / "train_log.jsonl", start)
-    logger = _Logger(cfg, run_dir)
+    logger = None
+    if dist.main:  # rank 0 writes; the others only train
+        _trim_log(run_dir / "train_log.jsonl", start)
+        logger = _Logger(cfg, run_dir)
 
     peft_model.train()
-    bar = _bar(cfg.steps, start)
+    trained = peft_model
+    if dist.world > 1:  # gradients averaged over the processes after each micro-batch group
+        trained = torch.nn.parallel.DistributedDataParallel(peft_model)
+    bar = _bar(cfg.steps, start) if dist.main else None
     loss_value, t0, checkpoints = float("nan"), time.perf_counter() - elapsed, []
     for step in range(start + 1, cfg.steps + 1):
         lr = lr_at(cfg, step)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss_sum = 0.0
+        loss_sum, step_tokens = 0.0, 0
         for micro in range(cfg.grad_accum):
             first = ((step - 1) * cfg.grad_accum + micro) * cfg.batch_size  # draw index
-            batch = collate([mix.at(first + i) for i in range(cfg.batch_size)],
-                            tokenizer.pad_token_id)
+            batch = collate([mix.at(first + i) for i in mine], tokenizer.pad_token_id)
             batch = {k: v.to(peft_model.device) for k, v in batch.items()}
-            loss = peft_model(**batch).loss / cfg.grad_accum  # mean over reply tokens only
-            loss.backward()
-            loss_sum += float(loss.detach())
-            tokens += int(batch["attention_mask"].sum())
+            last = micro == cfg.grad_accum - 1
+            sync = trained.no_sync() if dist.world > 1 and not last else contextlib.nullcontext()
+            with sync:  # accumulate locally; all-reduce once per optimizer step
+                loss = trained(**batch).loss / cfg.grad_accum  # mean over reply tokens only
+                if dist.world > 1:  # the mean over the whole micro-batch's reply tokens, as one
+                    # process computes it: weight by this share (DDP then averages over ranks)
+                    mine_n = float((batch["labels"][:, 1:] != -100).sum())
+                    (all_n,) = dist.total(mine_n)
+                    loss = loss * (mine_n * dist.world / max(all_n, 1.0))
+                loss.backward()
+            loss_sum += float(loss.detach()) / dist.world
+            step_tokens += int(batch["attention_mask"].sum())
+        if dist.world > 1:
+            loss_sum, total_tokens = dist.total(loss_sum, step_tokens)
+            step_tokens = int(total_tokens)
+        tokens += step_tokens
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         optimizer.step()
@@ -104,12 +126,12 @@ def run(cfg: TrainConfig) -> TrainResult:
 
         loss_value, elapsed = loss_sum, time.perf_counter() - t0
         speed = tokens / max(elapsed, 1e-9)
-        if step % cfg.log_every == 0 or step == cfg.steps or step == start + 1:
+        if logger is not None and (step % cfg.log_every == 0 or step == cfg.steps or step == start + 1):
             logger.log(step, loss_value, lr, tokens, speed)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{speed:.0f}")
-        if _is_checkpoint(cfg, step):
+        if dist.main and _is_checkpoint(cfg, step):
             checkpoints.append(_save_checkpoint(run_dir, cfg, step, peft_model, optimizer, info,
                                                 tokens, elapsed))
         if os.environ.get(KILL_ENV) == str(step):
@@ -117,21 +139,25 @@ def run(cfg: TrainConfig) -> TrainResult:
     if bar is not None:
         bar.close()
 
-    adapter = save_adapter(peft_model, run_dir / "adapter", {**info, "step": cfg.steps})
-    logger.finish(adapter, cfg.steps, loss_value, tokens / max(elapsed, 1e-9), info)
+    adapter = run_dir / "adapter"
+    if logger is not None:
+        save_adapter(peft_model, adapter, {**info, "step": cfg.steps})
+        logger.finish(adapter, cfg.steps, loss_value, tokens / max(elapsed, 1e-9), info)
+    dist.barrier()  # every process returns once rank 0 has written the adapter
+    dist.close()
     return TrainResult(run_dir, adapter, cfg.steps, loss_value, tokens / max(elapsed, 1e-9),
                        checkpoints, peft_model.eval())
 
 
 def _adapter_to_train(cfg: TrainConfig, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                      base: BaseInfo) -> tuple[PeftModel, str]:
+                      base: BaseInfo, device: str) -> tuple[PeftModel, str]:
     """A fresh adapter of `cfg.method`, or (`init_adapter`) an existing one made trainable."""
     if not cfg.init_adapter:
-        return wrap(model, cfg.method, tokenizer).to(_device()), cfg.method.name
+        return wrap(model, cfg.method, tokenizer).to(device), cfg.method.name
     from endcloud.end.adapters import load_adapter
 
     method = str(verify(cfg.init_adapter, base.sha256).get("method", cfg.method.name))
-    return load_adapter(model, cfg.init_adapter, base.sha256, trainable=True).to(_device()), method
+    return load_adapter(model, cfg.init_adapter, base.sha256, trainable=True).to(device), method
 
 
 def reply_loss(model: PreTrainedModel | PeftModel, examples: list[Example], pad_id: int) -> float:
@@ -168,13 +194,6 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     if cfg.scheduler == "cosine":
         return peak * 0.5 * (1.0 + math.cos(math.pi * frac))
     return peak
-
-
-def _device() -> str:
-    """One accelerator if there is one (multi-GPU via accelerate/torchrun is not wired yet)."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # -- run folder and logging ---------------------------------------------------------------------
