@@ -1,7 +1,10 @@
 """Multi-process training: `endcloud end train` under `torchrun` or `accelerate launch`.
 
     torchrun --nproc_per_node 2 -m endcloud end train --config configs/train-ddp.yaml
-    accelerate launch --num_processes 2 -m endcloud end train --config configs/train-ddp.yaml
+    accelerate launch --multi_gpu --num_processes 2 -m endcloud end train --config ...   # GPUs
+
+(On CPU, `accelerate launch --cpu --num_processes 2` starts a single process unless MPI is set up;
+torchrun is the CPU launcher, and the one the test uses.)
 
 Both launchers set RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT; with WORLD_SIZE > 1
 the recipe joins the process group (gloo on CPU, NCCL on GPUs, one GPU per LOCAL_RANK) and trains
