@@ -61,7 +61,7 @@ def test_escalated_turns_reuse_the_served_cloud_reply(tiny_model_dir, tmp_path):
         with sqlite3.connect(cfg.store) as db:
             db.row_factory = sqlite3.Row
             items, stats = select(db, cfg.select)
-        assert len(items) == 6 and stats["disliked"] == 6
+        assert len(items) == 6 and stats.disliked == 6
         assert sum(i.served_reply is not None for i in items) == 3
         round_dir = tmp_path / "round"
         round_dir.mkdir()
@@ -69,13 +69,13 @@ def test_escalated_turns_reuse_the_served_cloud_reply(tiny_model_dir, tmp_path):
 
     asked = [b["messages"][-1]["content"] for b in cloud.bodies[3:]]
     assert sorted(asked) == sorted(local)  # only the turns the cloud had not answered
-    assert lab["served_cloud"] == 3 and lab["cloud"] == 3 and lab["cloud_calls"] == 3
-    source = {r["messages"][-2]["content"]: r["meta"]["label_source"] for r in rows}
+    assert lab.served_cloud == 3 and lab.cloud == 3 and lab.cloud_calls == 3 and lab.labelled == 6
+    source = {s.query: s.meta["label_source"] for s in rows}
     assert sorted(source.values()) == ["cloud"] * 3 + ["served-cloud"] * 3
-    for r in rows:
-        q, label = r["messages"][-2]["content"], r["messages"][-1]["content"]
+    for s in rows:
+        q, label = s.query, s.reply
         assert label == answer(q)  # the teacher's reply, whether stored or asked now
-        assert source[q] == ("served-cloud" if r["meta"]["exchange_id"] in served_ids else "cloud")
+        assert source[q] == ("served-cloud" if s.meta["exchange_id"] in served_ids else "cloud")
         assert PHONE not in q and PHONE not in label  # masked: a placeholder, never the value
     assert any("call me at" in q and "[" in q for q in source)
 
@@ -85,6 +85,6 @@ def test_escalated_turns_reuse_the_served_cloud_reply(tiny_model_dir, tmp_path):
 
     with Store.open(cfg.store) as store:
         store.conn.execute("INSERT INTO evolve_rounds (round_dir, status, started_at) VALUES ('r', 'refused', 't')")
-        _record_items(store, 1, items, {r["meta"]["id"] for r in rows})
+        _record_items(store, 1, items, {s.id for s in rows})
         logged = dict(store.conn.execute("SELECT exchange_id, label_source FROM evolve_items").fetchall())
     assert logged == {i.exchange_id: "served-cloud" if i.exchange_id in served_ids else "cloud" for i in items}

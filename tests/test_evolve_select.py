@@ -7,7 +7,8 @@ import json
 
 from endcloud.evolve.config import SelectConfig
 from endcloud.evolve.select import select
-from endcloud.serve.store import Exchange, add_exchange, add_feedback, add_review, new_conversation, new_customer
+from endcloud.records import Exchange
+from endcloud.serve.store import add_exchange, add_feedback, add_review, new_conversation, new_customer
 from endcloud.store import Store
 
 
@@ -34,7 +35,7 @@ def test_reasons_masking_dedup_and_corrections(tmp_path):
     add_review(conn, "x6", None, None, "corrected: mail me at a.b@example.com", "staff")
     items, stats = select(conn, SelectConfig(final_threshold=0.3))
     by = {i.exchange_id: i for i in items}
-    assert set(by) == {"x1", "x3", "x4", "x6"} and stats["duplicates"] == 1
+    assert set(by) == {"x1", "x3", "x4", "x6"} and stats.duplicates == 1
     assert "13800138000" not in by["x1"].messages[-1]["content"]
     assert "[PHONE_1]" in by["x1"].messages[-1]["content"]
     assert by["x3"].reasons == ["disliked"] and by["x4"].reasons == ["disliked"]
@@ -79,7 +80,7 @@ def test_ungrounded_and_non_answer_drafts_are_relabelled(tmp_path):
                                     end_reply="reply", match_score=0.9, grounded=grounded, nonanswer=kind))
     items, stats = select(conn, SelectConfig(final_threshold=0.3))
     assert {i.exchange_id: i.reasons for i in items} == {"x0": ["ungrounded"], "x1": ["nonanswer"]}
-    assert stats["ungrounded"] == 1 and stats["nonanswer"] == 1
+    assert stats.ungrounded == 1 and stats.nonanswer == 1
     assert select(conn, SelectConfig(final_threshold=0.3, relabel_ungrounded=False))[0] == []
     store.close()
 
@@ -102,7 +103,7 @@ def test_a_staff_reply_from_a_handoff_is_the_label_and_wins_over_a_cloud_relabel
     handoff.staff_reply(conn, hid, "alice", "Shipping is 9 yuan; we will text 13800138000 when it ships.")
     items, stats = select(conn, SelectConfig(final_threshold=0.3))
     store.close()
-    assert stats["staff"] == 1 and stats["duplicates"] == 1
+    assert stats.staff == 1 and stats.duplicates == 1
     [item] = items  # the same masked question: the person's answer wins
     assert item.reasons == ["staff"] and item.meta["answered_by"] == "staff"
     assert item.correction == "Shipping is 9 yuan; we will text [PHONE_1] when it ships."  # masked
@@ -110,5 +111,5 @@ def test_a_staff_reply_from_a_handoff_is_the_label_and_wins_over_a_cloud_relabel
         cfg = evolve_cfg(tmp_path, tmp_path, tmp_path / "heldout.jsonl", cloud.url)
         rows, lab = relabel(items, cfg, tmp_path, str(tmp_path / "serve.db"))
         assert cloud.bodies == []  # nothing went to the cloud
-    assert lab["human"] == 1 and rows[0]["meta"]["label_source"] == "human"
-    assert rows[0]["messages"][-1]["content"] == item.correction
+    assert lab.human == 1 and rows[0].meta["label_source"] == "human"
+    assert rows[0].reply == item.correction

@@ -96,7 +96,8 @@ def test_the_handoff_migration_rebuilds_exchanges_and_keeps_every_row(tmp_path):
     rows that reference them, and the corrections view survive; foreign keys hold."""
     import sqlite3
 
-    from endcloud.serve.store import Exchange, add_exchange, add_feedback, add_review, new_conversation, new_customer
+    from endcloud.records import Exchange
+    from endcloud.serve.store import add_exchange, add_feedback, add_review, new_conversation, new_customer
     from endcloud.store.migrations import MIGRATIONS
 
     names = [n for n, _ in MIGRATIONS]

@@ -11,7 +11,8 @@ import json
 import threading
 from typing import Any
 
-from endcloud.cloud.client import EgressRecord, TeacherReply
+from endcloud.cloud.client import EgressRecord
+from endcloud.records import TeacherReply
 from endcloud.records import Sample
 from endcloud.store import Store
 from endcloud.store.db import utcnow

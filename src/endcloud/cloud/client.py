@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 from endcloud import wire
 from endcloud.cloud.config import API_KEY_ENV, CloudConfig
+from endcloud.records import TeacherReply
 from endcloud.text import estimate_tokens
 from endcloud.errors import (AuthError, CircuitOpenError, CloudError, DeadlineError, MalformedReplyError,
                              MissingExtraError, PrivacyError, TransientError)
@@ -47,22 +48,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_ERROR_BODY = 64 * 1024
-
-
-@dataclass
-class TeacherReply:
-    """A validated teacher reply. `text` has placeholders restored; `masked_text` is as received."""
-
-    text: str
-    masked_text: str
-    finish_reason: str
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    latency_s: float
-    attempts: int
-    cost: float
-    payload_sha256: str
 
 
 @dataclass

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from endcloud.cloud.audit import CloudStore
-from endcloud.cloud.client import KNOWLEDGE_IDS, CloudClient, TeacherReply
+from endcloud.cloud.client import KNOWLEDGE_IDS, CloudClient
+from endcloud.records import TeacherReply
 from endcloud.cloud.config import CloudConfig, LabelConfig
 from endcloud.cloud.prompt import ExamplePool, PromptBuilder, prompt_hash
 from endcloud.records import read_samples

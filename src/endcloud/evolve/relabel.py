@@ -8,14 +8,13 @@ cached, fail-closed privacy; `endcloud.cloud.label.run`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from endcloud.cloud.config import LabelConfig
 from endcloud.evolve.config import EvolveConfig
 from endcloud.evolve.select import Item
-from endcloud.records import Sample, Turn
+from endcloud.records import RelabelStats, Sample, Turn, read_samples
 from endcloud.runs import write_jsonl
 
 
@@ -25,25 +24,25 @@ def _sample(item: Item, reply: str = "") -> Sample:
                   item.messages[-1]["content"], reply, "serve", "evolve", dict(item.meta))
 
 
-def _labelled(item: Item, reply: str, source: str) -> dict[str, Any]:
+def _labelled(item: Item, reply: str, source: str) -> Sample:
     s = _sample(item, reply)
     s.meta["label_source"] = source
-    return s.to_messages()
+    return s
 
 
 def relabel(items: list[Item], cfg: EvolveConfig, round_dir: Path, store: str,
-            transport: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Messages rows (context, query, label) with provenance; counts and cloud cost."""
-    rows, stats = [], {"human": 0, "served_cloud": 0, "cloud": 0, "quarantined": 0, "pending": 0,
-                       "cloud_calls": 0, "cloud_cost": 0.0, "cached": 0}
+            transport: Any = None) -> tuple[list[Sample], RelabelStats]:
+    """Labelled samples (context, query, label) with provenance; counts and cloud cost."""
+    rows: list[Sample] = []
+    stats = RelabelStats()
     to_cloud = []
     for item in items:
         if item.correction is not None:  # the human wins: never sent to the cloud
             rows.append(_labelled(item, item.correction, "human"))
-            stats["human"] += 1
+            stats.human += 1
         elif item.served_reply is not None:  # the cloud answered this turn already
             rows.append(_labelled(item, item.served_reply, "served-cloud"))
-            stats["served_cloud"] += 1
+            stats.served_cloud += 1
         else:
             to_cloud.append(item)
     if not to_cloud:
@@ -59,9 +58,7 @@ def relabel(items: list[Item], cfg: EvolveConfig, round_dir: Path, store: str,
     from endcloud.cloud.label import run as label_run
 
     result = label_run(label_cfg, transport=transport)
-    for line in result.output.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            rows.append(json.loads(line))
-    stats.update(cloud=result.labelled, quarantined=result.quarantined, pending=result.pending,
-                 cloud_calls=result.new, cached=result.cached, cloud_cost=result.cost)
+    rows += read_samples(result.output)
+    stats.cloud, stats.quarantined, stats.pending = result.labelled, result.quarantined, result.pending
+    stats.cloud_calls, stats.cached, stats.cloud_cost = result.new, result.cached, result.cost
     return rows, stats

@@ -24,6 +24,7 @@ from endcloud.config import dump_yaml
 from endcloud.end.config import DataConfig, TrainConfig
 from endcloud.errors import EndcloudError
 from endcloud.evolve.config import EvolveConfig
+from endcloud.records import Sample
 from endcloud.runs import write_jsonl
 
 
@@ -51,10 +52,12 @@ def train_config(cfg: EvolveConfig, round_dir: Path, has_replay: bool, init: Pat
                        init_adapter=str(init) if init else "")
 
 
-def retrain(cfg: EvolveConfig, round_dir: Path, new_rows: list[dict[str, Any]],
+def retrain(cfg: EvolveConfig, round_dir: Path, new: list[Sample],
             earlier: list[Path], champion: Path | None, store: str,
             carried: list[dict[str, Any]] | None = None) -> tuple[Path, dict[str, int]]:
-    """Train the candidate; return its adapter folder and the data counts."""
+    """Train the candidate on this round's labelled samples (+ carried rows, + replay); return
+    its adapter folder and the data counts."""
+    new_rows = [s.to_messages() for s in new]
     write_jsonl(round_dir / "new.jsonl", new_rows)  # this round's labels only (later replay)
     labels = "new.jsonl"
     if carried:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,8 @@ def _round(cfg: EvolveConfig, store: Store, registry: Registry, round_id: int, r
     t = time.monotonic()
     items, sel = select(store.conn, cfg.select, cfg.gate.similarity, cfg.gate.match)
     wall["select"] = round(time.monotonic() - t, 1)
-    stats.update(selected=len(items), select=sel, corrections=sum(i.correction is not None for i in items))
+    stats.update(selected=len(items), select=asdict(sel),
+                 corrections=sum(i.correction is not None for i in items))
     write_jsonl(round_dir / "selected.jsonl", ({"messages": i.messages, "meta": i.meta} for i in items))
     if len(items) < cfg.select.min_new:
         reason = f"{len(items)} new items < select.min_new={cfg.select.min_new}"
@@ -80,10 +81,9 @@ def _round(cfg: EvolveConfig, store: Store, registry: Registry, round_id: int, r
     t = time.monotonic()
     rows, lab = relabel(items, cfg, round_dir, store_path, transport)
     wall["relabel"] = round(time.monotonic() - t, 1)
-    stats.update(labelled=lab["cloud"] + lab["human"] + lab["served_cloud"],
-                 served_cloud=lab["served_cloud"], quarantined=lab["quarantined"],
-                 cloud_calls=lab["cloud_calls"], cloud_cost=lab["cloud_cost"], relabel=lab)
-    labelled_ids = {r["meta"]["id"] for r in rows}
+    stats.update(labelled=lab.labelled, served_cloud=lab.served_cloud, quarantined=lab.quarantined,
+                 cloud_calls=lab.cloud_calls, cloud_cost=lab.cloud_cost, relabel=asdict(lab))
+    labelled_ids = {s.id for s in rows}
     champion_id = registry.champion()
     earlier = sorted(Path(cfg.work_dir).glob("round-*/new.jsonl"))
     carried = _carried(store, champion_id, cfg.train.carry_refused)
@@ -95,7 +95,7 @@ def _round(cfg: EvolveConfig, store: Store, registry: Registry, round_id: int, r
     candidate = registry.add(adapter, round_id)
     stats["candidate"] = candidate
 
-    trained_on = {norm_query(r["messages"][:-1]) for r in rows}
+    trained_on = {norm_query(s.to_messages()["messages"][:-1]) for s in rows}
     for path in earlier + ([Path(cfg.train.natural)] if cfg.train.natural else []):
         trained_on |= {norm_query(json.loads(x)["messages"][:-1])
                        for x in path.read_text(encoding="utf-8").splitlines() if x.strip()}

@@ -23,9 +23,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from endcloud.evolve.config import SelectConfig
+from endcloud.records import SelectStats
+
+if TYPE_CHECKING:
+    from endcloud.data.privacy import Masker
 
 SQL = """
 SELECT e.id, e.context_json, e.query, e.end_reply, e.answered_by, e.escalation,
@@ -85,7 +89,7 @@ def exchange_finals(rows: list[sqlite3.Row], similarity: str, match: str, alpha:
 
 
 def select(conn: sqlite3.Connection, cfg: SelectConfig, similarity: str = "ngram",
-           match: str = "ngram", masker: Any = None) -> tuple[list[Item], dict[str, int]]:
+           match: str = "ngram", masker: Masker | None = None) -> tuple[list[Item], SelectStats]:
     """The round's items (deduplicated, masked, with provenance) and counts per reason."""
     from endcloud.data.privacy import Masker
 
@@ -93,9 +97,7 @@ def select(conn: sqlite3.Connection, cfg: SelectConfig, similarity: str = "ngram
     rows = list(conn.execute(SQL + " LIMIT :limit", {"max_rating": cfg.max_rating,
                                                      "limit": cfg.limit}))
     finals = exchange_finals(rows, similarity, match)
-    stats = {"scanned": len(rows), "staff": 0, "low_final": 0, "disliked": 0, "correction": 0,
-             "ungrounded": 0,
-             "nonanswer": 0, "unmaskable": 0, "duplicates": 0}
+    stats = SelectStats(scanned=len(rows))
     best: dict[str, Item] = {}
     for row, final in zip(rows, finals):
         reasons = _reasons(row, final, cfg)
@@ -103,13 +105,13 @@ def select(conn: sqlite3.Connection, cfg: SelectConfig, similarity: str = "ngram
             continue
         item = _masked_item(row, final, reasons, masker)
         if item is None:
-            stats["unmaskable"] += 1
+            stats.unmaskable += 1
             continue
         for r in reasons:
-            stats[r] += 1
+            setattr(stats, r, getattr(stats, r) + 1)
         old = best.get(item.key)
         if old is not None:
-            stats["duplicates"] += 1
+            stats.duplicates += 1
             if _rank(old) >= _rank(item):  # newest first: an equal-ranked older one loses
                 continue
         best[item.key] = item

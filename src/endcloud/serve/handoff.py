@@ -23,7 +23,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from endcloud.serve.config import HandoffConfig
-from endcloud.serve.store import Exchange, add_exchange
+from endcloud.records import Exchange
+from endcloud.serve.store import add_exchange
 from endcloud.store.db import utcnow
 
 OPEN = ("waiting", "claimed")

@@ -17,10 +17,10 @@ import queue
 import sqlite3
 import threading
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from endcloud.records import Exchange
 from endcloud.store import Store
 from endcloud.store.db import utcnow
 
@@ -29,39 +29,6 @@ WriteFn = Callable[[sqlite3.Connection], Any]
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-@dataclass
-class Exchange:
-    """One turn as the store keeps it (`reply` is what the customer got)."""
-
-    id: str
-    conversation_id: str
-    model: str
-    context: list[dict[str, str]]
-    query: str
-    reply: str
-    answered_by: str  # end | cloud | handoff (the canned message) | staff (a person's reply)
-    finish_reason: str
-    latency_ms: float
-    end_reply: str | None = None
-    escalation: str | None = None  # why the cloud was asked (None: it was not)
-    cloud_status: str | None = None  # ok | timeout | circuit_open | http_503 | privacy | ...
-    cloud_request_masked: str | None = None  # JSON of the masked messages that left the machine
-    cloud_reply_masked: str | None = None
-    match_score: float | None = None
-    confidence: float | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cloud_prompt_tokens: int = 0
-    cloud_completion_tokens: int = 0
-    cost: float = 0.0
-    first_token_ms: float | None = None
-    answered_from: str | None = None  # model | memory | quote (answered_by == "end")
-    knowledge_json: str | None = None  # {"chunks": [ids], "memory": id, "version": ...}
-    grounded: float | None = None  # share of the reply's checkable facts the prompt supports
-    nonanswer: str | None = None  # the end reply was an echo | restates | filler | empty
-    staff: str | None = None  # who answered (answered_by == "staff")
 
 
 class ServeStore:

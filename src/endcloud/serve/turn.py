@@ -27,7 +27,8 @@ from endcloud.knowledge.evidence import quotable, quote
 from endcloud.end.backend import Delta, Final, GenParams
 from endcloud.serve import handoff
 from endcloud.serve.escalation import CloudOutcome
-from endcloud.serve.store import Exchange, add_exchange
+from endcloud.records import Exchange
+from endcloud.serve.store import add_exchange
 
 log = logging.getLogger(__name__)
 
