@@ -266,6 +266,40 @@ def test_addresses(text, address):
     assert [text[s.start:s.end] for s in r.spans if s.type == "ADDRESS"] == [address]
 
 
+# Issue 15: names and addresses without a cue or beyond "我叫/This is"; values not from the bench sets.
+@pytest.mark.parametrize("text, want", [
+    # Chinese names after person words, in shipping details, familiar forms, signatures
+    ("我妈叫孙桂兰，电话13700001111", [("NAME", "孙桂兰"), ("PHONE", "13700001111")]),
+    ("我朋友邓雅琪也买了", [("NAME", "邓雅琪")]), ("老周会下楼拿", [("NAME", "老周")]),
+    ("开票抬头写贺文斌", [("NAME", "贺文斌")]), ("我叫林一，想退货", [("NAME", "林一")]),
+    ("龚晓，广州市越秀区东风中路300号", [("NAME", "龚晓"), ("ADDRESS", "广州市越秀区东风中路300号")]),
+    # English names without a cue: signatures, recipients, lower case after "this is"
+    ("Thanks! – Owen Fletcher", [("NAME", "Owen Fletcher")]),
+    ("please hold it for Mia Hartmann, 617-555-0143", [("NAME", "Mia Hartmann"), ("PHONE", "617-555-0143")]),
+    ("hi this is sofia reyes, where is my parcel", [("NAME", "sofia reyes")]),
+    # Chinese addresses below the district: estate + building, street + number, campus dorms
+    ("放到丽景花园8栋门口", [("ADDRESS", "丽景花园8栋")]), ("人民路128号5楼502", [("ADDRESS", "人民路128号5楼502")]),
+    ("3号楼2单元702，放门口", [("ADDRESS", "3号楼2单元702")]),
+    ("寄到浙江大学紫金港校区碧峰5舍301", [("ADDRESS", "浙江大学紫金港校区碧峰5舍301")]),
+    # English addresses: PO boxes, UK/CA postcodes, unit prefixes, all lower case
+    ("PO Box 5521, Tulsa, OK 74101", [("ADDRESS", "PO Box 5521, Tulsa, OK 74101")]),
+    ("send it to 12 Hawthorn Close, Leeds LS6 2AB please", [("ADDRESS", "12 Hawthorn Close, Leeds LS6 2AB")]),
+    ("Apt 3, 41 Birch Road, Ottawa, ON K1A 0B1", [("ADDRESS", "Apt 3, 41 Birch Road, Ottawa, ON K1A 0B1")]),
+    ("88 maple ave, albany ny 12203", [("ADDRESS", "88 maple ave, albany ny 12203")]),
+    # structured: 19 digits after a bare 单号 are an order, JD-prefixed ids after 订单号, AU mobiles
+    ("单号4829103746652018375", [("ORDER", "4829103746652018375")]),
+    ("订单号JD902837465512", [("ORDER", "JD902837465512")]), ("ring me 0423 555 678", [("PHONE", "0423 555 678")]),
+    ("会员卡号VIP8812345", [("ACCOUNT", "VIP8812345")]),
+    # left alone: UK freephone, brands after an article, holidays, dates and counts that look like parts
+    ("call 0800 123 4567", []), ("Is the Tommy Hilfiger jacket in stock?", []), ("Black Friday - is that right?", []),
+    ("我查一下", []), ("王一下单了吗", []), ("小米手环有货吗", []), ("3号发货", []), ("这款有5座的吗", []),
+    ("买了2栋楼那么大", []), ("第2单元练习", []),
+])
+def test_names_addresses_beyond_cues(text, want):
+    r = MASKER.mask(text)
+    assert [(s.type, text[s.start:s.end]) for s in r.spans] == want and r.sendable
+
+
 @pytest.mark.parametrize("text", [
     "¥199", "299元", "$45.99", "iPhone 15 Pro Max 256GB", "SKU-A1234", "XL码", "2024-11-11", "双11",
     "3-5天", "满300减50", "8折", "20% off", "买2送1", "coupon SAVE20", "优惠券满199减20", "model A2849",

@@ -14,47 +14,11 @@ phone-shaped or Luhn-valid digits, a checksum-valid ID beats a Taobao-length dig
 from __future__ import annotations
 
 import re
-import unicodedata
-from typing import Callable, NamedTuple
 
 from endcloud.data.pii import lexicon as lx
-
-
-class Detection(NamedTuple):
-    type: str
-    start: int
-    end: int
-    key: str
-
-
-Detector = Callable[[str], list[Detection]]
-
-
-def _build_normaliser() -> dict[int, int]:
-    table = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)}  # full-width ASCII block
-    table[0x3000] = 0x20                                     # ideographic space
-    table[0x3002] = ord(".")                                 # 。
-    for cp in range(0x80, 0x20000):  # every decimal digit (Nd) lives below U+20000
-        ch = chr(cp)
-        if cp > 0x7F and ch.isdecimal():
-            table[cp] = ord("0") + unicodedata.decimal(ch)
-    return table
-
-
-_NORMALISER = _build_normaliser()
-
-
-def normalise(text: str) -> str:
-    """Map full-width forms and every script's digits onto ASCII, one char for one char."""
-    return text.translate(_NORMALISER)
-
-
-def digits(s: str) -> str:
-    return re.sub(r"[^0-9]", "", s)
-
-
-def _alt(words: tuple[str, ...] | list[str]) -> str:
-    return "|".join(sorted((re.escape(w) for w in words), key=len, reverse=True))
+from endcloud.data.pii.base import _HAN, Detection, _alt, digits, normalise  # noqa: F401 (the API)
+from endcloud.data.pii.names import (detect_en_names, detect_zh_names,  # noqa: F401 (DETECTORS)
+                                     detect_zh_names_model)
 
 
 # --- phones ------------------------------------------------------------------------------------
@@ -67,7 +31,7 @@ _LANDLINE = (rf"(?:{_CN_PREFIX}\(?0?[1-9][0-9]{{1,2}}\)?|\(0[1-9][0-9]{{1,2}}\)|
 _INTL = (r"(?:\+|00)(?!86)[1-9][0-9]{0,2}[ \-]?(?:\([0-9]{1,4}\)[ \-]?)?[0-9]{1,4}"
          r"(?:[ \-][0-9]{2,8}){1,4}|(?:\+|00)(?!86)[1-9][0-9]{7,13}")
 _NANP = r"(?:\+?1[ \-.])?(?:\([2-9][0-9]{2}\)\s?|[2-9][0-9]{2}[\-. ])[2-9][0-9]{2}[\-. ][0-9]{4}"
-_UK_MOBILE = r"07[0-9]{3}[ \-]?[0-9]{3}[ \-]?[0-9]{3}"
+_UK_MOBILE = r"07[0-9]{3}[ \-]?[0-9]{3}[ \-]?[0-9]{3}|04[0-9]{2}[ \-]?[0-9]{3}[ \-]?[0-9]{3}"  # UK, AU mobiles
 _PHONE_RE = re.compile(
     rf"(?<![0-9A-Za-z+])(?:{_MOBILE}|{_UK_MOBILE}|{_LANDLINE}|{_INTL}{_EXT}|{_NANP}{_EXT})(?![0-9])")
 
@@ -166,7 +130,11 @@ def detect_cards(norm: str) -> list[Detection]:
         # An ID-shaped 18-digit string with a bad checksum is a mistyped ID, not a card: it is
         # left for the residue rule (unsendable) rather than mislabelled.
         if 16 <= len(d) <= 19 and _CARD_IIN.match(d) and luhn_ok(d) \
-                and not (len(d) == 18 and _ID18_RE.fullmatch(d)):
+                and not (len(d) == 18 and _ID18_RE.fullmatch(d)) \
+                and not (len(d) == 19 and d == m.group() and _ORDER_CUE_NEAR.search(norm[max(0, m.start() - 12):m.start()])
+                         and not _CARD_CUE_NEAR.search(norm[max(0, m.start() - 12):m.start()])):
+            # a bare 19-digit run a few characters after 订单/order (and no card word) is a
+            # Taobao order id that happens to pass Luhn (one in ten do)
             hits.append(Detection("CARD", m.start(), m.end(), d))
     return hits
 
@@ -198,9 +166,10 @@ _TRACK_BARE_RE = re.compile(
     r"(?![0-9A-Za-z])")
 
 _ACCOUNT_RE = re.compile(
-    r"(?:QQ号?|qq号?|微信号?|wechat(?:\sid)?|vx|VX|wx|旺旺号?|支付宝账?号?|账号|帐号|用户名|用户ID|会员号"
-    r"|account\s?(?:number|no\.?|id|#)?|user\s?(?:name|id)|username|member\s?(?:id|number))"
-    rf"{_SEP_WORD}(?P<v>(?=[A-Za-z0-9_\-]*[0-9])[A-Za-z0-9][A-Za-z0-9_\-]{{4,29}})(?![A-Za-z0-9_\-@])",
+    r"(?:QQ号?|qq号?|微信号?|wechat(?:\sid)?|vx|VX|wx|旺旺号?|支付宝账?号?|账号|帐号|用户名|用户ID|会员卡号|会员号"
+    r"|account\s?(?:number|no\.?|id|#)?|user\s?(?:name|id)|username|member\s?(?:id|number|card)"
+    r"|customer\s?(?:id|number|no\.?|#)|loyalty\s?(?:id|number|card)|venmo|cash\s?app|paypal\.me/)"
+    rf"{_SEP_WORD}(?P<v>@?(?=[A-Za-z0-9_\-.]*[0-9])[A-Za-z0-9][A-Za-z0-9_\-]{{1,29}}(?:\.[A-Za-z0-9_\-]+)*)(?![A-Za-z0-9_\-@])",
     re.IGNORECASE)
 
 
@@ -208,8 +177,18 @@ def _id_key(v: str) -> str:
     return re.sub(r"[^0-9A-Za-z]", "", v).upper()
 
 
+_ORDER_LOOSE_RE = re.compile(  # "my order, the number is 4471092", "ordered twice (#100482 and #100483)"
+    r"(?:(?<![A-Za-z])order(?:ed|s)?\b[^.。!?\n]{0,40}?\b(?:number|no\.?|id)\s?(?:is|was|:|=)?\s?"
+    r"(?P<v>#?[0-9][0-9\-]{4,24}[0-9]))(?![0-9A-Za-z])", re.IGNORECASE)
+_HASH_NUM_RE = re.compile(r"(?<![0-9A-Za-z&])#(?P<v>[0-9]{5,12})(?![0-9A-Za-z])")
+
+
 def detect_orders(norm: str) -> list[Detection]:
     hits = []
+    for m in _ORDER_LOOSE_RE.finditer(norm):
+        hits.append(Detection("ORDER", m.start("v"), m.end("v"), _id_key(m.group("v"))))
+    if _ORDER_CUE_NEAR.search(norm):
+        hits += [Detection("ORDER", m.start(), m.end(), m.group("v")) for m in _HASH_NUM_RE.finditer(norm)]
     for m in _ORDER_RE.finditer(norm):
         v = m.group("v")
         if len(digits(v)) < 5 or _DATE_LIKE.fullmatch(v.lstrip("#")):  # "order #SO-58213": 5 digits
@@ -222,13 +201,27 @@ def detect_bare_orders(norm: str) -> list[Detection]:
     return [Detection("ORDER", m.start(), m.end(), m.group()) for m in _BARE_ORDER_RE.finditer(norm)]
 
 
+_ORDER_CUE_BEFORE = re.compile(r"(?:订单编号|订单号码?|订单|order\s?(?:number|no\.?|num|id|#)?)\s?[:#是为]?\s?$",
+                               re.IGNORECASE)
+_ORDER_CUE_NEAR = re.compile(r"订单|(?<![A-Za-z])order(?:s|ed)?(?![A-Za-z])", re.IGNORECASE)
+_CARD_CUE_NEAR = re.compile(r"卡|card|visa|master|借记|信用|银行|bank", re.IGNORECASE)
+# A bare 单号 (not 运单号/快递单号/carrier + 单号) before 16-19 digits: a Taobao-style order id -
+# carriers' waybills are 10-15 digits, or letters + digits.
+_PLAIN_DANHAO = re.compile(r"^(?<!订)单号")
+
+
 def detect_tracking(norm: str) -> list[Detection]:
     hits = [Detection("TRACKING", m.start(), m.end(), _id_key(m.group()))
-            for m in _TRACK_BARE_RE.finditer(norm)]
+            for m in _TRACK_BARE_RE.finditer(norm)
+            if not _ORDER_CUE_BEFORE.search(norm[max(0, m.start() - 16):m.start()])]  # 订单号JD…
     for m in _TRACK_CTX_RE.finditer(norm):
         v = m.group("v").rstrip()
         if len(digits(v)) >= 8 and not _DATE_LIKE.fullmatch(v):
-            hits.append(Detection("TRACKING", m.start("v"), m.start("v") + len(v), _id_key(v)))
+            type_ = "TRACKING"
+            if v.isdigit() and len(v) >= 16 and m.group().startswith("单号") \
+                    and not (m.start() and norm[m.start() - 1] in "运递流"):
+                type_ = "ORDER"
+            hits.append(Detection(type_, m.start("v"), m.start("v") + len(v), _id_key(v)))
     return hits
 
 
@@ -237,156 +230,53 @@ def detect_accounts(norm: str) -> list[Detection]:
             for m in _ACCOUNT_RE.finditer(norm)]
 
 
-# --- names -------------------------------------------------------------------------------------
-_HAN = r"\u4e00-\u9fff"
-_GIVEN = rf"(?:(?![{lx.ZH_NAME_STOP}])[{_HAN}])"
-_SURNAME = rf"(?:{_alt(lx.ZH_SURNAMES_2)}|[{lx.ZH_SURNAMES_1}])"
-_ZH_NAME_PREFIX_RE = re.compile(
-    rf"(?:{_alt(lx.ZH_NAME_PREFIX_CUES)})\s?(?:改成|改为|换成|写)?\s?[:是为]?\s?(?P<v>{_SURNAME}{_GIVEN}{{1,2}})")
-# A bare name right before a mobile number ("张伟，13800138000") - how shipping details are pasted.
-_ZH_NAME_BEFORE_PHONE_RE = re.compile(
-    rf"(?:^|(?<=[\s,:;/|]))(?P<v>{_SURNAME}{_GIVEN}{{1,2}})(?=[\s,:;]*(?:\+?86)?\s?1[3-9][0-9])")
-_ZH_NAME_SUFFIX_RE = re.compile(rf"(?P<v>{_SURNAME}{_GIVEN}{{0,2}}?)(?:{_alt(lx.ZH_NAME_SUFFIX_CUES)})")
-_EN_WORD = r"(?:[A-Z]['’])?[A-Z\u00C0-\u00DE][a-z\u00DF-\u00FF]+(?:['\-][A-Z]?[a-z\u00DF-\u00FF]+)?"  # O'Connor, José
-_EN_NAME_RE = re.compile(
-    rf"(?<![A-Za-z])(?P<cue>(?i:{'|'.join(lx.EN_NAME_CUES)}))(?:(?<=[.,:])[ \t]*|[ \t]+|[ \t]*\n[ \t]*)"
-    rf"(?:{lx.EN_HONORIFICS}[ \t]+)?"
-    rf"(?P<v>{_EN_WORD}(?:[ \t](?:[A-Z]\.[ \t])?{_EN_WORD}){{0,2}})(?![A-Za-z])")
-
-
-_SUFFIX_CUE_TAIL = re.compile(rf"(?<=.)(?:(?:{_alt(lx.ZH_NAME_SUFFIX_CUES)}).*|[先女小])$")
-_NAME_SHAPE = re.compile(rf"{_SURNAME}{_GIVEN}{{0,2}}")
-
-
-def _in_not_name(norm: str, start: int, end: int) -> bool:
-    """True when the candidate is part of a known non-name word ("谢谢先生" is not 谢)."""
-    window = norm[max(0, start - 3):end + 1]
-    return any(w in window for w in lx.ZH_NOT_NAMES)
-
-
-def detect_zh_names(norm: str) -> list[Detection]:
-    hits = []
-    for m in _ZH_NAME_PREFIX_RE.finditer(norm):
-        v = _SUFFIX_CUE_TAIL.sub("", m.group("v"))  # "收货人:叶先生" -> 叶
-        if v not in lx.ZH_NOT_NAMES and v[:2] not in lx.ZH_NOT_NAMES:
-            hits.append(Detection("NAME", m.start("v"), m.start("v") + len(v), v))
-    for m in _ZH_NAME_BEFORE_PHONE_RE.finditer(norm):
-        if not _in_not_name(norm, m.start("v"), m.end("v")):
-            hits.append(Detection("NAME", m.start("v"), m.end("v"), m.group("v")))
-    for cue_m in _ZH_NAME_SUFFIX_RE.finditer(norm):
-        # The regex finds the leftmost surname; prefer the longest plausible name ending at the
-        # cue, e.g. "王小明先生" -> 王小明, "联系张先生" -> 张.
-        end = cue_m.end("v")
-        for start in range(max(0, end - 4), end):
-            v = norm[start:end]
-            if _NAME_SHAPE.fullmatch(v) and not _in_not_name(norm, start, end):
-                hits.append(Detection("NAME", start, end, v))
-                break
-    return hits
-
-
-_CJK_RE = re.compile(rf"[{_HAN}]")
-_NAME_TAGS = {"nr", "nrfg", "nrt"}
-
-
-def _tagger():
-    """jieba's part-of-speech tagger, loaded once (its ~20 MB dictionary ships in the package)."""
-    global _POSSEG
-    if _POSSEG is None:
-        import logging
-
-        import jieba
-        import jieba.posseg
-
-        jieba.setLogLevel(logging.WARNING)
-        jieba.initialize()
-        _POSSEG = jieba.posseg
-    return _POSSEG
-
-
-_POSSEG = None
-_SURNAME_1 = set(lx.ZH_SURNAMES_1)
-_NAME_STOP_SET = set(lx.ZH_NAME_STOP)
-_COMMON_FREQ = 40  # jieba dictionary count: 李建国 9, 王建国 12; 荣幸 148, 顾客 1,365
-_NAME_CUE_BEFORE = re.compile(
-    r"(?:叫|是|转告|告诉|让|找|给|交给|收件人|收货人|联系人|名字|姓名|写|签收人|寄件人|改成|改为|换成|[:：])\s?$")
-
-
-def _FREQ() -> dict[str, int]:
-    import jieba
-
-    _tagger()
-    return jieba.dt.FREQ
-
-
-def detect_zh_names_model(norm: str) -> list[Detection]:
-    """Person names jieba tags `nr` (in any context, no cue needed), kept when they start with a
-    known surname (a compound one may be its own token: 欧阳 + 娜娜) and are not a brand that
-    looks like a name (李宁, 王老吉: `lexicon.ZH_NAME_BRANDS`) or a role word. An import or
-    tagging failure raises, and the masker fails closed."""
-    if not _CJK_RE.search(norm):
-        return []
-    hits = []
-    pos = 0
-    prev: tuple[str, int] | None = None  # the previous token and where it started
-    for word, flag in _tagger().cut(norm, HMM=True):
-        start, end = pos, pos + len(word)
-        pos = end
-        if flag in _NAME_TAGS:
-            if prev and prev[0] in lx.ZH_SURNAMES_2 and start == prev[1] + len(prev[0]) \
-                    and 1 <= len(word) <= 2:
-                start, word = prev[1], prev[0] + word  # 欧阳 | 娜娜
-            # jieba's dictionary tags many common words nr (荣幸, 顾客, 阳光): a word it has seen
-            # often is a name only after a cue (我是李娜, 让高峰来取); a rare or unseen one always
-            freq = _FREQ().get(word) or 0
-            cued = bool(_NAME_CUE_BEFORE.search(norm[max(0, start - 4):start]))
-            compound = word[:2] in lx.ZH_SURNAMES_2
-            ok = (2 <= len(word) <= (4 if compound else 3) and (compound or word[0] in _SURNAME_1)
-                  and word[-1] not in "镇村屯县乡区市省路街"  # 柳塔镇, 马家屯: places
-                  and not (start and norm[start - 1] in "这那一几每哪两该此")  # 这张卡付: a measure word
-                  and (freq < _COMMON_FREQ or cued)
-                  and not any(ch in _NAME_STOP_SET for ch in word[1:])  # 祝您, 谢谢您
-                  and word not in lx.ZH_NAME_BRANDS and word not in lx.ZH_NAME_ROLES
-                  and word not in lx.ZH_NOT_NAMES and not any(word.startswith(b) for b in lx.ZH_NAME_BRANDS))
-            if ok:
-                hits.append(Detection("NAME", start, end, word))
-        prev = (word, start)
-    return hits
-
-
-def detect_en_names(norm: str) -> list[Detection]:
-    hits = []
-    for m in _EN_NAME_RE.finditer(norm):
-        words = m.group("v").split()
-        while words and words[-1] in lx.EN_NOT_NAMES:
-            words.pop()
-        if not words or words[0] in lx.EN_NOT_NAMES:
-            continue
-        if len(words) < 2 and m.group("cue").lower().startswith(("ship", "deliver")):
-            continue  # "we ship to Munich": a place, not a person
-        v = " ".join(words)
-        start = m.start("v")
-        hits.append(Detection("NAME", start, start + len(m.group("v")[:len(v)]), v))
-    return hits
-
-
 # --- addresses ---------------------------------------------------------------------------------
 _AHAN = rf"(?:(?![{re.escape(lx.ZH_ADDRESS_STOP)}])[{_HAN}])"
 _ADMIN = r"(?:省|自治区|特别行政区|市|自治州|州|盟|地区|区|县|旗)"
 _PLACE_PART = (rf"(?:{_AHAN}{{0,7}}?(?:{_ADMIN}|街道|镇|乡|村|社区|路|街|大道|大街|巷|弄|胡同|里|小区"
-               r"|花园|公寓|大厦|广场|新村|家园|苑|园|城|中心|科技园|工业园))")
-_NUM_PART = (r"(?:[A-Za-z]?[0-9]{1,5}(?:-[0-9]{1,5})*\s?(?:号楼|号院|号|栋|幢|座|单元|层|楼|室|户|弄|门|巷)"
-             r"|[A-Za-z]?[0-9]{1,5}(?![0-9]))")
+               r"|花园|公寓|大厦|广场|新村|家园|苑|园|城|中心|科技园|工业园|校区|学部|大学|学院|宿舍)"
+               r"|[A-Z]{2,8}(?=[\u4e00-\u9fff]))")  # SOHO现代城
+_NUM_PART = (r"(?:[A-Za-z]?[0-9]{1,5}(?:-[0-9]{1,5})*\s?(?:号楼|号院|号舍|号|栋|幢|座|单元|层|楼|室|户|弄|门|巷|舍|斋)"
+             r"|[东西南北中一二三四五六七八九十]单元|[A-Za-z]?[0-9]{1,5}(?![0-9]))")
 _ZH_ADDR_BODY = rf"(?:{_PLACE_PART}|{_NUM_PART}|[-#])+"
 _ZH_ADDR_PLACE_RE = re.compile(rf"(?:{_alt(lx.ZH_PLACES)}){_ADMIN}?{_ZH_ADDR_BODY}")
-_ZH_ADDR_CUE_RE = re.compile(rf"(?:{_alt(lx.ZH_ADDRESS_CUES)})\s?[:是为]?\s?(?P<v>{_ZH_ADDR_BODY})")
-_ZH_ADDR_STRONG = re.compile(rf"{_ADMIN}|街道|镇|乡|村|路|街|大道|巷|弄|胡同|小区|[0-9]\s?(?:号|栋|室|单元)")
+_ZH_ADDR_CUE_RE = re.compile(
+    rf"(?:{_alt(lx.ZH_ADDRESS_CUES)})\s?(?:[:是为在]|改成|改为|换成)?\s?(?P<v>{_ZH_ADDR_BODY})")
+_ZH_ADDR_STRONG = re.compile(rf"{_ADMIN}|街道|镇|乡|村|路|街|大道|巷|弄|胡同|小区|[0-9]\s?(?:号|栋|幢|室|单元|舍)")
+# No province/city and no cue: an estate, campus or street followed by its building number - how a
+# customer writes the part below the district ("玉兰苑6号楼2单元301", "建设路88号3楼305", "…校区…6舍402").
+_ZH_BUILDING = r"(?:[A-Za-z]?[0-9]{1,4}\s?(?:号楼|号院|号舍|栋|幢|座|舍|斋)|[A-Za-z][座栋])"
+_ZH_ESTATE_SUFFIX = re.compile(
+    r"(?:苑|园|区|府|城|邸|居|庭|湾|墅|轩|阁|村|里|坊|院|小区|花园|公寓|大厦|广场|新村|家园|中心|宿舍|公馆"
+    r"|国际|期|校区|学部|大学|学院|号)$")
+_ZH_ESTATE_RE = re.compile(
+    rf"(?P<pre>{_AHAN}{{0,14}}?(?:[A-Z]{{2,8}}{_AHAN}{{0,6}})?(?:[0-9]{{1,5}}号)?)(?P<b>{_ZH_BUILDING})"
+    rf"(?P<rest>{_ZH_ADDR_BODY})?")
+_ZH_STREET_RE = re.compile(
+    rf"(?P<pre>{_AHAN}{{1,6}}?(?:路|街|大道|大街|巷|弄|胡同|道))[0-9]{{1,5}}(?:-[0-9]{{1,5}})?号(?:{_ZH_ADDR_BODY})?")
+_LEAD_VERB = re.compile(r"^(?:(?:就是|直接|帮我|麻烦)?(?:放到|放在|送到|寄到|发到|放|到|发|来|去|住|是))+")
 
 _EN_STREET = rf"(?:{_alt(lx.EN_STREET_TYPES)}|(?:{_alt(lx.EN_STREET_ABBREVIATIONS)})\.?)"
+_EN_UNIT = r"(?:Apt|Apartment|Suite|Ste|Unit|Flat|Room|Rm|Floor|Fl|#)\.?\s?#?[0-9A-Za-z][0-9A-Za-z\-/]{0,5}"
+_EN_CAP = r"[A-Z][A-Za-z\u00C0-\u00FF'\-]+"
+_EN_POSTCODE = (r"(?:[0-9]{5}(?:-[0-9]{4})?|[0-9]{4}|[A-Z]{1,2}[0-9][A-Z0-9]?\s?[0-9][A-Z]{2}"  # US, AU, UK
+                r"|[A-Z][0-9][A-Z]\s?[0-9][A-Z][0-9]|[A-Z][0-9]{2}\s?[A-Z0-9]{4})(?![0-9A-Za-z])")  # CA, IE
+# after the street: unit, city, state/province, postcode - each optional, in that order
+_EN_CITY = r"[A-Z][a-z\u00E0-\u00FF'\-][A-Za-z\u00C0-\u00FF'\-]*(?![0-9])"  # never a postcode's letters
+_EN_TAIL = (rf"(?:,?\s{_EN_UNIT})?(?:,\s?{_EN_CITY}(?:\s{_EN_CITY}){{0,2}})?(?:,?\s[A-Z]{{2,3}}(?![A-Za-z0-9]))?"
+            rf"(?:,?\s{_EN_POSTCODE})?(?:,\s[0-9]{{4,5}}\s{_EN_CAP})?")
+_EN_NUMBER = r"(?:(?:{u}),?\s)?#?[0-9]{{1,5}}[A-Za-z]?(?:[/\-][0-9]{{1,5}}[A-Za-z]?)?".format(u=_EN_UNIT)
 _EN_ADDR_RE = re.compile(
-    rf"(?<![0-9A-Za-z])[0-9]{{1,5}}[A-Za-z]?\s(?:[A-Z][A-Za-z]+\s){{1,3}}{_EN_STREET}(?![A-Za-z])"
-    r"(?:,?\s(?:Apt|Apartment|Suite|Ste|Unit|Flat|Room|#)\.?\s?#?[0-9A-Za-z\-]{1,6})?"
-    r"(?:,\s[A-Z][a-z]+(?:\s[A-Z][a-z]+)?)?(?:,\s?[A-Z]{2})?(?:\s[0-9]{5}(?:-[0-9]{4})?)?")
+    rf"(?<![0-9A-Za-z])(?:{_EN_NUMBER}\s(?:(?:[NSEW]|{_EN_CAP}|[0-9]{{1,3}}(?:st|nd|rd|th))\s){{1,3}}{_EN_STREET}"
+    rf"(?:\s(?:N|S|E|W|NE|NW|SE|SW))?(?![A-Za-z])"
+    rf"|(?:P\.?\s?O\.?\s?Box|Post Office Box|RR|Rural Route)\s?#?[0-9]{{1,6}}(?:,\s?(?:Site|Box|Comp|Stn)\s[0-9A-Za-z]{{1,6}})*"
+    rf"|[0-9]{{1,5}},?\s(?:Rue|Via|Viale|Calle|Avenida|Rua|Chemin|Piazza|Boulevard)\s(?:[a-z]{{1,3}}\s){{0,2}}{_EN_CAP}(?:[\s\-]{_EN_CAP}){{0,3}}"
+    rf"|[A-Z][a-zäöüß]+(?:straße|strasse|str\.|allee|weg|platz|gasse|ring|damm|ufer)\s[0-9]{{1,4}}[a-z]?)"
+    rf"{_EN_TAIL}")
+# all lower case ("55 pine st apt 2, burlington vt 05401"): only with a city, a state and a ZIP
+_EN_ADDR_LOWER_RE = re.compile(
+    rf"(?<![0-9A-Za-z])[0-9]{{1,5}}\s(?:[a-z]+\s){{1,3}}(?:{_alt([w.lower() for w in lx.EN_STREET_TYPES + lx.EN_STREET_ABBREVIATIONS])})"
+    r"(?:,?\s(?:apt|unit|suite|#)\.?\s?[0-9a-z]{1,5})?,?\s[a-z]+(?:\s[a-z]+)?,?\s[a-z]{2}\s[0-9]{5}(?![0-9])")
 
 
 def detect_zh_addresses(norm: str) -> list[Detection]:
@@ -398,16 +288,32 @@ def detect_zh_addresses(norm: str) -> list[Detection]:
         v = m.group("v")
         if len(v) >= 4 and len(_ZH_ADDR_STRONG.findall(v)) >= 2:
             hits.append(Detection("ADDRESS", m.start("v"), m.end("v"), v))
+    for m in _ZH_ESTATE_RE.finditer(norm):
+        pre = m.group("pre")
+        lead = _LEAD_VERB.match(pre)
+        cut = lead.end() if lead else 0
+        pre = pre[cut:]
+        numbered = len(re.findall(r"[0-9]+\s?(?:号楼|号院|号舍|号|栋|幢|座|单元|层|楼|室|舍|斋)|[0-9]{3,4}$|[东西南北中]单元",
+                                  m.group()[cut:]))
+        # an estate word before the building, or building + unit/floor/room after it
+        if (len(pre) >= 2 and _ZH_ESTATE_SUFFIX.search(re.sub(r"[0-9]+号$", "号", pre))) or numbered >= 2:
+            hits.append(Detection("ADDRESS", m.start() + cut, m.end(), m.group()[cut:]))
+    for m in _ZH_STREET_RE.finditer(norm):
+        lead = _LEAD_VERB.match(m.group("pre"))
+        cut = lead.end() if lead else 0
+        if m.end("pre") - m.start() - cut >= 2:
+            hits.append(Detection("ADDRESS", m.start() + cut, m.end(), m.group()[cut:]))
     return hits
 
 
 def detect_en_addresses(norm: str) -> list[Detection]:
-    return [Detection("ADDRESS", m.start(), m.end(), m.group()) for m in _EN_ADDR_RE.finditer(norm)]
+    return [Detection("ADDRESS", m.start(), m.end(), m.group())
+            for rx in (_EN_ADDR_RE, _EN_ADDR_LOWER_RE) for m in rx.finditer(norm)]
 
 
 # --- values that look personal but are not: kept (they occupy their span, nothing masks them) ----
 _HOTLINE_RE = re.compile(
-    r"(?<![0-9])(?:[48]00[ \-]?[0-9]{3}[ \-]?[0-9]{4}|\+?1[ \-.]\(?8(?:00|33|44|55|66|77|88)\)?"
+    r"(?<![0-9])(?:[48]00[ \-]?[0-9]{3}[ \-]?[0-9]{4}|080[08][ \-]?[0-9]{3}[ \-]?[0-9]{4}|\+?1[ \-.]\(?8(?:00|33|44|55|66|77|88)\)?"
     r"[ \-.][0-9]{3}[ \-.][0-9]{4})(?![0-9])")  # 1-800-... needs its 1: a bare (833) may be a person's
 _SKU_RE = re.compile(
     r"(?:SKU|sku|商品编号|商品编码|商品ID|货号|款号|型号|item\s?(?:#|no\.?|number)|product\s?(?:id|#|code)"

@@ -16,6 +16,8 @@ ZH_SURNAMES_1 = (
     "柳甘祝包宁尚符舒阮柯纪梅童凌毕季裴霍涂苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶"
     "解牟艾尤阳穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂佟臧闵苟邬"
     "卞姬师仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝"
+    # less common ones from the Hundred Family Surnames that are not everyday words
+    "洪阎奚谌邸蔺鄢晁竺郜郦逯訾阙禹仝荆鞠扈甯濮缑亓闻钮嵇酆宓郗邰郁琚蓟"
 )
 ZH_SURNAMES_2 = ("欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容", "长孙",
                  "宇文", "司徒", "夏侯", "令狐", "端木", "南宫", "西门", "独孤")
@@ -26,7 +28,7 @@ ZH_SURNAMES_2 = ("欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "�
 ZH_NAME_STOP = (
     "的了吗呢吧啊呀哦哈嘛是在和与及或就都也还要把被给从到对向跟请您你我他她它们这那哪个些么什怎"
     "电话手机号码地址邮箱收寄送件人说问讲叫看买卖退换货款单订快递"
-    "不没有已经会能可以想让帮麻烦谢好吧嗯喂哎啦咯呗么一二三四五六七八九十百千万元块"
+    "不没有已经会能可以想让帮麻烦谢好吧嗯喂哎啦咯呗么二三四五六七八九十百千万元块"
 )
 
 # Words that look like surname + given name but are not names.
@@ -43,6 +45,11 @@ ZH_NOT_NAMES = frozenset({
 ZH_NAME_PREFIX_CUES = (
     "我叫", "我的名字是", "我的名字叫", "名字叫", "名字是", "本人", "收件人", "收货人", "联系人",
     "签收人", "寄件人", "持卡人", "姓名", "户名", "用户名叫", "买家", "客户", "顾客",
+    "购买人", "下单人", "订购人", "申请人", "取件人", "提货人", "抬头", "落款", "署名",
+    # a person word, then the name: 我妈叫…, 我朋友…, 同事…
+    "妈叫", "爸叫", "公叫", "婆叫", "子叫", "儿叫", "友叫", "事叫", "他叫", "她叫", "名叫",
+    "我朋友", "我同事", "我室友", "我同学", "我老公", "我老婆", "我妈妈", "我爸爸", "我儿子", "我女儿",
+    "我爷爷", "我奶奶", "我姐姐", "我哥哥", "我弟弟", "我妹妹", "我先生", "我太太", "我爱人", "我家人",
 )
 # Only these: "师傅", "老师", "姐" follow ordinary words far too often ("和师傅说", "安排师傅").
 ZH_NAME_SUFFIX_CUES = ("先生", "女士", "小姐")
@@ -68,8 +75,11 @@ ZH_ADDRESS_CUES = (
 ZH_ADDRESS_STOP = "的了吗呢吧啊呀哦是我你他她就也还要把被给从送寄哪么什怎这那个请您谢在,，。.!?！？:：;；、 "
 
 EN_STREET_TYPES = ("Street", "Avenue", "Road", "Boulevard", "Lane", "Drive", "Court", "Way",
-                   "Place", "Terrace", "Parkway", "Circle", "Highway", "Square")
-EN_STREET_ABBREVIATIONS = ("St", "Ave", "Rd", "Blvd", "Ln", "Dr", "Ct", "Pl", "Pkwy", "Cir", "Hwy", "Sq")
+                   "Place", "Terrace", "Parkway", "Circle", "Highway", "Square", "Crescent", "Close",
+                   "Gardens", "Grove", "Row", "Mews", "Hill", "Walk", "Alley", "Trail", "Loop", "Parade",
+                   "Esplanade", "Quay", "Wharf", "Green", "Rise", "Vale", "Heights", "Expressway", "Pike")
+EN_STREET_ABBREVIATIONS = ("St", "Ave", "Rd", "Blvd", "Ln", "Dr", "Ct", "Pl", "Pkwy", "Cir", "Hwy", "Sq",
+                           "Cres", "Cl", "Gdns", "Gr", "Trl", "Ter", "Tce", "Pde", "Hts", "Expy")
 EN_HONORIFICS = r"(?:Mrs|Mr|Ms|Miss|Mx|Dr|Prof)\.?"
 EN_NAME_CUES = (
     r"my name is", r"my name's", r"name is", r"this is", r"I am", r"I'm", EN_HONORIFICS, r"name:", r"recipient:", r"recipient is", r"addressed to",
@@ -106,3 +116,74 @@ ZH_NAME_BRANDS = frozenset({
 # Role and kinship words a tagger sometimes marks as names.
 ZH_NAME_ROLES = frozenset({"老公", "老婆", "老板", "老师", "师傅", "小哥", "小姐姐", "阿姨", "叔叔", "宝宝",
                            "亲亲", "客服", "快递员", "老乡", "同学"})
+
+# Common given names (English-speaking countries plus names frequent among their customers from
+# elsewhere), title case. A capitalised word from this list followed by another capitalised word
+# is read as a person's name anywhere in a message; words that are also everyday English words
+# (Will, May, Grace as a noun at the start of a sentence is fine, but not Hope, Joy, Summer...)
+# are left out.
+EN_GIVEN_NAMES = frozenset("""
+Aaron Abigail Adam Adrian Ahmed Aidan Aiden Aisha Alan Albert Alejandro Alex Alexander Alexandra
+Alexis Ali Alice Alicia Alison Allison Amanda Amelia Amir Amy Ana Andre Andrea Andrew Andy Angela
+Angelo Anita Ann Anna Anne Annie Anthony Antonio Arjun Arthur Ashley Audrey Austin Ava Barbara
+Ben Benjamin Beth Bethany Betty Bill Billy Blake Bob Bobby Brad Bradley Brandon Brenda Brian
+Bruce Bryan Caleb Cameron Carl Carla Carlos Carmen Carol Caroline Carolyn Catherine Charles
+Charlie Charlotte Chelsea Cheryl Chloe Chloé Chris Christian Christina Christine Christopher
+Cindy Claire Clara Colin Connor Craig Cynthia Daniel Daniela Danielle Danny David Dean Deborah
+Debra Denise Dennis Derek Diana Diane Diego Dmitri Dominic Donald Donna Doris Dorothy Douglas
+Dylan Ed Eddie Edward Elena Eli Elijah Elizabeth Ella Ellen Emily Emma Eric Erica Erik Erin
+Ethan Eugene Eva Evan Evelyn Fatima Felix Fernando Fiona Frances Francesca Francis Frank Fred
+Gabriel Gabriela Gareth Gary Gavin George Georgia Gerald Gina Giovanni Giulia Gloria Gordon Grace
+Graham Greg Gregory Hannah Harold Harry Hassan Heather Helen Henry Hiroshi Holly Hugo Ian Igor
+Isaac Isabel Isabella Isabelle Ivan Jack Jackson Jacob Jacqueline Jake James Jamie Jane Janet
+Janice Jason Javier Jean Jeff Jeffrey Jennifer Jenny Jeremy Jerry Jess Jessica Jesse Jesús Jill
+Jim Jimmy Joan Joanna Joe Joel Johan John Johnny Jon Jonathan Jordan Jorge José Joseph Josh
+Joshua Joyce Juan Judith Judy Julia Julian Julie Justin Karen Karl Kate Katherine Kathleen Kathy
+Katie Kayla Keith Kelly Ken Kenji Kenneth Kevin Kim Kimberly Kyle Lars Laura Lauren Leah Lee Leo
+Leon Liam Linda Lindsay Lisa Logan Lorenzo Louis Louise Lucas Lucy Luis Luke Lydia Madison Maria
+María Marie Marilyn Mario Mark Marcus Margaret Martha Martin Mary Mason Matt Matthew Maya Megan
+Mehmet Melissa Mia Michael Michelle Miguel Mike Min Mohammed Mohammad Monica Nancy Natalie Nathan
+Neil Nicholas Nick Nicole Nina Noah Olga Oliver Olivia Omar Oscar Owen Pablo Pamela Patricia
+Patrick Paul Paula Pedro Peter Philip Phillip Pierre Priya Rachel Rahul Ralph Randy Raj Rajesh
+Ravi Raymond Rebecca Richard Rick Rita Rob Robert Robin Roger Ronald Rosa Ruby Russell Ruth
+Ryan Sam Samantha Samuel Sandra Sara Sarah Scott Sean Seán Sebastian Sergei Shannon Sharon Shawn
+Simon Sofia Sophia Sophie Stephanie Stephen Steve Steven Susan Tanya Taylor Teresa Thomas Tiffany
+Tim Timothy Tina Todd Tom Tony Tracy Travis Tyler Valerie Vanessa Victor Victoria Vincent
+Virginia Walter Wayne Wendy William Yuki Zachary Zoe Zoë Björn Anders Sven Ingrid Astrid Freya
+Hans Klaus Jürgen Stefan Thomas Luca Marco Matteo Giuseppe Francesco Sofía Lucía Mateo Santiago
+Valentina Camila Ahmad Yusuf Mustafa Layla Noor Zainab Anil Sanjay Deepak Anjali Pooja Neha Vikram
+Wei Jun Hui Ling Mei Jian Hao Yan Xin Jing Tao Lei Hiro Akira Haruto Sakura Minh Linh Thanh
+Dave Dan Liz Meg Sue Pete Ted Tommy Jenna Jacky Kat Alfie Archie Freddie Harvey Reggie Ollie
+""".split())
+# Words that make a capitalised run a place or an organisation, not a person.
+EN_ORG_WORDS = frozenset("""
+Park Business Centre Center Plaza Building House Tower Towers Estate Ltd Limited Inc LLC Corp Co
+Company Group Store Shop Mall Hotel Hospital School College University Station Airport Bank
+Office Street Road Avenue Lane Drive City County State Republic Kingdom Island Islands North
+South East West Central Mount Lake River Bay Beach Valley Airways Airlines Express Services
+Monday Tuesday Wednesday Thursday Friday Saturday Sunday January February March April June July
+September October November December Christmas Easter Black Cyber Prime Day Sale Week Weekend
+""".split())
+# Chinese surnames in pinyin: one of these followed by a capitalised word is a name ("Li Wei").
+# Left out: He, Ma, Hu, You - English words at the start of a sentence.
+EN_PINYIN_SURNAMES = frozenset("""
+Wang Li Zhang Liu Chen Yang Huang Zhao Wu Zhou Xu Sun Zhu Guo Lin Luo Zheng Liang Xie Tang Han
+Feng Deng Cao Peng Zeng Xiao Tian Dong Pan Yuan Cai Jiang Yu Du Ye Cheng Wei Su Lu Ding Shen Ren
+Yao Cui Zhong Tan Fang Jin Qian Qin Gao Song Xue Lei Hou Long Duan Kong Meng Mao Bai Jia Gu
+""".split())
+# Words that end an English name (a name never runs into them).
+EN_NAME_STOPWORDS = frozenset("""
+and or but is was are were am be been here again from with the a an i my your our his her their
+to for of on in at by it its this that there please thanks thank so just also too still not no
+yes ok okay lol who which what when where why how if then than as did do does has have had will
+would can could should
+""".split())
+# Brands that are a person's name (designers, founders): never masked as a NAME.
+EN_NAME_BRANDS = frozenset({
+    "Calvin Klein", "Tommy Hilfiger", "Kate Spade", "Hugo Boss", "Tom Ford", "Vera Wang", "Jimmy Choo",
+    "Paul Smith", "Stella McCartney", "Steve Madden", "Kenneth Cole", "Anne Klein", "Betsey Johnson",
+    "Jo Malone", "Bobbi Brown", "Estée Lauder", "Giorgio Armani", "Alexander McQueen", "Christian Louboutin",
+    "Yves Saint Laurent", "Johnnie Walker", "Jack Daniel's", "John Deere", "Martha Stewart", "Sam Edelman",
+    "Vince Camuto", "Oscar de la Renta", "Carolina Herrera", "Diane von Furstenberg", "Jean Paul Gaultier",
+    "Ted Lapidus", "Laura Ashley", "Karl Lagerfeld", "Paul Mitchell", "Aveda", "Clarks", "Dr. Scholl's",
+})

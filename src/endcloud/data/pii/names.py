@@ -1,0 +1,236 @@
+"""Person names: Chinese (cue patterns, familiar forms, and jieba's part-of-speech tagger gated by
+word frequency and a brand lexicon) and English (cue patterns, given-name and surname lists)."""
+
+from __future__ import annotations
+
+import re
+
+from endcloud.data.pii import lexicon as lx
+from endcloud.data.pii.base import _HAN, Detection, _alt
+
+
+# --- names -------------------------------------------------------------------------------------
+_GIVEN = rf"(?:(?![{lx.ZH_NAME_STOP}])[{_HAN}])"
+_SURNAME = rf"(?:{_alt(lx.ZH_SURNAMES_2)}|[{lx.ZH_SURNAMES_1}])"
+_ZH_NAME_PREFIX_RE = re.compile(
+    rf"(?:{_alt(lx.ZH_NAME_PREFIX_CUES)})\s?(?:改成|改为|换成|写)?\s?[:是为]?\s?(?P<v>{_SURNAME}{_GIVEN}{{1,2}})")
+# A bare name right before a mobile number ("张伟，13800138000") - how shipping details are pasted.
+_ZH_NAME_BEFORE_PHONE_RE = re.compile(
+    rf"(?:^|(?<=[\s,:;/|]))(?P<v>{_SURNAME}{_GIVEN}{{1,2}})(?=[\s,:;]*(?:(?:\+?86)?\s?1[3-9][0-9]|0[1-9][0-9]{{1,2}}-?[0-9]{{7}}))")
+# A name opening shipping details: "白雪，辽宁省…" / "欧阳锋 是…" (only with a phone or an address after it)
+_ZH_NAME_LEAD_RE = re.compile(rf"^\s*(?P<v>{_SURNAME}{_GIVEN}{{1,2}})(?=[\s,])")
+_ZH_DETAILS_AFTER = re.compile(r"1[3-9][0-9]{9}|0[1-9][0-9]{1,2}-?[0-9]{7}|[省市区县路街号]")
+# 老张 / 小刘: a familiar form, when a verb follows or a person word precedes it
+_ZH_FAMILIAR_RE = re.compile(
+    r"(?:" + "|".join(f"(?<={w})" for w in ("同事", "朋友", "室友", "同学", "邻居", "落款", "就写", "写的", "让", "叫",
+                                              "找", "给", "问", "跟", "和", "是")) + r"|(?<![\u4e00-\u9fff]))"
+    rf"(?P<v>[老小][{lx.ZH_SURNAMES_1}])(?=会|说|帮|让|来|去|在|要|已经|签|收|拿|取|打|下楼|到|,|\s|$)")
+_ZH_SIGNED_RE = re.compile(r"(?:落款|署名|签名)\s?[:是为]?\s?(?P<v>[\u4e00-\u9fff]{2,3})(?=[\s,.!?;]|$)")
+_ZH_NUMERAL_TAIL = re.compile(r"一(?:下|个|件|些|点|样|直|起|共|次|天|单)")
+_ZH_NAME_SUFFIX_RE = re.compile(rf"(?P<v>{_SURNAME}{_GIVEN}{{0,2}}?)(?:{_alt(lx.ZH_NAME_SUFFIX_CUES)})")
+_EN_WORD = r"(?:[A-Z]['’])?[A-Z\u00C0-\u00DE][a-z\u00DF-\u00FF]+(?:['\-][A-Z]?[a-z\u00DF-\u00FF]+)?"  # O'Connor, José
+_EN_NAME_RE = re.compile(
+    rf"(?<![A-Za-z])(?P<cue>(?i:{'|'.join(lx.EN_NAME_CUES)}))(?:(?<=[.,:])[ \t]*|[ \t]+|[ \t]*\n[ \t]*)"
+    rf"(?:{lx.EN_HONORIFICS}[ \t]+)?"
+    rf"(?P<v>{_EN_WORD}(?:[ \t](?:[A-Z]\.[ \t])?{_EN_WORD}){{0,2}})(?![A-Za-z])")
+
+
+_SUFFIX_CUE_TAIL = re.compile(rf"(?<=.)(?:(?:{_alt(lx.ZH_NAME_SUFFIX_CUES)}).*|[先女小])$")
+_NAME_SHAPE = re.compile(rf"{_SURNAME}{_GIVEN}{{0,2}}")
+
+
+def _in_not_name(norm: str, start: int, end: int) -> bool:
+    """True when the candidate is part of a known non-name word ("谢谢先生" is not 谢)."""
+    window = norm[max(0, start - 3):end + 1]
+    return any(w in window for w in lx.ZH_NOT_NAMES)
+
+
+def detect_zh_names(norm: str) -> list[Detection]:
+    hits = []
+    for m in _ZH_NAME_PREFIX_RE.finditer(norm):
+        v = _SUFFIX_CUE_TAIL.sub("", m.group("v"))  # "收货人:叶先生" -> 叶
+        if v not in lx.ZH_NOT_NAMES and v[:2] not in lx.ZH_NOT_NAMES:
+            hits.append(Detection("NAME", m.start("v"), m.start("v") + len(v), v))
+    for m in _ZH_NAME_BEFORE_PHONE_RE.finditer(norm):
+        if not _in_not_name(norm, m.start("v"), m.end("v")):
+            hits.append(Detection("NAME", m.start("v"), m.end("v"), m.group("v")))
+    m = _ZH_NAME_LEAD_RE.match(norm)
+    if m and _ZH_DETAILS_AFTER.search(norm, m.end()) and not _in_not_name(norm, m.start("v"), m.end("v")):
+        hits.append(Detection("NAME", m.start("v"), m.end("v"), m.group("v")))
+    for m in _ZH_FAMILIAR_RE.finditer(norm):
+        if m.group("v") not in lx.ZH_NOT_NAMES and not _in_not_name(norm, m.start("v"), m.end("v")):
+            hits.append(Detection("NAME", m.start("v"), m.end("v"), m.group("v")))
+    hits += [Detection("NAME", m.start("v"), m.end("v"), m.group("v")) for m in _ZH_SIGNED_RE.finditer(norm)]
+    hits = [h for h in hits if not _ZH_NUMERAL_TAIL.search(norm, h.start + 1, h.end + 1)]
+    for cue_m in _ZH_NAME_SUFFIX_RE.finditer(norm):
+        # The regex finds the leftmost surname; prefer the longest plausible name ending at the
+        # cue, e.g. "王小明先生" -> 王小明, "联系张先生" -> 张.
+        end = cue_m.end("v")
+        for start in range(max(0, end - 4), end):
+            v = norm[start:end]
+            if _NAME_SHAPE.fullmatch(v) and not _in_not_name(norm, start, end):
+                hits.append(Detection("NAME", start, end, v))
+                break
+    return hits
+
+
+_CJK_RE = re.compile(rf"[{_HAN}]")
+_NAME_TAGS = {"nr", "nrfg", "nrt"}
+
+
+def _tagger():
+    """jieba's part-of-speech tagger, loaded once (its ~20 MB dictionary ships in the package)."""
+    global _POSSEG
+    if _POSSEG is None:
+        import logging
+
+        import jieba
+        import jieba.posseg
+
+        jieba.setLogLevel(logging.WARNING)
+        jieba.initialize()
+        _POSSEG = jieba.posseg
+    return _POSSEG
+
+
+_POSSEG = None
+_SURNAME_1 = set(lx.ZH_SURNAMES_1)
+_NAME_STOP_SET = set(lx.ZH_NAME_STOP)
+_COMMON_FREQ = 40  # jieba dictionary count: 李建国 9, 王建国 12; 荣幸 148, 顾客 1,365
+_NAME_CUE_BEFORE = re.compile(
+    r"(?:叫|是|转告|告诉|让|找|给|交给|收件人|收货人|联系人|名字|姓名|写|签收人|寄件人|改成|改为|换成|[:：])\s?$")
+
+
+def _FREQ() -> dict[str, int]:
+    import jieba
+
+    _tagger()
+    return jieba.dt.FREQ
+
+
+_BRAND_RE = re.compile(_alt(sorted(lx.ZH_NAME_BRANDS)))
+
+
+def _brand_spans(norm: str) -> list[tuple[int, int]]:
+    return [(m.start(), m.end()) for m in _BRAND_RE.finditer(norm)]
+
+
+def detect_zh_names_model(norm: str) -> list[Detection]:
+    """Person names jieba tags `nr` (in any context, no cue needed), kept when they start with a
+    known surname (a compound one may be its own token: 欧阳 + 娜娜) and are not a brand that
+    looks like a name (李宁, 王老吉: `lexicon.ZH_NAME_BRANDS`) or a role word. An import or
+    tagging failure raises, and the masker fails closed."""
+    if not _CJK_RE.search(norm):
+        return []
+    hits = []
+    pos = 0
+    prev: tuple[str, int] | None = None  # the previous token and where it started
+    brands = _brand_spans(norm)
+    for word, flag in _tagger().cut(norm, HMM=True):
+        start, end = pos, pos + len(word)
+        pos = end
+        if flag in _NAME_TAGS:
+            if prev and prev[0] in lx.ZH_SURNAMES_2 and start == prev[1] + len(prev[0]) \
+                    and 1 <= len(word) <= 2:
+                start, word = prev[1], prev[0] + word  # 欧阳 | 娜娜
+            elif prev and len(prev[0]) == 1 and prev[0] in _SURNAME_1 and start == prev[1] + 1 \
+                    and len(word) == 2 and word[0] not in _SURNAME_1:
+                start, word = prev[1], prev[0] + word  # 刘 | 海涛
+            # jieba's dictionary tags many common words nr (荣幸, 顾客, 阳光): a word it has seen
+            # often is a name only after a cue (我是李娜, 让高峰来取); a rare or unseen one always
+            freq = _FREQ().get(word) or 0
+            cued = bool(_NAME_CUE_BEFORE.search(norm[max(0, start - 4):start]))
+            compound = word[:2] in lx.ZH_SURNAMES_2
+            ok = (2 <= len(word) <= (4 if compound else 3) and (compound or word[0] in _SURNAME_1)
+                  and word[-1] not in "镇村屯县乡区市省路街"  # 柳塔镇, 马家屯: places
+                  and not (start and norm[start - 1] in "这那一几每哪两该此")  # 这张卡付: a measure word
+                  and (freq < _COMMON_FREQ or cued)
+                  and not any(ch in _NAME_STOP_SET for ch in word[1:])  # 祝您, 谢谢您
+                  and word not in lx.ZH_NAME_BRANDS and word not in lx.ZH_NAME_ROLES
+                  and word not in lx.ZH_NOT_NAMES and not any(word.startswith(b) for b in lx.ZH_NAME_BRANDS))
+            if ok and not any(bs < end and start < be for bs, be in brands):  # 钟薛高化 | 王小卤
+                hits.append(Detection("NAME", start, end, word))
+        prev = (word, start)
+    return hits
+
+
+_EN_PAIR_RE = re.compile(rf"(?<![A-Za-z'’\-])(?P<v>{_EN_WORD}(?:[ \t]{_EN_WORD}){{1,2}})(?![A-Za-z])")
+_EN_SINGLE_RE = re.compile(rf"(?<![A-Za-z'’\-])(?P<v>{_EN_WORD})(?![A-Za-z'’])")
+_EN_BRAND_RE = re.compile(rf"(?<![A-Za-z])(?:{_alt(sorted(lx.EN_NAME_BRANDS))})(?![A-Za-z])")
+_EN_CAP_NEIGHBOUR = re.compile(r"[A-Z][A-Za-z\u00C0-\u00FF'’\-]*\.?[ \t]+$")
+_EN_ARTICLE_BEFORE = re.compile(r"(?i:\b(?:the|a|an|these|those|that|this|your|our|their|new|old)\s)$")
+_EN_LOWER_CUE_RE = re.compile(
+    r"(?i:\b(?:this is|my name is|my name's|name is|i am|i'm|it's|my (?:son|daughter|bf|gf|boyfriend|girlfriend|"
+    r"wife|husband|friend|mom|mum|mother|dad|father|brother|sister|partner|roommate|colleague)))"
+    r"[ \t]+(?P<a>[a-z][a-z'\-]+)(?:[ \t]+(?P<b>[a-z][a-z'\-]+))?")
+_EN_SIGN_AFTER = re.compile(r"\s*(?:[.!?)]*\s*$|,\s*(?:\(?\+?[0-9]|[A-Za-z0-9._%+\-]+@)|\s+(?:\(?\+?[0-9]|here\b|again\b)"
+                            r"|[,\s]+(?:Unit|Flat|Apt|Suite|PO Box|P\.O\.)\b|\s*[–—\-]\s)")
+_EN_SIGN_BEFORE = re.compile(r"(?:^|\n|[.!?]\s+|[–—\-]\s*|,\s*|\bfor\s|\bto\s|\bby\s|\bask for\s|\battn\.?\s|"
+                             r"\b(?:mother|father|mom|mum|dad|wife|husband|son|daughter|friend|recipient|contact:?)\s)$")
+
+
+def _en_name_ok(words: list[str]) -> bool:
+    street = set(lx.EN_STREET_TYPES) | set(lx.EN_STREET_ABBREVIATIONS)
+    return bool(words) and not any(w in lx.EN_NOT_NAMES or w in street or w in lx.EN_ORG_WORDS
+                                   or w.lower() in lx.EN_NAME_STOPWORDS for w in words)
+
+
+def detect_en_names_loose(norm: str) -> list[Detection]:
+    """English names without a cue: a known given name (or pinyin surname) before a capitalised
+    word, a capitalised pair where a signature or recipient stands, a known given name alone
+    mid-sentence, and lower-case names after "this is" / "my son"."""
+    hits = []
+    for m in _EN_PAIR_RE.finditer(norm):
+        words = m.group("v").split()
+        while words and not _en_name_ok(words[-1:]):
+            words.pop()
+        while words and not _en_name_ok(words[:1]):
+            words.pop(0)
+        if len(words) < 2:
+            continue
+        v = " ".join(words)
+        start = norm.index(v, m.start())
+        end = start + len(v)
+        before = norm[max(0, start - 30):start]
+        if _EN_ARTICLE_BEFORE.search(before) or norm[end:end + 2] in ("'s", "’s"):
+            continue  # "the Acme Deluxe", "Someone's": a product or a brand
+        known = words[0] in lx.EN_GIVEN_NAMES or words[0] in lx.EN_PINYIN_SURNAMES
+        placed = _EN_SIGN_BEFORE.search(before) and _EN_SIGN_AFTER.match(norm, end)
+        if known or placed:
+            hits.append(Detection("NAME", start, end, v))
+    for m in _EN_SINGLE_RE.finditer(norm):
+        w = m.group("v")
+        if w in lx.EN_GIVEN_NAMES and not _EN_ARTICLE_BEFORE.search(norm[max(0, m.start() - 12):m.start()]) \
+                and not _EN_CAP_NEIGHBOUR.search(norm[max(0, m.start() - 20):m.start()]) \
+                and not re.match(rf"[ \t]+(?:&|{_EN_WORD})", norm[m.end():m.end() + 20]):  # part of a capitalised run
+            hits.append(Detection("NAME", m.start(), m.end(), w))
+    for m in _EN_LOWER_CUE_RE.finditer(norm):
+        a, b = m.group("a"), m.group("b")
+        if a.title() not in lx.EN_GIVEN_NAMES:
+            continue
+        end = m.end("b") if b and b not in lx.EN_NAME_STOPWORDS else m.end("a")
+        hits.append(Detection("NAME", m.start("a"), end, norm[m.start("a"):end]))
+    return hits
+
+
+def detect_en_names(norm: str) -> list[Detection]:
+    hits = []
+    for m in _EN_NAME_RE.finditer(norm):
+        words = m.group("v").split()
+        while words and words[-1] in lx.EN_NOT_NAMES:
+            words.pop()
+        if not words or words[0] in lx.EN_NOT_NAMES:
+            continue
+        if len(words) < 2 and m.group("cue").lower().startswith(("ship", "deliver")):
+            continue  # "we ship to Munich": a place, not a person
+        if re.fullmatch(lx.EN_HONORIFICS, m.group("cue")) \
+                and _EN_ARTICLE_BEFORE.search(norm[max(0, m.start() - 12):m.start()]):
+            continue  # "the Dr. Foo boots": an article before a title makes it a brand
+        v = " ".join(words)
+        start = m.start("v")
+        hits.append(Detection("NAME", start, start + len(m.group("v")[:len(v)]), v))
+    if re.search(r"[A-Za-z]", norm):
+        hits += detect_en_names_loose(norm)
+        brands = [(b.start(), b.end()) for b in _EN_BRAND_RE.finditer(norm)]
+        hits = [h for h in hits if not any(bs < h.end and h.start < be for bs, be in brands)]
+    return hits
