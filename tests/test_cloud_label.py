@@ -274,3 +274,29 @@ def test_teacher_gets_the_shops_knowledge_and_labels_record_it(tmp_path):
     with sqlite3.connect(tmp_path / "e.db") as db:
         audited = [json.loads(k) for (k,) in db.execute("SELECT knowledge_ids FROM cloud_egress")]
     assert sorted(map(tuple, audited)) == sorted(map(tuple, ids))
+
+
+def test_names_and_addresses_of_every_form_never_reach_the_teacher(tmp_path):
+    """Compound surnames, accented and apostrophe names, US / UK addresses, PO boxes, an office
+    park address: none arrives at the recording teacher; the shop's SKU and hotline do (kept)."""
+    lines = {
+        "收件人司马懿，地址：杭州市西湖区文三路90号东部软件园3号楼501室": ["司马懿", "文三路90号", "3号楼501室"],
+        "Please ship to Zoë O'Brien, Apt 4B, 221 W 83rd St, New York, NY 10024": ["Zoë", "O'Brien", "221 W 83rd", "10024"],
+        "Send it to PO Box 7781, Boulder, CO 80306 - thanks, Ruth": ["7781", "80306", "Ruth"],
+        "Deliver to 14 Kings Road, Leeds LS6 1BX please, the name is Callum Reid": ["Kings Road", "LS6 1BX", "Callum Reid"],
+        "我妈叫上官婉清，帮她改一下收货人": ["上官婉清"],
+    }
+    kept = "订单商品编号100012043978，客服热线400-820-8820"
+    path = tmp_path / "s.jsonl"
+    with path.open("w", encoding="utf-8") as fh:
+        for i, text in enumerate([*lines, kept]):
+            fh.write(json.dumps(Sample(f"n{i}", f"ns{i}", [], text, "亲，收到~", "pii", "train").to_messages(),
+                                ensure_ascii=False) + "\n")
+    rec = tmp_path / "requests.jsonl"
+    with server_process("fake", record=str(rec), warmup=False) as url:
+        result = run(label_cfg(tmp_path, url, input=str(path)))
+    sent = " ".join(b["body"] for b in recorded(rec))
+    assert result.labelled == len(lines) + 1
+    assert [v for values in lines.values() for v in values if v in sent] == []
+    assert "100012043978" in sent and "400-820-8820" in sent  # not personal: kept as written
+    assert "客服热线" in sent and "[NAME_1]" in sent  # the bodies hold the text as written (not \u-escaped)
