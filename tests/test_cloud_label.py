@@ -284,7 +284,7 @@ def test_names_and_addresses_of_every_form_never_reach_the_teacher(tmp_path):
         "Please ship to Zoë O'Brien, Apt 4B, 221 W 83rd St, New York, NY 10024": ["Zoë", "O'Brien", "221 W 83rd", "10024"],
         "Send it to PO Box 7781, Boulder, CO 80306 - thanks, Ruth": ["7781", "80306", "Ruth"],
         "Deliver to 14 Kings Road, Leeds LS6 1BX please, the name is Callum Reid": ["Kings Road", "LS6 1BX", "Callum Reid"],
-        "我妈叫上官婉清，帮她改一下收货人": ["上官婉清"],
+        "我妈叫上官婉清，寄到南京大学仙林校区三栋二单元402": ["上官婉清", "三栋二单元402"],
     }
     kept = "订单商品编号100012043978，客服热线400-820-8820"
     path = tmp_path / "s.jsonl"

@@ -384,3 +384,11 @@ def test_cli_data_mask_json():
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and json.loads(bad.stdout)["sendable"] is False
     assert privacy.TYPES  # the documented type list is importable
+
+
+def test_buildings_numbered_in_chinese_numerals_are_addresses_but_three_seat_sofas_are_not():
+    m = Masker()
+    for text, masked in (("寄到城南花园七栋三单元1102", True), ("放在幸福里小区十二号楼前台就行", True),
+                         ("这款三座沙发有现货吗", False), ("三楼的客服说可以退", False)):
+        r = m.mask(text, m.new_conversation())
+        assert ("[ADDRESS_1]" in r.text) is masked, (text, r.text)

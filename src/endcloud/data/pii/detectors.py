@@ -237,7 +237,8 @@ _PLACE_PART = (rf"(?:{_AHAN}{{0,7}}?(?:{_ADMIN}|街道|镇|乡|村|社区|路|�
                r"|花园|公寓|大厦|广场|新村|家园|苑|园|城|中心|科技园|工业园|校区|学部|大学|学院|宿舍)"
                r"|[A-Z]{2,8}(?=[\u4e00-\u9fff]))")  # SOHO现代城
 _NUM_PART = (r"(?:[A-Za-z]?[0-9]{1,5}(?:-[0-9]{1,5})*\s?(?:号楼|号院|号舍|号|栋|幢|座|单元|层|楼|室|户|弄|门|巷|舍|斋)"
-             r"|[东西南北中一二三四五六七八九十]单元|[A-Za-z]?[0-9]{1,5}(?![0-9]))")
+             r"|[东西南北中一二三四五六七八九十]单元|[一二三四五六七八九十]{1,3}(?:号楼|栋|幢|舍)"
+             r"|[A-Za-z]?[0-9]{1,5}(?![0-9]))")
 _ZH_ADDR_BODY = rf"(?:{_PLACE_PART}|{_NUM_PART}|[-#])+"
 _ZH_ADDR_PLACE_RE = re.compile(rf"(?:{_alt(lx.ZH_PLACES)}){_ADMIN}?{_ZH_ADDR_BODY}")
 _ZH_ADDR_CUE_RE = re.compile(
@@ -245,7 +246,8 @@ _ZH_ADDR_CUE_RE = re.compile(
 _ZH_ADDR_STRONG = re.compile(rf"{_ADMIN}|街道|镇|乡|村|路|街|大道|巷|弄|胡同|小区|[0-9]\s?(?:号|栋|幢|室|单元|舍)")
 # No province/city and no cue: an estate, campus or street followed by its building number - how a
 # customer writes the part below the district ("玉兰苑6号楼2单元301", "建设路88号3楼305", "…校区…6舍402").
-_ZH_BUILDING = r"(?:[A-Za-z]?[0-9]{1,4}\s?(?:号楼|号院|号舍|栋|幢|座|舍|斋)|[A-Za-z][座栋])"
+_ZH_BUILDING = (r"(?:[A-Za-z]?[0-9]{1,4}\s?(?:号楼|号院|号舍|栋|幢|座|舍|斋)|[A-Za-z][座栋]"
+                r"|[一二三四五六七八九十]{1,3}(?:号楼|栋|幢|舍))")  # 三栋; not 三座 (a three-seat sofa)
 _ZH_ESTATE_SUFFIX = re.compile(
     r"(?:苑|园|区|府|城|邸|居|庭|湾|墅|轩|阁|村|里|坊|院|小区|花园|公寓|大厦|广场|新村|家园|中心|宿舍|公馆"
     r"|国际|期|校区|学部|大学|学院|号)$")
@@ -293,7 +295,8 @@ def detect_zh_addresses(norm: str) -> list[Detection]:
         lead = _LEAD_VERB.match(pre)
         cut = lead.end() if lead else 0
         pre = pre[cut:]
-        numbered = len(re.findall(r"[0-9]+\s?(?:号楼|号院|号舍|号|栋|幢|座|单元|层|楼|室|舍|斋)|[0-9]{3,4}$|[东西南北中]单元",
+        numbered = len(re.findall(r"[0-9]+\s?(?:号楼|号院|号舍|号|栋|幢|座|单元|层|楼|室|舍|斋)|[0-9]{3,4}$"
+                                  r"|[东西南北中一二三四五六七八九十]{1,3}(?:单元|号楼|栋|幢|舍)",
                                   m.group()[cut:]))
         # an estate word before the building, or building + unit/floor/room after it
         if (len(pre) >= 2 and _ZH_ESTATE_SUFFIX.search(re.sub(r"[0-9]+号$", "号", pre))) or numbered >= 2:
