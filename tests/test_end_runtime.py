@@ -107,3 +107,19 @@ def test_the_fake_stops_when_its_client_goes_away():
     first = next(events)
     stop.set()
     assert isinstance(first, Delta) and list(events) == []
+
+
+def test_an_upstream_that_hangs_is_cut_at_the_deadline_retries_included():
+    import time
+
+    from serve_helpers import fault_cloud
+
+    from endcloud.errors import CloudError
+
+    with fault_cloud("hang") as hung:
+        cfg = BackendConfig(kind="openai", base_url=hung.url, upstream_max_attempts=5, upstream_deadline_s=1.0)
+        t0 = time.monotonic()
+        with pytest.raises(CloudError):
+            asyncio.run(collect(OpenAIBackend(cfg, rng=random.Random(0))))
+        took = time.monotonic() - t0
+    assert took < 2.0, took  # not 5 attempts x a full read timeout

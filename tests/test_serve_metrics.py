@@ -33,6 +33,8 @@ def test_metrics_count_turns_escalations_and_handoffs(tmp_path):
         for text in ("在吗", "我要投诉", "给我转人工"):  # end model, hard -> dead cloud -> person, person
             assert httpx.post(f"{url}/v1/chat/completions", json=ask(text), headers=me).status_code == 200
         httpx.get(f"{url}/v1/conversations/conv-nope", headers=me)  # 404: its own template, not the path
+        for i in range(3):  # methods a client makes up: one bounded label, not a series each
+            httpx.request(f"BREW{i}", f"{url}/health")
         assert httpx.get(f"{url}/metrics").status_code == 401
         assert httpx.get(f"{url}/metrics", headers=me).status_code == 403
         r = httpx.get(f"{url}/metrics", headers={"authorization": f"Bearer {ADMIN}"})
@@ -45,6 +47,9 @@ def test_metrics_count_turns_escalations_and_handoffs(tmp_path):
     assert got[("endcloud_requests_total", (("method", "GET"), ("route", "/v1/conversations/{conversation_id}"),
                                             ("status", "404")))] == 1
     assert not any("conv-nope" in str(k) for k in got)  # no raw paths as labels
+    assert not any("BREW" in str(k) for k in got)
+    assert sum(v for (name, labels), v in got.items()
+               if name == "endcloud_requests_total" and ("method", "OTHER") in labels) == 3
     assert got[("endcloud_escalations_total", (("reason", "hard"),))] == 1
     assert got[("endcloud_escalations_total", (("reason", "person"),))] == 1
     assert got[("endcloud_cloud_calls_total", (("status", "connection"),))] >= 1  # the dead cloud

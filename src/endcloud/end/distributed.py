@@ -65,9 +65,9 @@ class Dist:
         import torch
         import torch.distributed as dist
 
-        t = torch.tensor(values, dtype=torch.float64)
+        t = torch.tensor(values, dtype=torch.float64, device=self.device())  # NCCL: CUDA tensors only
         dist.all_reduce(t)
-        return t.tolist()
+        return t.cpu().tolist()
 
     def barrier(self) -> None:
         if self.world > 1:

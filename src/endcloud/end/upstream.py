@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 from endcloud import wire
 from endcloud.end.backend import Backend, Delta, Event, Final, GenParams
 from endcloud.end.config import BackendConfig
-from endcloud.errors import CloudError, TransientError
+from endcloud.errors import CloudError, DeadlineError, TransientError
 
 if TYPE_CHECKING:
     import random
@@ -63,7 +63,7 @@ class OpenAIBackend(Backend):
             attempt += 1
             started = False
             try:
-                async for ev in self._attempt(body):
+                async for ev in self._attempt(body, deadline):
                     started = True
                     yield ev
                 return
@@ -73,12 +73,17 @@ class OpenAIBackend(Backend):
                     raise
                 await asyncio.sleep(delay)
 
-    async def _attempt(self, body: dict[str, Any]) -> AsyncIterator[Event]:
+    async def _attempt(self, body: dict[str, Any], deadline: float) -> AsyncIterator[Event]:
         import httpx
 
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise DeadlineError("deadline", "no time left for another attempt")
+        # every wait of this attempt (connect, each read) is bounded by the time left
+        timeout = httpx.Timeout(remaining, connect=min(5.0, remaining))
         stream, n = wire.Stream(), 0
         try:
-            async with self.client.stream("POST", "/chat/completions", json=body) as resp:
+            async with self.client.stream("POST", "/chat/completions", json=body, timeout=timeout) as resp:
                 if resp.status_code >= 400:
                     raw = await resp.aread()
                     raise wire.http_error(resp.status_code, wire.error_detail(raw),

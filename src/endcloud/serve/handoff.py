@@ -95,13 +95,16 @@ def staff_reply(conn: sqlite3.Connection, handoff_id: int, staff: str, text: str
                               + (f" and held by {holder}" if holder else "") + ": claim it first")
     cid = row["conversation_id"]
     context, query = _context_and_query(conn, cid, handoff_id)
-    ex = Exchange(id=f"staff-{uuid.uuid4().hex[:24]}", conversation_id=cid, model="staff",
-                  context=context, query=query, reply=text, answered_by="staff",
-                  finish_reason="stop", latency_ms=0.0, escalation="handoff", staff=staff)
-    add_exchange(conn, ex)
+    exchange_id = None
+    if query.strip():  # a reply to something the customer wrote: a training label
+        ex = Exchange(id=f"staff-{uuid.uuid4().hex[:24]}", conversation_id=cid, model="staff",
+                      context=context, query=query, reply=text, answered_by="staff",
+                      finish_reason="stop", latency_ms=0.0, escalation="handoff", staff=staff)
+        add_exchange(conn, ex)
+        exchange_id = ex.id
     if row["first_reply_at"] is None:
         conn.execute("UPDATE serve_handoffs SET first_reply_at = ? WHERE id = ?", (utcnow(), handoff_id))
-    return add_message(conn, handoff_id, cid, "staff", text, staff, ex.id)
+    return add_message(conn, handoff_id, cid, "staff", text, staff, exchange_id)
 
 
 def end(conn: sqlite3.Connection, handoff_id: int, staff: str, status: str) -> None:
@@ -166,8 +169,8 @@ def queue(conn: sqlite3.Connection, now: datetime | None = None) -> list[dict[st
             "AND answered_by != 'staff' ORDER BY created_at, rowid", (cid,))
             for s, t in (("customer", q), ("bot" if by != "handoff" else "system", r))]
         turns += [{"sender": m["sender"], "text": m["text"], "at": m["created_at"], "staff": m["staff"]}
-                  for m in conn.execute("SELECT * FROM serve_handoff_messages WHERE handoff_id = ? "
-                                        "AND sender != 'system' ORDER BY id", (h["id"],))]
+                  for m in conn.execute("SELECT * FROM serve_handoff_messages WHERE conversation_id = ? "
+                                        "AND sender != 'system' ORDER BY id", (cid,))]  # earlier hand-offs too
         turns.sort(key=lambda t: t["at"])
         out.append({"id": h["id"], "conversation_id": cid, "reason": h["reason"], "status": h["status"],
                     "claimed_by": h["claimed_by"], "requested_at": h["requested_at"],

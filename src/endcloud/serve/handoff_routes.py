@@ -54,13 +54,14 @@ async def handoff_queue(request: Request, after: int = Query(0, ge=0),
                         wait: float = Query(0.0, ge=0, le=60)) -> p.HandoffQueue:
     """Open hand-offs (waiting first, then newest), each with its whole conversation; with
     `after` (the cursor of the last answer) and `wait`, a long poll for the next change."""
-    def read(conn: Any) -> tuple[list[dict[str, Any]], int]:
-        last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM serve_handoff_messages").fetchone()[0]
-        return handoff.queue(conn), int(last)
+    def cursor(conn: Any) -> int:
+        return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM serve_handoff_messages").fetchone()[0])
 
     # every change (a hand-off opened, claimed, answered, released; a customer message) adds a
-    # message, so the cursor moving is the signal
-    rows, last = await poll(request, read, wait if after else 0.0, lambda got: got[1] > after)
+    # message, so the cursor moving is the signal: the cheap read is polled, the queue built once
+    if after and wait:
+        await poll(request, cursor, wait, lambda last: last > after)
+    rows, last = await services(request).store.read(lambda conn: (handoff.queue(conn), cursor(conn)))
     return p.HandoffQueue(data=[p.QueueItem(**h) for h in rows], cursor=last)
 
 

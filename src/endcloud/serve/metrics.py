@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80)
 
 
@@ -89,5 +90,6 @@ class MetricsMiddleware:
             m = self.metrics()
             if m is not None:
                 route = getattr(scope.get("route"), "path", None) or "unmatched"
-                m.requests.labels(route, scope["method"], str(status[0])).inc()
+                method = scope["method"] if scope["method"] in METHODS else "OTHER"  # client-chosen text
+                m.requests.labels(route, method, str(status[0])).inc()
                 m.latency.labels(route).observe(time.monotonic() - t0)

@@ -155,7 +155,10 @@ async def chat_completions(req: p.ChatRequest, request: Request, response: Respo
     params = GenParams(min(wanted, lim.max_tokens_cap), req.temperature, req.top_p)
     turn = await ServiceTurn.begin(svc, conversation, model, messages, params)  # or 503: nothing written
     if turn.held is not None:  # a person holds the conversation: the message goes to them
-        return await to_person(turn, req, response)
+        if await turn.to_person() is not None:
+            return to_person(turn, req, response)
+        # released in the meantime: the bot answers after all
+        turn = await ServiceTurn.begin(svc, conversation, model, messages, params)
     try:
         if new:  # only an admitted turn opens a conversation
             await svc.store.write(lambda conn: db.new_conversation(conn, cid, conversation))
@@ -179,10 +182,9 @@ async def chat_completions(req: p.ChatRequest, request: Request, response: Respo
     return body
 
 
-async def to_person(turn: ServiceTurn, req: p.ChatRequest, response: Response) -> Any:
-    """The reply to a message for the person who holds the conversation: empty (their answer
-    comes through GET /v1/conversations/{id}/handoff), committed before it is acknowledged."""
-    await turn.to_person()
+def to_person(turn: ServiceTurn, req: p.ChatRequest, response: Response) -> Any:
+    """The reply to a message for the person who holds the conversation (committed already):
+    empty; their answer comes through GET /v1/conversations/{id}/handoff."""
     headers = {"x-conversation-id": turn.conversation_id, "x-handoff": turn.held["status"]}
     base = {"id": turn.id, "created": turn.created, "model": turn.model,
             "conversation_id": turn.conversation_id}

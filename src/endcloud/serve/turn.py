@@ -242,11 +242,19 @@ class ServiceTurn:
             return handoff.customer_message(h, lang_of(self.query), self.wait_min)
         return e.handoff_message_en if lang_of(self.query) == "en" else e.handoff_message
 
-    async def to_person(self) -> int:
-        """A customer message while a person holds the conversation: into the staff view."""
+    async def to_person(self) -> int | None:
+        """A customer message while a person holds the conversation: into the staff view. None
+        when the hand-off ended since `begin` looked (released or closed meanwhile): nothing was
+        written, and the turn must go to the bot after all."""
         held = self.held
-        return await self.svc.store.write(lambda conn: handoff.add_message(
-            conn, held["id"], self.conversation_id, "customer", self.query))
+
+        def write(conn: Any) -> int | None:
+            still = handoff.open_of(conn, self.conversation_id)
+            if still is None or still["id"] != held["id"]:
+                return None
+            return handoff.add_message(conn, held["id"], self.conversation_id, "customer", self.query)
+
+        return await self.svc.store.write(write)
 
     def _quote(self) -> str | None:
         """The reply for a fact question whose draft is not served: the closest units, quoted."""

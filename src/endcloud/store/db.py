@@ -87,6 +87,9 @@ class Store:
                 self.conn.execute("PRAGMA foreign_keys = OFF")
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
+                if self.conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
+                    self.conn.execute("COMMIT")  # another process applied it since we looked
+                    continue
                 for stmt in _statements(sql):
                     self.conn.execute(stmt)
                 if rebuild and self.conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
