@@ -83,16 +83,13 @@ class FaultServer(ThreadingHTTPServer):
 @contextlib.contextmanager
 def fault_cloud(mode: str) -> Iterator[FaultServer]:
     """A loopback 'cloud' that hangs (`hang`) or answers 503 (`503`); `.url`, `.requests`."""
-    server = FaultServer(mode)
-    server.url = f"http://127.0.0.1:{server.server_address[1]}/v1"  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.stop.set()
-        server.shutdown()
-        server.server_close()
+    from endcloud.cloud.server import serving
+
+    with serving(FaultServer(mode)) as server:
+        try:
+            yield server
+        finally:
+            server.stop.set()  # release the hanging handlers before the server stops
 
 
 def count(db: str, table: str) -> int:

@@ -58,7 +58,6 @@ class Request:
     top_p: float
     stream: bool
     include_usage: bool
-    model: str = ""
 
 
 def read_request(raw: bytes, default_max_tokens: int = 256) -> Request:
@@ -75,7 +74,7 @@ def read_request(raw: bytes, default_max_tokens: int = 256) -> Request:
     if not messages:
         raise ValueError("messages is empty")
     return Request(messages, max_tokens, temperature, top_p, bool(obj.get("stream")),
-                   bool((obj.get("stream_options") or {}).get("include_usage")), str(obj.get("model", "")))
+                   bool((obj.get("stream_options") or {}).get("include_usage")))
 
 
 # -- replies ------------------------------------------------------------------------------------
@@ -251,11 +250,8 @@ def sse_event(obj: Mapping[str, Any] | str) -> bytes:
     return b"data: " + text.encode("utf-8") + b"\n\n"
 
 
-def error_body(message: str, type: str = "invalid_request_error", code: int | None = None) -> dict[str, Any]:
-    err: dict[str, Any] = {"message": message, "type": type}
-    if code is not None:
-        err["code"] = code
-    return {"error": err}
+def error_body(message: str, type: str = "invalid_request_error") -> dict[str, Any]:
+    return {"error": {"message": message, "type": type}}
 
 
 # -- failures and retries -----------------------------------------------------------------------

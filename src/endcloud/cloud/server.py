@@ -225,7 +225,13 @@ def fake_teacher(reply: Callable[[str], str] | None = None, delay_s: float = 0.0
     from endcloud.end.runtime import shop_reply
 
     answer = (lambda messages: reply(messages[-1]["content"] if messages else "")) if reply else shop_reply
-    server = LocalServer(("127.0.0.1", 0), load_backend("fake", delay_s, reply=answer), "teacher")
+    with serving(LocalServer(("127.0.0.1", 0), load_backend("fake", delay_s, reply=answer), "teacher")) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serving(server: ThreadingHTTPServer) -> Iterator[Any]:
+    """Serve `server` from a thread while the block runs (`.url`: its loopback base URL)."""
     server.url = f"http://127.0.0.1:{server.server_address[1]}/v1"  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()

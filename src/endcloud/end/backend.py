@@ -15,7 +15,7 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Callable, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 from endcloud.errors import AdapterError
 
@@ -73,16 +73,27 @@ class Backend(ABC):
 
 
 class LocalBackend(Backend):
-    """A model in this process: a blocking `generate`, run in a worker thread by `stream`."""
+    """A model in this process: a blocking `run`, called directly by `generate` (the teacher
+    server's threads) or in a worker thread by `stream` (the service)."""
+
+    def select(self, model: str) -> Any:
+        """What a request for `model` runs on (a generator, an adapter), fixed when the request
+        arrives: a hot swap after that does not change it. Default: the name itself."""
+        return model
 
     @abstractmethod
+    def run(self, selected: Any, messages: list[dict[str, str]], params: GenParams,
+            stop: threading.Event) -> Iterator[Event]:
+        """Delta pieces, then one Final; checks `stop` (the client went away) between tokens."""
+
     def generate(self, model: str, messages: list[dict[str, str]], params: GenParams,
                  stop: threading.Event) -> Iterator[Event]:
-        """Delta pieces, then one Final; checks `stop` (the client went away) between tokens."""
+        return self.run(self.select(model), messages, params, stop)
 
     def stream(self, model: str, messages: list[dict[str, str]], params: GenParams
                ) -> AsyncIterator[Event]:
-        return threaded(lambda stop: self.generate(model, messages, params, stop))
+        selected = self.select(model)
+        return threaded(lambda stop: self.run(selected, messages, params, stop))
 
     def load(self) -> None:
         """What `start` does, callable from a thread (the teacher server loads this way)."""

@@ -26,9 +26,9 @@ import math
 import re
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
-from endcloud.end.backend import Backend, Delta, Event, Final, GenParams, LocalBackend, threaded
+from endcloud.end.backend import Backend, Delta, Event, Final, GenParams, LocalBackend
 from endcloud.end.config import BackendConfig
 from endcloud.end.upstream import OpenAIBackend
 from endcloud.errors import AdapterError
@@ -59,8 +59,8 @@ class FakeBackend(LocalBackend):
         self.cfg, self.served_name, self.slots = cfg, cfg.served_name, cfg.slots
         self.reply = reply or (lambda messages: cfg.fake_reply)
 
-    def generate(self, model: str, messages: list[dict[str, str]], params: GenParams,
-                 stop: threading.Event) -> Iterator[Event]:
+    def run(self, selected: str, messages: list[dict[str, str]], params: GenParams,
+            stop: threading.Event) -> Iterator[Event]:
         text = self.reply(messages)
         pieces = [text[i:i + 2] for i in range(0, len(text), 2)]
         if self.cfg.fake_delay_s and stop.wait(self.cfg.fake_delay_s):
@@ -122,17 +122,11 @@ class TransformersBackend(LocalBackend):
                 256, self.cfg.temperature, self.cfg.top_p, self.cfg.max_input_tokens), self.cfg.seed)
         self.champion = name
 
-    def generate(self, model: str, messages: list[dict[str, str]], params: GenParams,
-                 stop: threading.Event) -> Iterator[Event]:
-        return self._run(self.generators[model], messages, params, stop)
+    def select(self, model: str) -> Generator:
+        return self.generators[model]
 
-    def stream(self, model: str, messages: list[dict[str, str]], params: GenParams
-               ) -> AsyncIterator[Event]:
-        gen = self.generators[model]  # chosen now: a later swap does not change this request
-        return threaded(lambda stop: self._run(gen, messages, params, stop))
-
-    def _run(self, gen: Generator, messages: list[dict[str, str]], params: GenParams,
-             stop: threading.Event) -> Iterator[Event]:
+    def run(self, gen: Generator, messages: list[dict[str, str]], params: GenParams,
+            stop: threading.Event) -> Iterator[Event]:
         import torch
 
         with self.lock:
@@ -276,17 +270,11 @@ class LlamaCppBackend(LocalBackend):
             llama_cpp.llama_adapter_lora_free(old)
             self.retired.remove(old)
 
-    def generate(self, model: str, messages: list[dict[str, str]], params: GenParams,
-                 stop: threading.Event) -> Iterator[Event]:
-        return self._run(self.adapters[model], messages, params, stop)
+    def select(self, model: str) -> llama_adapter_lora_p | None:
+        return self.adapters[model]
 
-    def stream(self, model: str, messages: list[dict[str, str]], params: GenParams
-               ) -> AsyncIterator[Event]:
-        adapter = self.adapters[model]  # chosen now: a later swap does not change this request
-        return threaded(lambda stop: self._run(adapter, messages, params, stop))
-
-    def _run(self, adapter: llama_adapter_lora_p | None, messages: list[dict[str, str]],
-             params: GenParams, stop: threading.Event) -> Iterator[Event]:
+    def run(self, adapter: llama_adapter_lora_p | None, messages: list[dict[str, str]],
+            params: GenParams, stop: threading.Event) -> Iterator[Event]:
         import llama_cpp
         import numpy as np
 

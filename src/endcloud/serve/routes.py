@@ -156,7 +156,7 @@ async def chat_completions(req: p.ChatRequest, request: Request, response: Respo
     turn = await ServiceTurn.begin(svc, conversation, model, messages, params)  # or 503: nothing written
     if turn.held is not None:  # a person holds the conversation: the message goes to them
         if await turn.to_person() is not None:
-            return to_person(turn, req, response)
+            return held_reply(turn, req, response)
         # released in the meantime: the bot answers after all
         turn = await ServiceTurn.begin(svc, conversation, model, messages, params)
     try:
@@ -182,7 +182,7 @@ async def chat_completions(req: p.ChatRequest, request: Request, response: Respo
     return body
 
 
-def to_person(turn: ServiceTurn, req: p.ChatRequest, response: Response) -> Any:
+def held_reply(turn: ServiceTurn, req: p.ChatRequest, response: Response) -> Any:
     """The reply to a message for the person who holds the conversation (committed already):
     empty; their answer comes through GET /v1/conversations/{id}/handoff."""
     headers = {"x-conversation-id": turn.conversation_id, "x-handoff": turn.held["status"]}
