@@ -30,7 +30,7 @@ $(VENV)/.installed-demo: pyproject.toml $(LLAMA_WHEELS)/.built | $(PY)
 
 # Tests include the llama.cpp serving backend: the same cached llama-cpp-python wheel as the demo.
 $(VENV)/.installed-test: pyproject.toml $(LLAMA_WHEELS)/.built | $(PY)
-	$(PIP) install -q --find-links $(LLAMA_WHEELS) -e ".[tokenize,end,cloud,cloud-local,eval,serve,kb,test]"
+	$(PIP) install -q --find-links $(LLAMA_WHEELS) -e ".[tokenize,end,cloud,cloud-local,eval,serve,kb,postgres,test]"
 	touch $@ $(VENV)/.installed-demo  # a superset of the demo's extras
 
 install: $(VENV)/.installed-test

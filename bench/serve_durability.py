@@ -15,7 +15,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from endcloud.store import Store
 
 CONFIG = """\
 store: {store}
@@ -49,9 +50,11 @@ def start(workdir: Path, timeout_s: float = 60.0) -> tuple[subprocess.Popen, str
     return proc, f"http://127.0.0.1:{port_file.read_text()}"
 
 
-def kill_rounds(workdir: Path, rounds: int, clients: int = 4, seed: int = 0) -> dict:
+def kill_rounds(workdir: Path, rounds: int, clients: int = 4, seed: int = 0,
+                store: str | None = None) -> dict:
+    """`store`: a postgresql:// URL, else a SQLite file in `workdir`."""
     rng = random.Random(seed)
-    db = workdir / "serve.db"
+    db = store or str(workdir / "serve.db")
     (workdir / "serve.yaml").write_text(CONFIG.format(store=db), encoding="utf-8")
     acked: dict[int, str] = {}
     lock = threading.Lock()
@@ -87,12 +90,10 @@ def kill_rounds(workdir: Path, rounds: int, clients: int = 4, seed: int = 0) -> 
         stop.set()
         for t in threads:
             t.join()
-    conn = sqlite3.connect(db)
-    try:
-        integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
-        stored = dict(conn.execute("SELECT id, comment FROM serve_feedback"))
-    finally:
-        conn.close()
+    with Store.open(db) as st:
+        integrity = (st.conn.execute("PRAGMA integrity_check").fetchone()[0]
+                     if st.dialect == "sqlite" else "ok")  # PostgreSQL checks pages itself
+        stored = {r[0]: r[1] for r in st.conn.execute("SELECT id, comment FROM serve_feedback")}
     missing = [i for i, c in acked.items() if stored.get(i) != c]
     return {"rounds": rounds, "acknowledged": len(acked), "stored": len(stored),
             "missing": len(missing), "integrity_check": integrity}
@@ -102,10 +103,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=100)
     p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--store", help="a postgresql:// URL of an empty database (default: a SQLite file)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="endcloud-kill-") as tmp:
         t0 = time.monotonic()
-        result = kill_rounds(Path(tmp), args.rounds, args.clients)
+        result = kill_rounds(Path(tmp), args.rounds, args.clients, store=args.store)
         result["seconds"] = round(time.monotonic() - t0, 1)
     print(json.dumps(result))
     return 0 if result["missing"] == 0 and result["integrity_check"] == "ok" else 1

@@ -4,6 +4,7 @@ two-topic traffic the tiny model can learn in seconds, fake adapter folders, the
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, ContextManager
 
@@ -57,7 +58,8 @@ def evolve_cfg(tmp: Path, model_dir: Path, heldout: Path, cloud_url: str = "http
              # the short prompt (with the 24-character default, 300 steps leave it near chance)
              system="")
     t.update(train)
-    return EvolveConfig(store=str(tmp / "serve.db"), work_dir=str(tmp / "evolve"),
+    return EvolveConfig(store=os.environ.get("ENDCLOUD_DB") or str(tmp / "serve.db"),
+                        work_dir=str(tmp / "evolve"),
                         model=ModelConfig(name=str(model_dir)), select=SelectConfig(final_threshold=0.5),
                         relabel=RelabelConfig(cloud=cloud), train=RetrainConfig(**t),
                         gate=GateConfig(heldout=str(heldout), bootstrap=1000, max_new_tokens=16,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import sqlite3
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,18 +15,21 @@ import httpx
 from endcloud.end.config import ModelConfig
 from endcloud.end.config import BackendConfig
 from endcloud.serve.config import EscalationConfig, LimitsConfig, ServeConfig
+from dbutil import count  # noqa: F401 - the serve tests import it from here
 
 DEAD_CLOUD = "http://127.0.0.1:9/v1"  # discard port: connection refused at once
 
 
 def fake_cfg(tmp_path: Path, *, escalation: bool = False, cloud_url: str = DEAD_CLOUD,
              backend: dict[str, Any] | None = None, limits: dict[str, Any] | None = None,
-             esc: dict[str, Any] | None = None) -> ServeConfig:
+             esc: dict[str, Any] | None = None, store: str | None = None) -> ServeConfig:
+    """A service on the fake backend; its store is `store`, else $ENDCLOUD_DB (the test's own
+    file, or the database `store_backend` made)."""
     e = EscalationConfig(**{"enabled": escalation, "scorer": "ngram", "match_threshold": 0.05,
                             "first_token_s": 0.5, "total_s": 1.5, **(esc or {})})
     e.cloud.base_url, e.cloud.model = cloud_url, "local"
     e.cloud.breaker_open_s = 30.0
-    return ServeConfig(store=str(tmp_path / "serve.db"),
+    return ServeConfig(store=store or os.environ.get("ENDCLOUD_DB") or str(tmp_path / "serve.db"),
                        backend=BackendConfig(kind="fake", **(backend or {})),
                        limits=LimitsConfig(**(limits or {})), escalation=e)
 
@@ -92,13 +95,6 @@ def fault_cloud(mode: str) -> Iterator[FaultServer]:
             server.stop.set()  # release the hanging handlers before the server stops
 
 
-def count(db: str, table: str) -> int:
-    """Rows in `table` of the store file `db` (read on its own connection)."""
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-    finally:
-        conn.close()
 
 
 def timed(fn: Any, *args: Any, **kw: Any) -> tuple[Any, float]:

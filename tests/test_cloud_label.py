@@ -3,12 +3,12 @@ exactly-once under kill -9, quarantine reasons, and the canary API key."""
 
 from __future__ import annotations
 
+from typing import Any
 import json
 import os
 import random
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -22,6 +22,9 @@ from endcloud.cloud.label import run
 from endcloud.cloud.server import server_process
 from endcloud.config import load_config
 from endcloud.records import Sample, Turn
+from dbutil import connect
+
+pytestmark = pytest.mark.usefixtures("store_backend")  # every test on SQLite and PostgreSQL
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,7 +53,7 @@ def write_samples(path: Path, n: int, pii: bool = False, split: str = "train") -
 def label_cfg(tmp_path: Path, base_url: str, **kw) -> LabelConfig:
     cloud = CloudConfig(base_url=base_url, model="teacher", deadline_s=5.0, backoff_base_s=0.01,
                         backoff_max_s=0.02, max_attempts=2, concurrency=2)
-    return LabelConfig(output_root=str(tmp_path / "runs"), store=str(tmp_path / "e.db"), cloud=cloud,
+    return LabelConfig(output_root=str(tmp_path / "runs"), store=os.environ["ENDCLOUD_DB"], cloud=cloud,
                        prompt=PromptConfig(n_examples=4, n_retrieved=2), **kw)
 
 
@@ -85,7 +88,7 @@ def test_no_pii_reaches_the_teacher_and_replies_are_restored_locally(tmp_path):
     labels = [json.loads(line) for line in result.output.read_text(encoding="utf-8").splitlines()]
     restored = " ".join(m["messages"][-1]["content"] for m in labels)
     assert "张伟" in restored and "13800138000" in restored  # placeholders restored on this side
-    with sqlite3.connect(tmp_path / "e.db") as db:
+    with connect() as db:
         audit = db.execute("SELECT payload_sha256, status, request_bytes FROM cloud_egress").fetchall()
     assert len(audit) == len(bodies) and all(len(h) == 64 and s == "ok" for h, s, _ in audit)
 
@@ -136,7 +139,7 @@ def test_canary_key_never_lands_in_logs_store_or_outputs(tmp_path):
     with server_process("fake", record=str(rec), warmup=False) as url:
         ok = subprocess.run(
             [sys.executable, "-m", "endcloud", "-v", "cloud", "label", "--input", str(samples),
-             f"cloud.base_url={url}", f"output_root={tmp_path / 'runs'}", f"store={tmp_path / 'e.db'}"],
+             f"cloud.base_url={url}", f"output_root={tmp_path / 'runs'}", f"store={os.environ['ENDCLOUD_DB']}"],
             env=env, capture_output=True, text=True, timeout=60)
     dead = subprocess.run(  # and a failing run: an error path must not print it either
         [sys.executable, "-m", "endcloud", "-v", "cloud", "label", "--input", str(samples),
@@ -202,12 +205,9 @@ def test_transient_failures_are_quarantined_after_max_item_failures(tmp_path):
     assert result.reasons == {"transient:http_503": 3} and len(calls) == 3 * 2 * 2
 
 
-def count_labels(db_path: Path) -> int:
-    try:
-        with sqlite3.connect(db_path, timeout=5) as db:
-            return db.execute("SELECT COUNT(*) FROM cloud_labels").fetchone()[0]
-    except sqlite3.OperationalError:  # not created yet
-        return 0
+def count_labels(location: Any) -> int:
+    with connect(location) as db:  # creates the schema when the job has not yet
+        return db.execute("SELECT COUNT(*) FROM cloud_labels").fetchone()[0]
 
 
 def test_kill_9_at_random_points_leaves_no_duplicate_and_no_loss(tmp_path):
@@ -215,28 +215,28 @@ def test_kill_9_at_random_points_leaves_no_duplicate_and_no_loss(tmp_path):
     samples = write_samples(tmp_path / "s.jsonl", n)
     out = tmp_path / "labels.jsonl"
     cmd = [sys.executable, "-m", "endcloud", "cloud", "label", "--input", str(samples), "--output", str(out),
-           f"output_root={tmp_path / 'runs'}", f"store={tmp_path / 'e.db'}", "cloud.concurrency=4",
+           f"output_root={tmp_path / 'runs'}", f"store={os.environ['ENDCLOUD_DB']}", "cloud.concurrency=4",
            "prompt.n_examples=4", "prompt.n_retrieved=2"]
     rng = random.Random(7)
     progress = []
     with server_process("fake", record=str(tmp_path / "req.jsonl"), fake_delay=0.02, warmup=False) as url:
         for _ in range(kills):
-            before = count_labels(tmp_path / "e.db")
+            before = count_labels(os.environ["ENDCLOUD_DB"])
             proc = subprocess.Popen([*cmd, f"cloud.base_url={url}"], stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
             end = time.monotonic() + 30
-            while count_labels(tmp_path / "e.db") <= before and proc.poll() is None and time.monotonic() < end:
+            while count_labels(os.environ["ENDCLOUD_DB"]) <= before and proc.poll() is None and time.monotonic() < end:
                 time.sleep(0.01)  # kill only once this run has committed something: truly mid-run
             time.sleep(rng.uniform(0.0, 0.1))
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
-            progress.append(count_labels(tmp_path / "e.db"))
+            progress.append(count_labels(os.environ["ENDCLOUD_DB"]))
         final = subprocess.run([*cmd, f"cloud.base_url={url}"], capture_output=True, text=True, timeout=60)
     assert any(0 < p < n for p in progress), progress
     assert final.returncode == 0, final.stderr
     ids = [json.loads(line)["meta"]["id"] for line in out.read_text().splitlines()]
     assert sorted(ids) == sorted(f"s{i}" for i in range(n))  # every one, once
-    with sqlite3.connect(tmp_path / "e.db") as db:
+    with connect() as db:
         rows = db.execute("SELECT sample_id, COUNT(*) FROM cloud_labels GROUP BY sample_id").fetchall()
         quarantined = db.execute("SELECT COUNT(*) FROM cloud_quarantine").fetchone()[0]
     assert len(rows) == n and all(c == 1 for _, c in rows) and quarantined == 0
@@ -271,7 +271,7 @@ def test_teacher_gets_the_shops_knowledge_and_labels_record_it(tmp_path):
     labels = [json.loads(line) for line in result.output.read_text(encoding="utf-8").splitlines()]
     ids = [lab["meta"]["knowledge_ids"] for lab in labels]
     assert all(len(i) == 1 and i[0].startswith("policy-") for i in ids) and ids[0] != ids[1]
-    with sqlite3.connect(tmp_path / "e.db") as db:
+    with connect() as db:
         audited = [json.loads(k) for (k,) in db.execute("SELECT knowledge_ids FROM cloud_egress")]
     assert sorted(map(tuple, audited)) == sorted(map(tuple, ids))
 
@@ -300,3 +300,26 @@ def test_names_and_addresses_of_every_form_never_reach_the_teacher(tmp_path):
     assert [v for values in lines.values() for v in values if v in sent] == []
     assert "100012043978" in sent and "400-820-8820" in sent  # not personal: kept as written
     assert "客服热线" in sent and "[NAME_1]" in sent  # the bodies hold the text as written (not \u-escaped)
+
+
+def test_two_workers_on_one_input_label_each_sample_exactly_once(tmp_path):
+    """Two `cloud label` processes on the same input and store (SQLite file or PostgreSQL): one
+    label row per sample, and both outputs hold every sample."""
+    n = 24
+    samples = write_samples(tmp_path / "s.jsonl", n)
+    with server_process("fake", record=str(tmp_path / "req.jsonl"), fake_delay=0.01, warmup=False) as url:
+        procs = [subprocess.Popen(
+            [sys.executable, "-m", "endcloud", "cloud", "label", "--input", str(samples),
+             "--output", str(tmp_path / f"out{w}.jsonl"), f"output_root={tmp_path / 'runs'}",
+             f"store={os.environ['ENDCLOUD_DB']}", f"cloud.base_url={url}", "cloud.concurrency=3",
+             "prompt.n_examples=4", "prompt.n_retrieved=2"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for w in range(2)]
+        results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
+    for out, err, rc in results:
+        assert rc == 0, err
+    with connect() as db:
+        rows = db.execute("SELECT sample_id, COUNT(*) FROM cloud_labels GROUP BY sample_id").fetchall()
+    assert len(rows) == n and all(c == 1 for _, c in rows)
+    for w in range(2):
+        ids = [json.loads(x)["meta"]["id"] for x in (tmp_path / f"out{w}.jsonl").read_text().splitlines()]
+        assert sorted(ids) == sorted(f"s{i}" for i in range(n))

@@ -11,6 +11,8 @@ from endcloud.cli import main
 from endcloud.evaluate.human import agreement, read_ratings, Rating
 from endcloud.store import Store
 
+pytestmark = pytest.mark.usefixtures("store_backend")  # every test on SQLite and PostgreSQL
+
 CONVS = [
     ([("user", "您好")], "您好，请问有什么可以帮您？"),
     ([("user", "我的订单什么时候发货？")], "亲，今天下午就发货哦"),

@@ -4,7 +4,6 @@ train on them again (up to `train.carry_refused` rounds since the champion's own
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import httpx
 import pytest
@@ -18,10 +17,13 @@ from endcloud.evolve.round import _carried, run  # noqa: E402
 from endcloud.serve.app import create_app  # noqa: E402
 from endcloud.serve.server import running  # noqa: E402
 from endcloud.store import Store  # noqa: E402
+from dbutil import connect
+
+pytestmark = pytest.mark.usefixtures("store_backend")  # every test on SQLite and PostgreSQL
 
 
 def test_carried_labels_since_the_champion(tmp_path):
-    with Store.open(str(tmp_path / "s.db")) as store:
+    with Store.open() as store:
         for i, (status, cand) in enumerate([("refused", "a1"), ("promoted", "a2"), ("refused", "a3"),
                                             ("skipped", None), ("refused", "a4"),
                                             ("refused", "a5")], start=1):
@@ -64,5 +66,5 @@ def test_a_refused_rounds_labels_are_trained_on_in_the_next_round(tiny_model_dir
     assert sorted(trained) == sorted(query(i) for i in range(5))
     new = (second.round_dir / "new.jsonl").read_text().splitlines()
     assert len(new) == 2  # this round's own labels; the carried ones stay in their round
-    with sqlite3.connect(cfg.store) as db:
+    with connect(cfg.store) as db:
         assert db.execute("SELECT COUNT(*) FROM evolve_items").fetchone()[0] == 5

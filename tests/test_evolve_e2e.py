@@ -5,7 +5,6 @@ running service answers with it without a restart and without a failed request, 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 
 import httpx
@@ -21,6 +20,9 @@ from endcloud.end.registry import Registry  # noqa: E402
 from endcloud.evolve.round import run  # noqa: E402
 from endcloud.serve.app import create_app  # noqa: E402
 from endcloud.serve.server import running  # noqa: E402
+from dbutil import connect
+
+pytestmark = pytest.mark.usefixtures("store_backend")  # every test on SQLite and PostgreSQL
 
 ADMIN = "staff-token-evolve-1"
 
@@ -78,7 +80,7 @@ def test_round_relabels_trains_gates_hot_swaps_and_rolls_back(tiny_model_dir, tm
 
         # labels: every selected exchange (the 24 seeds, and the probe traffic deduplicated to
         # one item) via the cloud, except the one with a human correction, which won
-        with sqlite3.connect(cfg.store) as db:
+        with connect(cfg.store) as db:
             row = db.execute("SELECT status, selected, corrections, labelled, cloud_calls, "
                              "champion_final, candidate_final, diff_lower FROM evolve_rounds").fetchone()
             used = db.execute("SELECT COUNT(*) FROM evolve_items").fetchone()[0]

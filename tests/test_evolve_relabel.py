@@ -4,8 +4,6 @@ Seeded through the real service (tiny model, escalation to a loopback teacher th
 
 from __future__ import annotations
 
-import sqlite3
-
 import httpx
 import pytest
 
@@ -18,6 +16,9 @@ from endcloud.evolve.relabel import relabel  # noqa: E402
 from endcloud.evolve.select import select  # noqa: E402
 from endcloud.serve.app import create_app  # noqa: E402
 from endcloud.serve.server import running  # noqa: E402
+from dbutil import connect
+
+pytestmark = pytest.mark.usefixtures("store_backend")  # every test on SQLite and PostgreSQL
 
 PHONE = "13812345678"
 
@@ -53,13 +54,12 @@ def test_escalated_turns_reuse_the_served_cloud_reply(tiny_model_dir, tmp_path):
         assert len(cloud.bodies) == 3
         assert all(PHONE not in str(b) for b in cloud.bodies)  # the service masked it
         serve(tiny_cfg(tmp_path, tiny_model_dir, limits={"session_rate_per_minute": 0}), local)
-        with sqlite3.connect(tmp_path / "serve.db") as db:
+        with connect() as db:
             by = dict(db.execute("SELECT id, answered_by FROM serve_exchanges").fetchall())
         assert [by[i] for i in served_ids] == ["cloud"] * 3
 
         cfg = evolve_cfg(tmp_path, tiny_model_dir, heldout, cloud_url=cloud.url)
-        with sqlite3.connect(cfg.store) as db:
-            db.row_factory = sqlite3.Row
+        with connect(cfg.store) as db:
             items, stats = select(db, cfg.select)
         assert len(items) == 6 and stats.disliked == 6
         assert sum(i.served_reply is not None for i in items) == 3

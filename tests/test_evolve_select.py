@@ -3,13 +3,19 @@ masked; deduplicated; provenance; exchanges used by a round are not selected aga
 
 from __future__ import annotations
 
+import os
+import pytest
+
 import json
 
 from endcloud.evolve.config import SelectConfig
 from endcloud.evolve.select import select
 from endcloud.records import Exchange
-from endcloud.serve.store import add_exchange, add_feedback, add_review, new_conversation, new_customer
+from endcloud.store.conversations import add_exchange, new_conversation, new_customer
+from endcloud.store.feedback import add_feedback, add_review
 from endcloud.store import Store
+
+pytestmark = pytest.mark.usefixtures("store_backend")  # every test on SQLite and PostgreSQL
 
 
 def seed(conn, i, query, match, reply="ok"):
@@ -20,7 +26,7 @@ def seed(conn, i, query, match, reply="ok"):
 
 
 def test_reasons_masking_dedup_and_corrections(tmp_path):
-    store = Store.open(tmp_path / "s.db")
+    store = Store.open()
     conn = store.conn
     new_customer(conn, "c1", "tok")
     seed(conn, 1, "where is my parcel? call 13800138000", 0.1)  # low Final, has PII
@@ -50,7 +56,7 @@ def test_reasons_masking_dedup_and_corrections(tmp_path):
 
 
 def test_a_corrected_cloud_turn_keeps_the_correction_with_its_own_masking(tmp_path):
-    store = Store.open(tmp_path / "s.db")
+    store = Store.open()
     conn = store.conn
     new_customer(conn, "c1", "tok")
     cid = new_conversation(conn, "c1")
@@ -71,7 +77,7 @@ def test_a_corrected_cloud_turn_keeps_the_correction_with_its_own_masking(tmp_pa
 def test_ungrounded_and_non_answer_drafts_are_relabelled(tmp_path):
     """The service stores each end draft's groundedness and non-answer kind; a draft that stated
     a fact its prompt did not hold, or echoed the customer, is relabelled even with a fine Match."""
-    store = Store.open(tmp_path / "s.db")
+    store = Store.open()
     conn = store.conn
     new_customer(conn, "c1", "tok")
     cid = new_conversation(conn, "c1")
@@ -91,9 +97,9 @@ def test_a_staff_reply_from_a_handoff_is_the_label_and_wins_over_a_cloud_relabel
     from evolve_helpers import evolve_cfg, teacher
 
     from endcloud.evolve.relabel import relabel
-    from endcloud.serve import handoff
+    from endcloud.store import handoffs as handoff
 
-    store = Store.open(tmp_path / "serve.db")
+    store = Store.open()
     conn = store.conn
     new_customer(conn, "c1", "tok")
     seed(conn, 1, "how much is shipping to 13800138000?", 0.1)  # a low-scored end reply
@@ -109,7 +115,7 @@ def test_a_staff_reply_from_a_handoff_is_the_label_and_wins_over_a_cloud_relabel
     assert item.correction == "Shipping is 9 yuan; we will text [PHONE_1] when it ships."  # masked
     with teacher() as cloud:
         cfg = evolve_cfg(tmp_path, tmp_path, tmp_path / "heldout.jsonl", cloud.url)
-        rows, lab = relabel(items, cfg, tmp_path, str(tmp_path / "serve.db"))
+        rows, lab = relabel(items, cfg, tmp_path, os.environ["ENDCLOUD_DB"])
         assert cloud.bodies == []  # nothing went to the cloud
     assert lab.human == 1 and rows[0].meta["label_source"] == "human"
     assert rows[0].reply == item.correction

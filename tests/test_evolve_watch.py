@@ -4,8 +4,8 @@ time is a fake clock so the test never sleeps."""
 
 from __future__ import annotations
 
+import os
 import json
-import sqlite3
 from pathlib import Path
 
 import httpx
@@ -19,6 +19,9 @@ from serve_helpers import new_customer, tiny_cfg  # noqa: E402
 from endcloud.evolve.round import watch  # noqa: E402
 from endcloud.serve.app import create_app  # noqa: E402
 from endcloud.serve.server import running  # noqa: E402
+from dbutil import connect
+
+pytestmark = pytest.mark.usefixtures("store_backend")  # every test on SQLite and PostgreSQL
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,7 +71,7 @@ def test_watch_runs_on_new_data_then_on_schedule_and_stops(tiny_model_dir, tmp_p
     assert first.status in ("promoted", "refused") and first.stats["selected"] == 4
     assert first.stats["cloud_calls"] == 4 and len(cloud.bodies) == 4
     assert second.status == "skipped" and second.stats["selected"] == 0  # used items not reused
-    with sqlite3.connect(cfg.store) as db:
+    with connect(cfg.store) as db:
         statuses = [r[0] for r in db.execute("SELECT status FROM evolve_rounds ORDER BY id")]
     assert statuses == [first.status, "skipped"]
 
@@ -78,7 +81,7 @@ def test_watch_cli_is_bounded_by_max_rounds(tmp_path, capsys):
 
     heldout = write_pairs(tmp_path / "heldout.jsonl", range(4))
     rc = main(["evolve", "watch", "--config", str(ROOT / "configs" / "evolve.yaml"),
-               f"store={tmp_path / 'serve.db'}", f"work_dir={tmp_path / 'evolve'}",
+               f"store={os.environ['ENDCLOUD_DB']}", f"work_dir={tmp_path / 'evolve'}",
                f"gate.heldout={heldout}", "watch.interval_s=0", "watch.max_rounds=2"])
     assert rc == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]

@@ -392,3 +392,33 @@ def test_buildings_numbered_in_chinese_numerals_are_addresses_but_three_seat_sof
                          ("这款三座沙发有现货吗", False), ("三楼的客服说可以退", False)):
         r = m.mask(text, m.new_conversation())
         assert ("[ADDRESS_1]" in r.text) is masked, (text, r.text)
+
+
+# Issue 15, second round: self-introductions, familiar forms after a request, surname-first and
+# diacritic names, a sentence's capitalised first word, initials in street names.
+@pytest.mark.parametrize("text, want", [
+    ("您好，我是邵佳豪，快递没到", [("NAME", "邵佳豪")]),
+    ("本人姓司徒，司徒静怡", [("NAME", "司徒"), ("NAME", "司徒静怡")]),
+    ("我姓郝，叫郝思嘉，改下收件人", [("NAME", "郝"), ("NAME", "郝思嘉")]),
+    ("拜托小唐今天帮我寄出去", [("NAME", "小唐")]), ("告诉老邓明天来拿", [("NAME", "老邓")]),
+    ("Hoang Duc Minh will collect it", [("NAME", "Hoang Duc Minh")]),
+    ("Hi, Trần Văn Hùng here, order never came", [("NAME", "Trần Văn Hùng")]),
+    ("Vu Thi An is my mother", [("NAME", "Vu Thi An")]),  # the third word is the given name
+    ("Ask Kevin to sign for it", [("NAME", "Kevin")]), ("Tell Maria Lopez it's here", [("NAME", "Maria Lopez")]),
+    ("Please ship to 120 John F Kennedy Blvd, Newark, NJ 07102",
+     [("ADDRESS", "120 John F Kennedy Blvd, Newark, NJ 07102")]),
+    # left alone: places, roles and common words after the cues, brands and phrases that look like names
+    ("我是江苏的", []), ("我是韩国人，", []), ("我是顾客，想问一下", []), ("我是周末才在家", []),
+    ("让老师帮忙看一下", []), ("麻烦小米明天送", []),
+    ("Le Creuset Dutch oven arrived chipped", []), ("Do Not Bend was written on the box", []),
+    ("Does Michael Kors run small?", []),
+])
+def test_intro_cues_familiar_forms_surname_first_and_street_initials(text, want):
+    r = MASKER.mask(text)
+    assert [(s.type, text[s.start:s.end]) for s in r.spans] == want and r.sendable
+
+
+def test_self_introductions_need_no_model():
+    rules = Masker(names_model=False)
+    assert rules.mask("我是邵佳豪，快递没到").text == "我是[NAME_1]，快递没到"
+    assert rules.mask("麻烦老邓明天来拿").text == "麻烦[NAME_1]明天来拿"

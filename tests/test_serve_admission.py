@@ -20,6 +20,8 @@ from wait_helpers import wait_until, wait_until_async  # noqa: E402
 from endcloud.serve.app import create_app, fastapi_app  # noqa: E402
 from endcloud.serve.server import running  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("store_backend")  # every test on SQLite and PostgreSQL
+
 
 def raw_post(url: str, path: str, token: str, body: dict) -> socket.socket:
     """Send a whole POST on a bare socket and return it unread (the caller hangs up)."""

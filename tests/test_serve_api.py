@@ -4,8 +4,8 @@ their customer can read, feedback acknowledged after commit, the max_tokens cap,
 
 from __future__ import annotations
 
+from typing import Any
 import logging
-import sqlite3
 
 import httpx
 import pytest
@@ -17,15 +17,22 @@ from serve_helpers import new_customer, tiny_cfg  # noqa: E402
 
 from endcloud.serve.app import create_app  # noqa: E402
 from endcloud.serve.server import running  # noqa: E402
+from conftest import STORE_BACKENDS
+from dbutil import open_conn
+
 
 ADMIN = "staff-secret-token-123"
 MSGS = [{"role": "user", "content": "我的订单什么时候发货？"}]
 
 
-@pytest.fixture(scope="module")
-def live(tiny_model_dir, tmp_path_factory):
+@pytest.fixture(scope="module", params=STORE_BACKENDS)
+def live(request, tiny_model_dir, tmp_path_factory):
+    """One service per store backend for the whole module."""
     tmp = tmp_path_factory.mktemp("serve-api")
-    cfg = tiny_cfg(tmp, tiny_model_dir, limits={"max_tokens_cap": 6, "default_max_tokens": 4})
+    store = (request.getfixturevalue("pg_server").new_database() if request.param == "postgresql"
+             else str(tmp / "serve.db"))
+    cfg = tiny_cfg(tmp, tiny_model_dir, limits={"max_tokens_cap": 6, "default_max_tokens": 4},
+                   store=store)
     with running(create_app(cfg, admin_token=ADMIN), cfg.host) as url:  # the config's own bind
         yield url, cfg.store
 
@@ -34,9 +41,8 @@ def sdk(url: str, token: str) -> "openai.OpenAI":
     return openai.OpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0, timeout=30)
 
 
-def rows(db: str, sql: str, *args) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
+def rows(db: str, sql: str, *args) -> list[Any]:
+    conn = open_conn(db)
     try:
         return list(conn.execute(sql, args))
     finally:

@@ -6,7 +6,6 @@ hand-off to a person, the customer on the chat page and a staff member in the co
 from __future__ import annotations
 
 import os
-import sqlite3
 
 import pytest
 
@@ -17,6 +16,7 @@ from serve_helpers import fake_cfg  # noqa: E402
 
 from endcloud.serve.app import create_app  # noqa: E402
 from endcloud.serve.server import running  # noqa: E402
+from dbutil import open_conn
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -72,10 +72,10 @@ def test_chat_thumbs_down_then_review_and_correct(tmp_path):
         finally:
             browser.close()
 
-    conn = sqlite3.connect(cfg.store)
+    conn = open_conn(cfg.store)
     try:
         (down,) = conn.execute("SELECT COUNT(*) FROM serve_feedback WHERE thumb = 'down'").fetchone()
-        corrections = conn.execute("SELECT query, reply FROM serve_corrections").fetchall()
+        corrections = [tuple(r) for r in conn.execute("SELECT query, reply FROM serve_corrections")]
     finally:
         conn.close()
     assert down == 1
@@ -162,7 +162,7 @@ def test_a_customer_asks_for_a_person_and_staff_answer_from_the_console(tmp_path
         finally:
             browser.close()
 
-    conn = sqlite3.connect(cfg.store)
+    conn = open_conn(cfg.store)
     try:
         rows = conn.execute("SELECT answered_by, staff, reply FROM serve_exchanges "
                             "ORDER BY created_at, rowid").fetchall()

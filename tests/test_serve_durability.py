@@ -1,5 +1,6 @@
-"""kill -9 the server 10 times during feedback writes: every acknowledged row is there and
-`PRAGMA integrity_check` is ok (`bench/serve_durability.py --rounds 100` is the full run)."""
+"""kill -9 the server 10 times during feedback writes: every acknowledged row is there and (SQLite)
+`PRAGMA integrity_check` is ok, on both store backends (`bench/serve_durability.py --rounds 100`
+is the full run)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from dbutil import open_conn
 
 pytest.importorskip("fastapi")
 
@@ -15,24 +17,24 @@ BENCH = Path(__file__).resolve().parents[1] / "bench" / "serve_durability.py"
 
 
 @pytest.mark.slow
-def test_acknowledged_feedback_survives_kill_9(tmp_path):
+def test_acknowledged_feedback_survives_kill_9(tmp_path, store_backend):
     spec = importlib.util.spec_from_file_location("serve_durability", BENCH)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    result = bench.kill_rounds(tmp_path, rounds=10, clients=3)
+    result = bench.kill_rounds(tmp_path, rounds=10, clients=3, store=store_backend)
     assert result["integrity_check"] == "ok"
     assert result["acknowledged"] > 0 and result["missing"] == 0, result
     assert result["stored"] >= result["acknowledged"]  # committed-but-unacknowledged rows may exist
 
 
 @pytest.mark.slow
-def test_acknowledged_staff_replies_survive_kill_9_and_reach_the_customer(tmp_path, monkeypatch):
+def test_acknowledged_staff_replies_survive_kill_9_and_reach_the_customer(tmp_path, monkeypatch,
+                                                                          store_backend):
     """kill -9 the service while staff replies are being sent; after a restart every
     acknowledged reply is stored (as a staff exchange too) and the customer's poll shows it."""
     import os
     import random
     import signal
-    import sqlite3
     import threading
 
     import httpx
@@ -42,7 +44,7 @@ def test_acknowledged_staff_replies_survive_kill_9_and_reach_the_customer(tmp_pa
     spec.loader.exec_module(bench)
     monkeypatch.setenv("ENDCLOUD_ADMIN_TOKEN", "staff-kill-test")
     staff = {"authorization": "Bearer staff-kill-test"}
-    (tmp_path / "serve.yaml").write_text(bench.CONFIG.format(store=tmp_path / "serve.db"), encoding="utf-8")
+    (tmp_path / "serve.yaml").write_text(bench.CONFIG.format(store=store_backend), encoding="utf-8")
     rng, acked, lock = random.Random(1), {}, threading.Lock()
     me = conv = hid = None
     for _ in range(6):
@@ -94,10 +96,11 @@ def test_acknowledged_staff_replies_survive_kill_9_and_reach_the_customer(tmp_pa
         proc.terminate()
         proc.wait()
     assert len(acked) > 0 and all(got.get(i) == t for i, t in acked.items())
-    conn = sqlite3.connect(tmp_path / "serve.db")
+    conn = open_conn(store_backend)
     try:
         staff_rows = {r for (r,) in conn.execute("SELECT reply FROM serve_exchanges WHERE answered_by = 'staff'")}
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        if conn.dialect == "sqlite":
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
         conn.close()
     assert set(acked.values()) <= staff_rows

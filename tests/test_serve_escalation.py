@@ -4,8 +4,8 @@ the breaker stops cloud calls during an outage; only masked text leaves the mach
 
 from __future__ import annotations
 
+from typing import Any
 import json
-import sqlite3
 
 import httpx
 import pytest
@@ -19,14 +19,16 @@ from endcloud.serve.app import create_app  # noqa: E402
 from endcloud.serve.config import EscalationConfig  # noqa: E402
 from endcloud.serve.escalation import Policy  # noqa: E402
 from endcloud.serve.server import running  # noqa: E402
+from dbutil import open_conn
+
+pytestmark = pytest.mark.usefixtures("store_backend")  # every test on SQLite and PostgreSQL
 
 HARD = "我要投诉，电话 13800138000，快递一直不到"
 NORMAL = "我的订单什么时候发货？"
 
 
-def row(db: str, reply_id: str) -> sqlite3.Row:
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
+def row(db: str, reply_id: str) -> Any:
+    conn = open_conn(db)
     try:
         return conn.execute("SELECT * FROM serve_exchanges WHERE id = ?", (reply_id,)).fetchone()
     finally:
@@ -73,7 +75,7 @@ def test_healthy_cloud_answers_hard_queries_with_masked_egress(tiny_model_dir, t
             sent = (tmp_path / "egress.jsonl").read_text(encoding="utf-8")
             assert "13800138000" not in sent and "[PHONE_1]" in sent
             assert ex["cloud_completion_tokens"] > 0
-            conn = sqlite3.connect(cfg.store)
+            conn = open_conn(cfg.store)
             assert conn.execute("SELECT COUNT(*) FROM cloud_egress WHERE status = 'ok'").fetchone()[0] >= 1
             conn.close()
 

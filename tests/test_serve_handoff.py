@@ -6,7 +6,6 @@ exchanges answered by `staff`; a customer token cannot reach the queue."""
 from __future__ import annotations
 
 import concurrent.futures
-import sqlite3
 import time
 
 import httpx
@@ -18,6 +17,9 @@ from serve_helpers import fake_cfg, new_customer  # noqa: E402
 
 from endcloud.serve.app import create_app  # noqa: E402
 from endcloud.serve.server import running  # noqa: E402
+from dbutil import open_conn
+
+pytestmark = pytest.mark.usefixtures("store_backend")  # every test on SQLite and PostgreSQL
 
 ADMIN = "staff-token-handoff"
 STAFF = {"authorization": f"Bearer {ADMIN}"}
@@ -102,7 +104,7 @@ def test_a_customer_asks_for_a_person_and_talks_to_one(live):
     back = say(url, me, "好的谢谢", conv)
     assert back.json()["choices"][0]["message"]["content"] and "x-handoff" not in back.headers
 
-    conn = sqlite3.connect(db)
+    conn = open_conn(db)
     try:
         rows = conn.execute("SELECT answered_by, staff, query, reply FROM serve_exchanges "
                             "WHERE conversation_id = ? ORDER BY created_at, rowid", (conv,)).fetchall()
@@ -175,22 +177,20 @@ def test_handoff_figures_per_day():
     from endcloud.store import Store
     from endcloud.store.report import handoffs
 
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        store = Store.open(f"{tmp}/s.db")
-        conn = store.conn
-        conn.execute("INSERT INTO serve_customers VALUES ('c', 'h', '2026-01-01')")
-        t0 = datetime(2026, 12, 1, 9, tzinfo=timezone.utc)
-        for i, (wait, ended) in enumerate([(10, None), (20, None), (30, None), (None, 5), (None, None)]):
-            conn.execute("INSERT INTO serve_conversations VALUES (?, 'c', ?)", (f"v{i}", t0.isoformat()))
-            conn.execute("INSERT INTO serve_handoffs (conversation_id, reason, status, requested_at, "
-                         "first_reply_at, ended_at) VALUES (?, 'requested', 'closed', ?, ?, ?)",
-                         (f"v{i}", t0.isoformat(),
-                          None if wait is None else (t0 + timedelta(seconds=wait)).isoformat(),
-                          None if ended is None else (t0 + timedelta(seconds=ended)).isoformat()))
-        early = handoffs(conn, 1800, now=t0 + timedelta(seconds=60))
-        late = handoffs(conn, 1800, now=t0 + timedelta(hours=1))
-        store.close()
+    store = Store.open()
+    conn = store.conn
+    conn.execute("INSERT INTO serve_customers VALUES ('c', 'h', '2026-01-01')")
+    t0 = datetime(2026, 12, 1, 9, tzinfo=timezone.utc)
+    for i, (wait, ended) in enumerate([(10, None), (20, None), (30, None), (None, 5), (None, None)]):
+        conn.execute("INSERT INTO serve_conversations VALUES (?, 'c', ?)", (f"v{i}", t0.isoformat()))
+        conn.execute("INSERT INTO serve_handoffs (conversation_id, reason, status, requested_at, "
+                     "first_reply_at, ended_at) VALUES (?, 'requested', 'closed', ?, ?, ?)",
+                     (f"v{i}", t0.isoformat(),
+                      None if wait is None else (t0 + timedelta(seconds=wait)).isoformat(),
+                      None if ended is None else (t0 + timedelta(seconds=ended)).isoformat()))
+    early = handoffs(conn, 1800, now=t0 + timedelta(seconds=60))
+    late = handoffs(conn, 1800, now=t0 + timedelta(hours=1))
+    store.close()
     day = early["2026-12-01"]
     assert (day["handoffs"], day["handoffs_answered"], day["handoff_wait_p50_s"]) == (5, 3, 20.0)
     assert day["handoff_wait_p95_s"] == 29.0 and day["handoffs_abandoned"] == 1  # one closed unanswered

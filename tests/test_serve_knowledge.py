@@ -4,8 +4,8 @@ a bad index refused at start, a rebuild picked up while serving."""
 
 from __future__ import annotations
 
+from typing import Any
 import json
-import sqlite3
 import time
 from pathlib import Path
 
@@ -24,6 +24,9 @@ from endcloud.errors import KnowledgeError  # noqa: E402
 from endcloud.serve.app import create_app  # noqa: E402
 from endcloud.end.runtime import FakeBackend  # noqa: E402
 from endcloud.serve.server import running  # noqa: E402
+from dbutil import open_conn
+
+pytestmark = pytest.mark.usefixtures("store_backend")  # every test on SQLite and PostgreSQL
 
 STAFF = "staff-token-for-tests"
 POLICY = """# 政策
@@ -66,9 +69,8 @@ def chat(url: str, headers: dict, text: str) -> tuple[str, str]:
     return r.json()["choices"][0]["message"]["content"], r.headers["x-reply-id"]
 
 
-def rows(db: str, sql: str, *args) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
+def rows(db: str, sql: str, *args) -> list[Any]:
+    conn = open_conn(db)
     try:
         return conn.execute(sql, args).fetchall()
     finally:

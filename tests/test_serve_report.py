@@ -4,8 +4,6 @@ round and per day: turns, share answered locally, escalation rate, cloud calls, 
 
 from __future__ import annotations
 
-import sqlite3
-
 import httpx
 import pytest
 
@@ -15,6 +13,9 @@ from serve_helpers import ask, fake_cfg, new_customer  # noqa: E402
 
 from endcloud.serve.app import create_app  # noqa: E402
 from endcloud.serve.server import running  # noqa: E402
+from dbutil import connect, open_conn
+
+pytestmark = pytest.mark.usefixtures("store_backend")  # every test on SQLite and PostgreSQL
 
 ADMIN = "report-staff-token"
 STAFF = {"authorization": f"Bearer {ADMIN}"}
@@ -30,16 +31,12 @@ ROUNDS = [
 
 
 def seed_rounds(db: str) -> None:
-    conn = sqlite3.connect(db)
-    try:
-        with conn:
-            for i, r in enumerate(ROUNDS):
-                cols = ["round_dir", "started_at", *r]
-                conn.execute(f"INSERT INTO evolve_rounds ({', '.join(cols)}) VALUES "
-                             f"({', '.join('?' * len(cols))})",
-                             [f"runs/evolve/round-{i}", f"2026-11-2{i}T10:00:00Z", *r.values()])
-    finally:
-        conn.close()
+    with connect(db) as conn:
+        for i, r in enumerate(ROUNDS):
+            cols = ["round_dir", "started_at", *r]
+            conn.execute(f"INSERT INTO evolve_rounds ({', '.join(cols)}) VALUES "
+                         f"({', '.join('?' * len(cols))})",
+                         [f"runs/evolve/round-{i}", f"2026-11-2{i}T10:00:00Z", *r.values()])
 
 
 def test_report_per_round_and_per_day(tmp_path):
@@ -63,7 +60,7 @@ def test_report_per_round_and_per_day(tmp_path):
     assert [r["id"] for r in body["rounds"]] == [1, 2]
     for got, want in zip(body["rounds"], ROUNDS):
         assert {k: got[k] for k in want} == want
-    conn = sqlite3.connect(cfg.store)
+    conn = open_conn(cfg.store)
     try:  # the day's figures, counted here independently of the report's own query
         by = [b for (b,) in conn.execute("SELECT answered_by FROM serve_exchanges")]
         calls = conn.execute("SELECT COUNT(*) FROM serve_exchanges WHERE cloud_status IS NOT NULL").fetchone()[0]
@@ -94,7 +91,7 @@ def test_a_low_score_only_recorded_is_not_an_escalation(tmp_path):
             r = httpx.post(f"{url}/v1/chat/completions", json=ask(text), headers=headers, timeout=30)
             assert r.status_code == 200, r.text
         rep = httpx.get(f"{url}/admin/report", headers=STAFF)
-    conn = sqlite3.connect(cfg.store)
+    conn = open_conn(cfg.store)
     try:
         reasons = [e for (e,) in conn.execute("SELECT escalation FROM serve_exchanges")]
     finally:

@@ -1,4 +1,4 @@
-"""The SQLite store from a blank database: WAL, migrations forward-only, the run log."""
+"""The store from a blank database: migrations forward-only, the run log; SQLite (WAL) and PostgreSQL."""
 
 import sqlite3
 
@@ -97,7 +97,8 @@ def test_the_handoff_migration_rebuilds_exchanges_and_keeps_every_row(tmp_path):
     import sqlite3
 
     from endcloud.records import Exchange
-    from endcloud.serve.store import add_exchange, add_feedback, add_review, new_conversation, new_customer
+    from endcloud.store.conversations import add_exchange, new_conversation, new_customer
+    from endcloud.store.feedback import add_feedback, add_review
     from endcloud.store.migrations import MIGRATIONS
 
     names = [n for n, _ in MIGRATIONS]
@@ -129,8 +130,8 @@ def test_the_handoff_migration_rebuilds_exchanges_and_keeps_every_row(tmp_path):
     store.close()
 
 
-@pytest.mark.parametrize("value", ["postgresql://shop@db/endcloud", "mysql://x", "sqlite:///tmp/x.db"])
-def test_a_store_url_is_refused_by_name_not_taken_for_a_folder(value, tmp_path, monkeypatch):
+@pytest.mark.parametrize("value", ["mysql://x", "sqlite:///tmp/x.db"])
+def test_an_unknown_store_url_is_refused_by_name_not_taken_for_a_folder(value, tmp_path, monkeypatch):
     from endcloud.config import load_config
     from endcloud.errors import ConfigError
     from endcloud.serve.config import ServeConfig
@@ -143,4 +144,78 @@ def test_a_store_url_is_refused_by_name_not_taken_for_a_folder(value, tmp_path, 
     monkeypatch.setenv("ENDCLOUD_DB", value)
     with pytest.raises(ConfigError, match="^ENDCLOUD_DB: "):
         Store.open()
-    assert list(tmp_path.iterdir()) == []  # no folder called `postgresql:` was made
+    assert list(tmp_path.iterdir()) == []  # no folder called `mysql:` was made
+
+
+def test_an_unreachable_postgresql_store_fails_with_one_line_and_no_password(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError) as info:
+        Store.open("postgresql://shop:s3cret@127.0.0.1:9/endcloud?connect_timeout=2")
+    msg = str(info.value)
+    assert msg.startswith("postgresql://shop:***@127.0.0.1:9/endcloud") and "cannot connect" in msg
+    assert "s3cret" not in msg and "\n" not in msg
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- PostgreSQL: the same migrations and schema, the same SQL -----------------------------------
+def test_both_backends_have_the_same_migrations_and_the_same_columns(tmp_path, pg_server):
+    from endcloud.store.pg_migrations import PG_MIGRATIONS
+
+    assert [n for n, _ in PG_MIGRATIONS] == [n for n, _ in MIGRATIONS]
+    with Store.open(tmp_path / "s.db") as lite:
+        tables = [r[0] for r in lite.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite%'")]
+        want = {t: {r[1] for r in lite.conn.execute(f"PRAGMA table_info({t})")} for t in tables}
+    with Store.open(pg_server.new_database()) as pg:
+        assert pg.applied_migrations() == [n for n, _ in MIGRATIONS]
+        got: dict[str, set[str]] = {}
+        for t, c in pg.conn.execute("SELECT table_name, column_name FROM information_schema.columns "
+                                    "WHERE table_schema = 'public'"):
+            got.setdefault(t, set()).add(c)
+    got = {t: cols - {"rowid"} for t, cols in got.items()}  # SQLite's rowid is implicit
+    want = {t: cols - {"rowid"} for t, cols in want.items()}
+    assert got == want
+
+
+def test_postgresql_sql_parameters_are_rewritten_outside_quotes_only():
+    from endcloud.store.postgres import pg_sql
+
+    assert pg_sql("SELECT * FROM t WHERE a = ? AND b = :name") == "SELECT * FROM t WHERE a = %s AND b = %(name)s"
+    assert pg_sql("SELECT '?', ':x', 'it''s ?' WHERE a LIKE 'x%' AND b = ?") == \
+        "SELECT '?', ':x', 'it''s ?' WHERE a LIKE 'x%' AND b = %s"
+    assert pg_sql("SELECT x::text, 5 % 2 -- what? :y\nFROM t") == "SELECT x::text, 5 %% 2 -- what? :y\nFROM t"
+
+
+def test_postgresql_store_migrates_once_under_concurrent_opens_and_maps_errors(pg_server):
+    import threading
+
+    url = pg_server.new_database()
+    errors: list[BaseException] = []
+
+    def open_close() -> None:
+        try:
+            Store.open(url).close()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_close) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with Store.open(url) as store:
+        assert store.applied_migrations() == [n for n, _ in MIGRATIONS]
+        assert store.location == url and store.path is None
+        with pytest.raises(sqlite3.IntegrityError):  # the PEP 249 class, as on SQLite
+            store.conn.execute("INSERT INTO serve_feedback (exchange_id, thumb, created_at) "
+                               "VALUES ('nope', 'up', '')")
+        row = store.conn.execute("SELECT 1 AS one, 'a' AS two").fetchone()
+        assert (row[0], row["two"], dict(row)) == (1, "a", {"one": 1, "two": "a"})
+        assert store.conn.execute("SELECT AVG(x) FROM (VALUES (1), (2)) v(x)").fetchone()[0] == 1.5
+
+
+def test_a_postgresql_password_never_reaches_a_message(pg_server):
+    url = pg_server.new_database().replace("endcloud@", "endcloud:pw-canary-93@")
+    with Store.open(url) as store:  # trust auth: the password is not checked, only carried
+        assert "pw-canary-93" not in store.location and "***" in store.location

@@ -203,10 +203,11 @@ def add_config_args(p: argparse.ArgumentParser, default_config: str | None = Non
 
 
 def store_location(value: str, key: str = "store") -> str:
-    """A store setting must be a SQLite file path ("" = $ENDCLOUD_DB or ./endcloud.db); a URL
-    (postgresql://...) is refused by name rather than taken for a folder called `postgresql:`."""
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value):
-        raise ConfigError(f"{key}: {value.split('://', 1)[0]}:// stores are not supported by this "
-                          "version; give a SQLite file path (or leave it empty for $ENDCLOUD_DB or "
+    """A store setting: a SQLite file path ("" = $ENDCLOUD_DB or ./endcloud.db) or a
+    postgresql:// URL; any other URL is refused by name rather than taken for a folder."""
+    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", value)
+    if m and m.group(1) not in ("postgresql", "postgres"):
+        raise ConfigError(f"{key}: {m.group(1)}:// stores are not supported; give a SQLite file "
+                          "path or a postgresql:// URL (or leave it empty for $ENDCLOUD_DB or "
                           "./endcloud.db)")
     return value

@@ -174,13 +174,16 @@ class BackendConfig:
     fake_token_delay_s: float = 0.0
     fake_delay_s: float = 0.0  # fake: seconds before the first piece (a slow teacher)
     # transformers: answer as `served_name` with the champion of this evolve registry, and follow
-    # its promotions and rollbacks without a restart (serve/hotswap.py); "" = the base model
+    # its promotions and rollbacks without a restart (serve/hotswap.py); "" = the base model;
+    # "store" = the champion pointer in the service's store (replicas: evolve's `store` is the
+    # same), its adapters unpacked into `registry_cache` (default ~/.cache/endcloud/champions)
     registry: str = ""
     registry_poll_s: float = 1.0
+    registry_cache: str = ""
 
     def __post_init__(self) -> None:
         check(bool(self.served_name), "backend.served_name", "must not be empty")
-        check(not self.registry or self.kind in ("transformers", "llama-cpp"), "backend.registry",
+        check(not self.registry or self.kind in ("transformers", "llama-cpp", "fake"), "backend.registry",
               "hot swap needs kind=transformers or llama-cpp (an upstream server loads its own "
               "adapters)")
         check(self.n_threads >= 0, "backend.n_threads", "must be >= 0 (0 = every core)")

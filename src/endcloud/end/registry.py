@@ -6,6 +6,11 @@ adapters with aliases, `champion` (what the service answers with) and the previo
     reg.promote(aid, "round 3: +0.041 mean Final")                      # atomic pointer switch
     reg.rollback("bad replies")                                         # the previous champion
 
+With `store` (a SQLite file or a postgresql:// URL), every promotion and rollback is also written
+to the store's champion pointer (`store/champion.py`), with the adapter as an archive: service
+replicas on other boxes follow it from there (`backend.registry: store`). The store is written
+first and is then the authority (`champion()` reads it); the file pointer follows it.
+
 Layout: `adapters/<id>/` (complete, verified copies, written under a temporary name and renamed)
 and `champion.json`, the pointer: {"champion": id | null (the base model), "previous": [...]}.
 The pointer is replaced atomically (temp file + fsync + os.replace + fsync of the folder) and only
@@ -17,10 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import io
 import json
 import os
 import shutil
 import signal
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -54,13 +62,53 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def pack_adapter(folder: str | Path) -> tuple[bytes, str]:
+    """A gzipped tar of the adapter folder's files and its sha256."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for p in sorted(Path(folder).iterdir()):
+            if p.is_file():
+                tar.add(p, arcname=p.name)
+    data = buf.getvalue()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def unpack_adapter(archive: bytes, sha256: str, dest: str | Path) -> Path:
+    """Check the archive's sha256, unpack it under a temporary name, verify the adapter, and
+    rename it to `dest` (kept when it is there already: an adapter id is never reused)."""
+    from endcloud.end.adapters import verify, write_folder_atomically
+
+    dest = Path(dest)
+    if dest.is_dir():
+        return dest
+    if hashlib.sha256(archive).hexdigest() != sha256:
+        raise RegistryError(f"adapter archive for {dest.name}: sha256 mismatch (corrupt in the store)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+
+    def fill(tmp: Path) -> None:
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+            tar.extractall(tmp, filter="data")  # plain files only, inside tmp
+        verify(tmp)
+
+    write_folder_atomically(dest, fill)
+    return dest
+
+
 class Registry:
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, store: str | None = None) -> None:
         self.root = Path(root)
+        self.store = store or None
         (self.root / "adapters").mkdir(parents=True, exist_ok=True)
 
     # -- reading ------------------------------------------------------------------------------
     def pointer(self) -> dict[str, Any]:
+        if self.store:
+            from endcloud.store import Store, champion
+
+            with Store.open(self.store) as st:
+                version, aid, previous = champion.current(st.conn)
+            if version:
+                return {"champion": aid, "previous": previous, "seq": version}
         return read_pointer(self.root)
 
     def champion(self) -> str | None:
@@ -110,6 +158,7 @@ class Registry:
             old = self.pointer()
             new = {"champion": adapter_id, "previous": [*old["previous"], old["champion"]],
                    "seq": int(old.get("seq", 0)) + 1, "updated_at": time.time(), "reason": reason}
+            self._publish(new)
             self._switch(new)
         self._event("promote", adapter_id, previous=old["champion"], reason=reason,
                     round_id=round_id)
@@ -124,9 +173,24 @@ class Registry:
             new = {"champion": back, "previous": old["previous"][:-1],
                    "seq": int(old.get("seq", 0)) + 1, "updated_at": time.time(),
                    "reason": reason or "rollback"}
+            self._publish(new)
             self._switch(new)
         self._event("rollback", back, previous=old["champion"], reason=reason)
         return back
+
+    def _publish(self, pointer: dict[str, Any]) -> None:
+        """Write the new pointer (and its adapter, once) to the store, when there is one."""
+        if not self.store:
+            return
+        from endcloud.store import Store, champion
+
+        aid = pointer["champion"]
+        with Store.open(self.store) as st:
+            archive = None
+            if aid is not None and not champion.has_adapter(st.conn, aid):
+                archive = pack_adapter(self.root / "adapters" / aid)
+            pointer["seq"] = champion.switch(st.conn, aid, pointer["previous"],
+                                             pointer.get("reason", ""), archive)
 
     def _switch(self, pointer: dict[str, Any]) -> None:
         """Write the pointer atomically: temp + fsync, os.replace, fsync the folder."""

@@ -73,6 +73,15 @@ class FakeBackend(LocalBackend):
         finish = "length" if len(shown) < len(pieces) else "stop"
         yield Final(finish, sum(len(m["content"]) for m in messages), len(shown), 1.0)
 
+    def use_adapter(self, folder: str | Path | None, name: str | None = None) -> None:
+        """Follow a champion without a model: the adapter is verified and recorded, the replies
+        stay the same (hot-swap plumbing, measured without a model's load time)."""
+        if folder is not None:
+            from endcloud.end.adapters import verify
+
+            verify(folder)
+        self.champion = name
+
 
 class TransformersBackend(LocalBackend):
     """The base model and its promoted adapters in this process (one generation at a time)."""

@@ -35,6 +35,7 @@ from endcloud.end.models import BaseInfo, load_base
 from endcloud.errors import AdapterError, EndcloudError
 from endcloud.progress import enabled as progress_enabled
 from endcloud.runs import new_run_dir, save_config, write_jsonl
+from endcloud.store import training as train_store
 
 if TYPE_CHECKING:
     import torch
@@ -238,21 +239,15 @@ class _Logger:
             fh.write(json.dumps(row) + "\n")
         log.debug("step %d loss %.4f lr %.2e %.0f tok/s", step, loss, lr, speed)
         if self.store is not None:
-            self.store.conn.execute(
-                "INSERT INTO end_train_log (run_id, step, loss, lr, tokens, tokens_per_s, logged_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, datetime('now'))",
-                (self.run_id, step, loss, lr, tokens, speed))
+            train_store.log_step(self.store.conn, self.run_id, step, loss, lr, tokens, speed)
 
     def finish(self, adapter: Path, step: int, loss: float, speed: float,
                info: dict[str, Any]) -> None:
         if self.store is None:
             return
         manifest = json.loads((adapter / "manifest.json").read_text(encoding="utf-8"))
-        self.store.conn.execute(
-            "INSERT INTO end_adapters (run_id, path, method, step, base_id, base_sha256, data_sha256, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, datetime('now'))",
-            (self.run_id, str(adapter), info["method"], step, info["base"]["id"],
-             info["base"]["sha256"], manifest["data_sha256"]))
+        train_store.add_adapter(self.store.conn, self.run_id, str(adapter), info["method"], step,
+                                info["base"]["id"], info["base"]["sha256"], manifest["data_sha256"])
         self.store.finish_run(self.run_id, {"steps": step, "final_loss": loss,
                                             "tokens_per_s": speed, "adapter": str(adapter)})
         self.store.close()

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from endcloud.errors import DataFormatError, MissingExtraError
-from endcloud.store.db import Store, utcnow
+from endcloud.store import feedback
+from endcloud.store.db import Store, write_transaction
 
 GOOD_FROM = 4  # a 1-5 rating of 4 or 5 counts as "good"
 
@@ -88,23 +89,15 @@ def _rating(path: Path, line: int, row: Any) -> Rating:
 
 def import_ratings(store: Store, ratings: list[Rating], source: str) -> int:
     """Insert `ratings` in one transaction; return how many."""
-    now = utcnow()
-    store.conn.execute("BEGIN")
-    try:
-        store.conn.executemany(
-            "INSERT INTO human_ratings (sample_id, query, reply, reference, rating, verdict, "
-            "corrected_reply, rater, source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(r.sample_id, r.query, r.reply, r.reference, r.rating, r.verdict, r.corrected_reply,
-              r.rater, source, now) for r in ratings])
-        store.conn.execute("COMMIT")
-    except BaseException:
-        store.conn.execute("ROLLBACK")
-        raise
+    with write_transaction(store.conn) as conn:
+        feedback.add_human_ratings(conn, [(r.sample_id, r.query, r.reply, r.reference, r.rating,
+                                           r.verdict, r.corrected_reply, r.rater) for r in ratings],
+                                   source)
     return len(ratings)
 
 
 def stored_ratings(store: Store) -> list[Rating]:
-    rows = store.conn.execute("SELECT * FROM human_ratings ORDER BY id").fetchall()
+    rows = feedback.human_ratings(store.conn)
     return [Rating(r["query"], r["reply"], r["rating"], r["verdict"], r["reference"],
                    r["corrected_reply"], r["sample_id"], r["rater"]) for r in rows]
 

@@ -28,6 +28,7 @@ from endcloud.evaluate.report import write_reports
 from endcloud.evaluate.scorers import scorer_for
 from endcloud.evaluate.systems import FileReplies, QueryItem, Reply, read_queries, source_for
 from endcloud.runs import new_run_dir, save_config, write_jsonl
+from endcloud.store import scores as score_rows
 from endcloud.store.db import Store, utcnow
 
 log = logging.getLogger(__name__)
@@ -165,11 +166,6 @@ def save_scores(run_dir: Path, cfg: EvalConfig, results: dict[str, Any]) -> int:
                 rows.append((run_id, system, q["id"], query, q["reply"], ref, q["sim"], q["match"],
                              q["match_reference"], q["final"], q["rule"], results["alpha"],
                              results["theta"], scorers, now))
-        store.conn.execute("BEGIN")
-        store.conn.executemany(
-            "INSERT INTO eval_scores (run_id, system, sample_id, query, reply, reference, sim, "
-            "match, match_reference, final, rule, alpha, theta, scorers, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        store.conn.execute("COMMIT")
+        score_rows.add_eval_scores(store.conn, rows)
         store.finish_run(run_id, {s: r["summary"]["final_mean"] for s, r in results["systems"].items()})
     return len(rows)

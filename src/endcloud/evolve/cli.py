@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from endcloud.store.db import default_location
+
 DEFAULT_CONFIG = "configs/evolve.yaml"
 
 
@@ -66,7 +68,8 @@ def watch(args: argparse.Namespace) -> int:
 def promote(args: argparse.Namespace) -> int:
     from endcloud.end.registry import Registry
 
-    reg = Registry(_cfg(args).registry_dir)
+    cfg = _cfg(args)
+    reg = Registry(cfg.registry_dir, cfg.store or default_location())
     aid = reg.add(args.adapter)  # verified (manifest, weights) before it is copied in
     reg.promote(aid, args.reason)
     print(json.dumps({"champion": aid, "previous": reg.pointer()["previous"][-1],
@@ -77,7 +80,8 @@ def promote(args: argparse.Namespace) -> int:
 def rollback(args: argparse.Namespace) -> int:
     from endcloud.end.registry import Registry
 
-    reg = Registry(_cfg(args).registry_dir)
+    cfg = _cfg(args)
+    reg = Registry(cfg.registry_dir, cfg.store or default_location())
     back = reg.rollback(args.reason)
     print(json.dumps({"champion": back, "note": "a service with backend.registry set follows "
                       "within registry_poll_s"}))
@@ -90,7 +94,7 @@ def status(args: argparse.Namespace) -> int:
     from endcloud.store import Store
 
     cfg = _cfg(args)
-    reg = Registry(cfg.registry_dir)
+    reg = Registry(cfg.registry_dir, cfg.store or default_location())
     with Store.open(cfg.store or None) as store:
         last = rounds(store.conn)[-5:]
     print(json.dumps({"registry": str(reg.root), **reg.pointer(), "adapters": reg.adapters(),

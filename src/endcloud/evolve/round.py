@@ -27,8 +27,8 @@ from endcloud.evolve.relabel import relabel
 from endcloud.evolve.retrain import retrain
 from endcloud.evolve.select import Item, select
 from endcloud.runs import save_config, write_json, write_jsonl
-from endcloud.store import Store, default_db_path
-from endcloud.store.db import utcnow
+from endcloud.store import Store, evolve as rounds
+from endcloud.store.db import default_location
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,9 @@ def run(cfg: EvolveConfig, *, transport: Any = None) -> RoundResult:
     if not cfg.gate.heldout or not Path(cfg.gate.heldout).is_file():
         raise ConfigError("gate.heldout: name a fixed held-out messages JSONL that is never "
                           "trained on, e.g. gate.heldout=runs/data-X/test.jsonl")
-    store_path = str(cfg.store or default_db_path())
+    store_path = str(cfg.store or default_location())
     store = Store.open(store_path)
-    registry = Registry(cfg.registry_dir)
+    registry = Registry(cfg.registry_dir, store_path)
     round_id, round_dir = _start(store, cfg)
     stats: dict[str, Any] = {"champion_before": registry.champion()}
     try:
@@ -120,36 +120,18 @@ def _round(cfg: EvolveConfig, store: Store, registry: Registry, round_id: int, r
 
 
 def _start(store: Store, cfg: EvolveConfig) -> tuple[int, Path]:
-    cur = store.conn.execute("INSERT INTO evolve_rounds (round_dir, status, started_at) "
-                             "VALUES ('', 'running', ?)", (utcnow(),))
-    round_id = int(cur.lastrowid)
+    round_id = rounds.start_round(store.conn)
     round_dir = Path(cfg.work_dir) / f"round-{round_id:04d}"
     round_dir.mkdir(parents=True, exist_ok=True)
     save_config(round_dir, cfg)
     run_id = store.start_run("evolve.round", round_dir, to_dict(cfg))
-    store.conn.execute("UPDATE evolve_rounds SET round_dir = ?, run_id = ? WHERE id = ?",
-                       (str(round_dir), run_id, round_id))
+    rounds.set_round_dir(store.conn, round_id, str(round_dir), run_id)
     return round_id, round_dir
 
 
 def _finish(store: Store, round_id: int, status: str, reason: str, stats: dict[str, Any],
             g: dict[str, Any] | None = None, champion_after: str | None = None) -> None:
-    g = g or {}
-    store.conn.execute(
-        "UPDATE evolve_rounds SET status = ?, reason = ?, finished_at = ?, selected = ?, "
-        "corrections = ?, labelled = ?, quarantined = ?, train_new = ?, train_replay = ?, "
-        "cloud_calls = ?, cloud_cost = ?, champion_before = ?, candidate = ?, champion_after = ?,"
-        " champion_final = ?, candidate_final = ?, diff_mean = ?, diff_lower = ?, decision = ?, "
-        "stats_json = ? WHERE id = ?",
-        (status, reason, utcnow(), stats.get("selected", 0), stats.get("corrections", 0),
-         stats.get("labelled", 0), stats.get("quarantined", 0), stats.get("train_new", 0),
-         stats.get("train_replay", 0), stats.get("cloud_calls", 0), stats.get("cloud_cost", 0.0),
-         stats.get("champion_before"), stats.get("candidate"), champion_after,
-         g.get("champion_final"), g.get("candidate_final"), g.get("diff_mean"),
-         g.get("diff_lower"), status if g else None, json.dumps(stats, ensure_ascii=False),
-         round_id))
-    row = store.conn.execute("SELECT run_id, round_dir FROM evolve_rounds WHERE id = ?",
-                             (round_id,)).fetchone()
+    row = rounds.finish_round(store.conn, round_id, status, reason, stats, g or {}, champion_after)
     if row["run_id"] is not None:
         store.finish_run(row["run_id"], stats, None if status != "failed" else reason)
         write_json(Path(row["round_dir"]) / "round.json",
@@ -160,13 +142,7 @@ def _carried(store: Store, champion: str | None, n: int) -> list[dict[str, Any]]
     """Labels of the last `n` refused rounds since the champion's own round (never learned)."""
     if n <= 0:
         return []
-    since = 0
-    if champion is not None:
-        since = store.conn.execute("SELECT MAX(id) FROM evolve_rounds WHERE candidate = ?",
-                                   (champion,)).fetchone()[0] or 0
-    dirs = [Path(r[0]) for r in store.conn.execute(
-        "SELECT round_dir FROM evolve_rounds WHERE status = 'refused' AND id > ? "
-        "ORDER BY id DESC LIMIT ?", (since, n))]
+    dirs = [Path(d) for d in rounds.refused_round_dirs(store.conn, champion, n)]
     return [json.loads(x) for d in reversed(dirs) if (d / "new.jsonl").is_file()
             for x in (d / "new.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
 
@@ -177,17 +153,8 @@ def _record_items(store: Store, round_id: int, items: list[Item], labelled: set[
                 "none" if it.sample_id not in labelled else
                 "served-cloud" if it.served_reply is not None else "cloud")
 
-    store.conn.execute("BEGIN IMMEDIATE")
-    try:
-        store.conn.executemany(
-            "INSERT OR IGNORE INTO evolve_items (round_id, exchange_id, reasons, final, "
-            "label_source, review_id) VALUES (?, ?, ?, ?, ?, ?)",
-            [(round_id, it.exchange_id, ",".join(it.reasons), it.final, source(it), it.review_id)
-             for it in items])
-    except BaseException:
-        store.conn.execute("ROLLBACK")
-        raise
-    store.conn.execute("COMMIT")
+    rounds.record_items(store.conn, [(round_id, it.exchange_id, ",".join(it.reasons), it.final,
+                                      source(it), it.review_id) for it in items])
 
 
 def _regression_from_store(store: Store, limit: int) -> list[tuple[list[dict], str]]:
@@ -196,12 +163,7 @@ def _regression_from_store(store: Store, limit: int) -> list[tuple[list[dict], s
         return []
     from endcloud.data.privacy import Masker
 
-    rows = store.conn.execute(
-        "SELECT e.query, e.reply, e.context_json FROM serve_exchanges e WHERE e.answered_by = 'end'"
-        " AND (EXISTS (SELECT 1 FROM serve_feedback f WHERE f.exchange_id = e.id AND "
-        "(f.thumb = 'up' OR f.rating >= 4)) OR EXISTS (SELECT 1 FROM serve_reviews r WHERE "
-        "r.exchange_id = e.id AND r.verdict = 'approve')) ORDER BY e.created_at DESC LIMIT ?",
-        (limit,)).fetchall()
+    rows = rounds.liked_end_replies(store.conn, limit)
     masker, out = Masker(), []
     for r in rows:
         res = masker.mask_messages([r["query"], r["reply"]], masker.new_conversation())
@@ -215,9 +177,7 @@ def pending(cfg: EvolveConfig) -> int:
     `watch.min_new` wait unused, their count is returned (selection keeps at most those) and
     nothing is scored: a poll of a quiet shop costs one COUNT query."""
     with Store.open(cfg.store or None) as store:
-        waiting = store.conn.execute(
-            "SELECT COUNT(*) FROM serve_exchanges e WHERE NOT EXISTS "
-            "(SELECT 1 FROM evolve_items i WHERE i.exchange_id = e.id)").fetchone()[0]
+        waiting = rounds.count_unused(store.conn)
         if waiting < cfg.watch.min_new:
             return int(waiting)
         return len(select(store.conn, cfg.select, cfg.gate.similarity, cfg.gate.match)[0])

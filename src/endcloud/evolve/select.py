@@ -21,31 +21,16 @@ Exchanges used by an earlier round are not selected again.
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from endcloud.evolve.config import SelectConfig
 from endcloud.records import SelectStats
+from endcloud.store import evolve as rounds
 
 if TYPE_CHECKING:
     from endcloud.data.privacy import Masker
 
-SQL = """
-SELECT e.id, e.context_json, e.query, e.end_reply, e.answered_by, e.escalation,
-       e.match_score, e.cloud_status, e.cloud_request_masked, e.cloud_reply_masked, e.created_at,
-       e.grounded, e.nonanswer,
-       (SELECT COUNT(*) FROM serve_feedback f WHERE f.exchange_id = e.id AND
-            (f.thumb = 'down' OR f.rating <= :max_rating)) AS dislikes,
-       CASE WHEN e.answered_by = 'staff' THEN e.reply  -- a person's live reply is the label
-            ELSE (SELECT c.reply FROM serve_corrections c WHERE c.exchange_id = e.id
-                  ORDER BY c.review_id DESC LIMIT 1) END AS correction,
-       (SELECT c.review_id FROM serve_corrections c WHERE c.exchange_id = e.id
-            ORDER BY c.review_id DESC LIMIT 1) AS review_id
-FROM serve_exchanges e
-WHERE NOT EXISTS (SELECT 1 FROM evolve_items i WHERE i.exchange_id = e.id)
-ORDER BY e.created_at DESC, e.rowid DESC
-"""
 RANK = {"staff": 3, "correction": 3, "disliked": 2, "low_final": 1, "ungrounded": 1, "nonanswer": 1}
 
 
@@ -72,7 +57,7 @@ class Item:
         return f"ex-{self.exchange_id}"
 
 
-def exchange_finals(rows: list[sqlite3.Row], similarity: str, match: str, alpha: float = 0.8,
+def exchange_finals(rows: list[Any], similarity: str, match: str, alpha: float = 0.8,
                     theta: float = 0.2) -> list[float | None]:
     """Final of each exchange's end reply (None when the end model did not answer)."""
     from endcloud.evaluate.stage import score_pairs
@@ -88,14 +73,13 @@ def exchange_finals(rows: list[sqlite3.Row], similarity: str, match: str, alpha:
     return out
 
 
-def select(conn: sqlite3.Connection, cfg: SelectConfig, similarity: str = "ngram",
+def select(conn: Any, cfg: SelectConfig, similarity: str = "ngram",
            match: str = "ngram", masker: Masker | None = None) -> tuple[list[Item], SelectStats]:
     """The round's items (deduplicated, masked, with provenance) and counts per reason."""
     from endcloud.data.privacy import Masker
 
     masker = masker or Masker()
-    rows = list(conn.execute(SQL + " LIMIT :limit", {"max_rating": cfg.max_rating,
-                                                     "limit": cfg.limit}))
+    rows = rounds.unused_exchanges(conn, cfg.max_rating, cfg.limit)
     finals = exchange_finals(rows, similarity, match)
     stats = SelectStats(scanned=len(rows))
     best: dict[str, Item] = {}
@@ -118,7 +102,7 @@ def select(conn: sqlite3.Connection, cfg: SelectConfig, similarity: str = "ngram
     return list(best.values()), stats
 
 
-def _reasons(row: sqlite3.Row, final: float | None, cfg: SelectConfig) -> list[str]:
+def _reasons(row: Any, final: float | None, cfg: SelectConfig) -> list[str]:
     reasons = []
     if row["answered_by"] == "staff":
         return ["staff"]  # a person answered the customer (hand-off): a human label
@@ -140,7 +124,7 @@ def _rank(item: Item) -> int:
     return max(RANK[r] for r in item.reasons)
 
 
-def _masked_item(row: sqlite3.Row, final: float | None, reasons: list[str],
+def _masked_item(row: Any, final: float | None, reasons: list[str],
                  masker: Any) -> Item | None:
     context = [m for m in json.loads(row["context_json"]) if m.get("role") in ("user", "assistant")]
     texts = [m["content"] for m in context] + [row["query"]]
@@ -168,7 +152,7 @@ def _masked_item(row: sqlite3.Row, final: float | None, reasons: list[str],
                 reply if served is not None else None)
 
 
-def _served(row: sqlite3.Row) -> tuple[list[dict[str, str]], str] | None:
+def _served(row: Any) -> tuple[list[dict[str, str]], str] | None:
     """(masked messages sent, masked reply) when the cloud answered this turn while serving."""
     if row["cloud_status"] != "ok" or not (row["cloud_reply_masked"] or "").strip():
         return None

@@ -45,9 +45,9 @@ def create_app(cfg: ServeConfig, *, backend: Any = None, admin_token: str | None
     from endcloud.serve.escalation import Cloud, Policy
     from endcloud.serve.limits import Admission, BodyLimit, Refused, SessionLimiter, error_body
     from endcloud.serve.metrics import Metrics, MetricsMiddleware
-    from endcloud.serve.store import ServeStore
+    from endcloud.store.writer import ServeStore
     from endcloud.serve.turn import Services
-    from endcloud.store import default_db_path
+    from endcloud.store import default_location
 
     token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_ENV) or None
 
@@ -56,13 +56,14 @@ def create_app(cfg: ServeConfig, *, backend: Any = None, admin_token: str | None
         engine = backend if backend is not None else build_backend(cfg.backend)
         await engine.start()  # the model loads once, here
         swap_task = None
+        store = ServeStore(cfg.store or default_location())
         if cfg.backend.registry:  # follow the evolve registry's champion (serve/hotswap.py)
             from endcloud.serve.hotswap import ChampionWatcher
 
-            app.state.champion = ChampionWatcher(engine, cfg.backend.registry, cfg.backend.registry_poll_s)
+            app.state.champion = ChampionWatcher(engine, cfg.backend.registry, cfg.backend.registry_poll_s,
+                                                 store, cfg.backend.registry_cache or None)
             await app.state.champion.check()
             swap_task = asyncio.create_task(app.state.champion.run())
-        store = ServeStore(cfg.store or default_db_path())
         kb = knowledge if knowledge is not None else await _open_knowledge(cfg, store)
         audit = _egress_audit(store)
         lim = cfg.limits
@@ -158,7 +159,7 @@ def route_table(app: Any) -> list[tuple[str, str]]:
 async def _open_knowledge(cfg: ServeConfig, store: Any) -> Any:
     """The index and answer memory; the staff approvals already in the store join the memory."""
     from endcloud.knowledge.service import ShopKnowledge
-    from endcloud.serve.store import approved_memory
+    from endcloud.store.feedback import approved_memory
 
     kb = await asyncio.to_thread(ShopKnowledge.open, cfg.knowledge)
     if kb is not None:
@@ -172,9 +173,9 @@ async def _open_knowledge(cfg: ServeConfig, store: Any) -> Any:
 def _egress_audit(store: Any) -> Any:
     """Every cloud request (hash, sizes, tokens, cost, status, chunk ids; never text) into
     cloud_egress."""
-    from endcloud.cloud.audit import insert_egress
+    from endcloud.store.labels import add_egress
 
     def audit(r: Any) -> None:
-        store.write_nowait(lambda conn: insert_egress(conn, r, None))
+        store.write_nowait(lambda conn: add_egress(conn, r, None))
 
     return audit

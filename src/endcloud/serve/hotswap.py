@@ -1,15 +1,20 @@
-"""Hot swap: the service follows the evolve registry's champion pointer without a restart.
+"""Hot swap: the service follows the evolve registry's champion without a restart.
 
     watcher = ChampionWatcher(backend, "runs/evolve/registry", poll_s=1.0)
     await watcher.check()          # at start: load the current champion
     task = asyncio.create_task(watcher.run())
 
-Every `poll_s` the pointer file is stat-ed (cheap); when it changed, the new champion (or the
-base model, after a rollback past the first promotion) is loaded in a worker thread *beside* the
-one serving, and only then swapped in with one reference assignment. A request that already
-started finishes on the model it started with; the next one gets the new model; none fails or
-waits for the load. A champion that fails to load (verification, memory) is logged and the
-current model stays.
+Two sources. A registry folder (`backend.registry: runs/evolve/registry`): every `poll_s` the
+pointer file is stat-ed (cheap). The store (`backend.registry: store`, for replicas): every
+`poll_s` the champion row's version is read from the service's own store (one indexed read);
+a new champion's adapter is unpacked from the store into `backend.registry_cache` first. Every
+replica so follows a promotion or rollback within `poll_s` plus the time to load the adapter.
+
+When the champion changed, it (or the base model, after a rollback past the first promotion) is
+loaded in a worker thread *beside* the one serving, and only then swapped in with one reference
+assignment. A request that already started finishes on the model it started with; the next one
+gets the new model; none fails or waits for the load. A champion that fails to load
+(verification, memory) is logged and the current model stays.
 """
 
 from __future__ import annotations
@@ -20,36 +25,54 @@ import os
 from pathlib import Path
 from typing import Any
 
-from endcloud.end.registry import POINTER, read_pointer
+from endcloud.end.registry import POINTER, read_pointer, unpack_adapter
+from endcloud.store import champion as champion_rows
 
 log = logging.getLogger(__name__)
 
+FROM_STORE = "store"  # backend.registry: follow the champion pointer in the service's store
+
 
 class ChampionWatcher:
-    def __init__(self, backend: Any, registry: str | Path, poll_s: float = 1.0) -> None:
-        self.backend, self.root, self.poll_s = backend, Path(registry), poll_s
-        self.seen: tuple[int, int, int] | None = None
+    def __init__(self, backend: Any, registry: str | Path, poll_s: float = 1.0,
+                 store: Any = None, cache: str | Path | None = None) -> None:
+        self.backend, self.poll_s = backend, poll_s
+        self.from_store = str(registry) == FROM_STORE
+        self.root = None if self.from_store else Path(registry)
+        self.store = store  # a ServeStore (reads run in its reader threads)
+        self.cache = Path(cache or Path.home() / ".cache" / "endcloud" / "champions").expanduser()
+        self.seen: Any = None
         self.champion: str | None = None
         self.swaps = 0
 
-    def _stamp(self) -> tuple[int, int, int] | None:
+    async def _stamp(self) -> Any:
+        if self.from_store:
+            return await self.store.read(champion_rows.current)
         try:
             st = os.stat(self.root / POINTER)
         except FileNotFoundError:
             return None
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
+    async def _folder(self, champion: str | None, stamp: Any) -> Path | None:
+        if champion is None:
+            return None
+        if not self.from_store:
+            return self.root / "adapters" / champion
+        archive, sha = await self.store.read(lambda conn: champion_rows.adapter_archive(conn, champion))
+        return await asyncio.to_thread(unpack_adapter, archive, sha, self.cache / champion)
+
     async def check(self) -> bool:
         """Swap in the pointer's champion if the pointer changed; True when a swap happened."""
-        stamp = self._stamp()
+        stamp = await self._stamp()
         if stamp == self.seen:
             return False
-        champion = read_pointer(self.root)["champion"]
+        champion = stamp[1] if self.from_store else read_pointer(self.root)["champion"]
         self.seen = stamp
         if champion == self.champion:
             return False
-        folder = None if champion is None else self.root / "adapters" / champion
         try:
+            folder = await self._folder(champion, stamp)
             await asyncio.to_thread(self.backend.use_adapter, folder, champion)
         except Exception:
             log.exception("could not load champion %s; still serving %s", champion, self.champion)

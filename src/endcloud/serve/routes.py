@@ -26,7 +26,9 @@ from fastapi.responses import FileResponse, StreamingResponse
 
 from endcloud import wire
 from endcloud.serve import protocol as p
-from endcloud.serve import store as db
+from endcloud.store import conversations
+from endcloud.store import feedback as feedback_rows
+from endcloud.store.db import ping
 from endcloud.end.backend import GenParams
 from endcloud.serve.turn import Services, ServiceTurn
 
@@ -62,7 +64,7 @@ async def customer(request: Request) -> str:
     cache: dict[str, str] = request.app.state.token_cache
     cid = cache.get(token)
     if cid is None:
-        cid = await services(request).store.read(lambda conn: db.customer_for_token(conn, token))
+        cid = await services(request).store.read(lambda conn: conversations.customer_for_token(conn, token))
         if cid is None:
             raise unauthorized("unknown customer token")
         if len(cache) > 50_000:
@@ -103,7 +105,7 @@ async def ready(request: Request) -> dict[str, str]:
     if svc is None:
         raise HTTPException(503, "starting: the model is not loaded yet", headers={"retry-after": "2"})
     try:
-        await asyncio.wait_for(svc.store.read(lambda conn: conn.execute("SELECT 1").fetchone()), 2.0)
+        await asyncio.wait_for(svc.store.read(ping), 2.0)
     except Exception:
         raise HTTPException(503, "the store does not answer", headers={"retry-after": "2"}) from None
     return {"status": "ready"}
@@ -122,7 +124,7 @@ async def new_customer(request: Request) -> p.NewCustomer:
     # so a flood of sign-ups writes nothing.
     svc.signups.check(request.client.host if request.client else "unknown")
     cid, token = f"cust-{uuid.uuid4().hex[:20]}", f"ec-{secrets.token_urlsafe(32)}"
-    await svc.store.write(lambda conn: db.new_customer(conn, cid, token))
+    await svc.store.write(lambda conn: conversations.new_customer(conn, cid, token))
     return p.NewCustomer(customer_id=cid, token=token)
 
 
@@ -148,7 +150,7 @@ async def chat_completions(req: p.ChatRequest, request: Request, response: Respo
     messages = check_messages(req, svc)
     svc.limiter.check(cid)  # 429 before anything is written
     new = req.conversation_id is None
-    conversation = db.new_conversation_id() if new else await own_conversation(
+    conversation = conversations.new_conversation_id() if new else await own_conversation(
         svc, cid, req.conversation_id)
     lim = svc.cfg.limits
     wanted = req.max_tokens or req.max_completion_tokens or lim.default_max_tokens
@@ -161,7 +163,7 @@ async def chat_completions(req: p.ChatRequest, request: Request, response: Respo
         turn = await ServiceTurn.begin(svc, conversation, model, messages, params)
     try:
         if new:  # only an admitted turn opens a conversation
-            await svc.store.write(lambda conn: db.new_conversation(conn, cid, conversation))
+            await svc.store.write(lambda conn: conversations.new_conversation(conn, cid, conversation))
     except BaseException:
         await turn.release()
         raise
@@ -219,7 +221,7 @@ def check_messages(req: p.ChatRequest, svc: Services) -> list[dict[str, str]]:
 
 
 async def own_conversation(svc: Services, cid: str, conversation_id: str) -> str:
-    owner = await svc.store.read(lambda conn: db.conversation_owner(conn, conversation_id))
+    owner = await svc.store.read(lambda conn: conversations.conversation_owner(conn, conversation_id))
     if owner != cid:  # someone else's and unknown look the same
         raise HTTPException(404, "conversation not found")
     return conversation_id
@@ -278,9 +280,9 @@ async def feedback(req: p.FeedbackRequest, request: Request, cid: str = Depends(
     svc = services(request)
 
     def write(conn: Any) -> int:
-        if db.exchange_owner(conn, req.reply_id) != cid:
+        if conversations.exchange_owner(conn, req.reply_id) != cid:
             raise KeyError(req.reply_id)
-        return db.add_feedback(conn, req.reply_id, req.thumb, req.rating, req.comment)
+        return feedback_rows.add_feedback(conn, req.reply_id, req.thumb, req.rating, req.comment)
 
     try:
         fid = await svc.store.write(write)
@@ -291,7 +293,7 @@ async def feedback(req: p.FeedbackRequest, request: Request, cid: str = Depends(
 
 @router.get("/v1/conversations", response_model=p.ConversationList)
 async def my_conversations(request: Request, cid: str = Depends(customer)) -> p.ConversationList:
-    rows = await services(request).store.read(lambda conn: db.customer_conversations(conn, cid))
+    rows = await services(request).store.read(lambda conn: conversations.customer_conversations(conn, cid))
     return p.ConversationList(data=[p.ConversationSummary(id=r["id"], created_at=r["created_at"])
                                     for r in rows])
 
@@ -301,7 +303,7 @@ async def my_conversation(conversation_id: str, request: Request,
                           cid: str = Depends(customer)) -> p.ConversationHistory:
     svc = services(request)
     await own_conversation(svc, cid, conversation_id)
-    rows = await svc.store.read(lambda conn: db.conversation_turns(conn, conversation_id))
+    rows = await svc.store.read(lambda conn: conversations.conversation_turns(conn, conversation_id))
     return p.ConversationHistory(id=conversation_id, turns=[
         p.HistoryTurn(reply_id=r["id"], query=r["query"], reply=r["reply"], created_at=r["created_at"])
         for r in rows])
@@ -314,7 +316,7 @@ async def exchanges(request: Request,
                     limit: int = Query(50, ge=1, le=500)) -> p.ExchangeList:
     svc = services(request)
     threshold = svc.cfg.escalation.match_threshold
-    rows = await svc.store.read(lambda conn: db.recent_exchanges(conn, filter, limit, threshold))
+    rows = await svc.store.read(lambda conn: conversations.recent_exchanges(conn, filter, limit, threshold))
     return p.ExchangeList(data=[p.ExchangeRow(**r) for r in rows])
 
 
@@ -326,7 +328,7 @@ async def review(req: p.ReviewRequest, request: Request) -> p.Stored:
         raise HTTPException(422, "give a rating, a verdict or a corrected reply")
     svc = services(request)
     try:
-        rid = await svc.store.write(lambda conn: db.add_review(
+        rid = await svc.store.write(lambda conn: feedback_rows.add_review(
             conn, req.exchange_id, req.rating, req.verdict, correction, req.reviewer))
     except KeyError:
         raise HTTPException(404, "exchange not found") from None
@@ -340,14 +342,14 @@ async def remember(svc: Services, exchange_id: str, review_id: int, correction: 
     memory (masked, in the store first) and serves the next similar question from any customer."""
     from endcloud.serve.turn import conversation_state, masker
 
-    row = await svc.store.read(lambda conn: db.exchange_text(conn, exchange_id))
+    row = await svc.store.read(lambda conn: conversations.exchange_text(conn, exchange_id))
     conv = conversation_state(json.loads(row["context_json"]))  # its values' numbering
     q, a = masker().mask(row["query"], conv), masker().mask(correction or row["reply"], conv)
     if not (q.sendable and a.sendable):
         return  # text that still looks personal never enters the shared memory
     origin = "correction" if correction else "approved"
     memory_id = f"mem-{exchange_id}-{review_id}"
-    await svc.store.write(lambda conn: db.remember_review(conn, memory_id, exchange_id, review_id,
+    await svc.store.write(lambda conn: feedback_rows.remember_review(conn, memory_id, exchange_id, review_id,
                                                           origin, q.text, a.text))
     await asyncio.to_thread(svc.knowledge.remember, q.text, a.text, origin, memory_id)
 

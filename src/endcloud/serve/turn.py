@@ -26,9 +26,10 @@ from endcloud.knowledge.context import (fit_messages, knowledge_block, lang_of,
 from endcloud.knowledge.evidence import quotable, quote
 from endcloud.end.backend import Delta, Final, GenParams
 from endcloud.serve import handoff
+from endcloud.store import handoffs
+from endcloud.store.conversations import add_exchange
 from endcloud.serve.escalation import CloudOutcome
 from endcloud.records import Exchange
-from endcloud.serve.store import add_exchange
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class ServiceTurn:
         turn = cls(svc, conversation_id, model, messages, params)
         if svc.cfg.handoff.enabled:
             turn.held, turn.wait_min = await svc.store.read(lambda conn: (
-                handoff.open_of(conn, conversation_id), handoff.expected_wait_min(conn, svc.cfg.handoff)))
+                handoffs.open_of(conn, conversation_id), handoff.expected_wait_min(conn, svc.cfg.handoff)))
             if turn.held is not None:  # the customer is talking to a person: no model, no slot
                 return turn
         turn.reason = svc.policy.before(turn.query)
@@ -249,10 +250,10 @@ class ServiceTurn:
         held = self.held
 
         def write(conn: Any) -> int | None:
-            still = handoff.open_of(conn, self.conversation_id)
+            still = handoffs.open_of(conn, self.conversation_id)
             if still is None or still["id"] != held["id"]:
                 return None
-            return handoff.add_message(conn, held["id"], self.conversation_id, "customer", self.query)
+            return handoffs.add_message(conn, held["id"], self.conversation_id, "customer", self.query)
 
         return await self.svc.store.write(write)
 
@@ -313,7 +314,7 @@ class ServiceTurn:
         def write(conn: Any) -> None:
             add_exchange(conn, ex)
             if queue:
-                handoff.open_handoff(conn, self.conversation_id,
+                handoffs.open_handoff(conn, self.conversation_id,
                                      "requested" if self.reason == "person" else self.reason or "handoff")
 
         await self.svc.store.write(write)

@@ -1,10 +1,19 @@
-"""The SQLite store: one file, WAL, named forward-only migrations.
+"""The store: a SQLite file (embedded default) or a PostgreSQL server, behind one set of
+repository modules, one per concern (every SQL statement of the project lives in this package):
 
-    store = Store.open("endcloud.db")
-    run_id = store.start_run("data", run_dir, config_dict)
+    db             connections, migrations, the run log      Store.open("endcloud.db" | "postgresql://...")
+    conversations  customers and tokens, conversations, exchanges, the review listing
+    feedback       customer feedback, staff reviews, the answer memory, human ratings
+    handoffs       hand-offs to a person: queue, claims, messages, staff replies
+    labels         cloud labels, quarantine, failures, the egress audit
+    evolve         evolve rounds and the exchanges they used
+    training       the end model's training log and adapters
+    scores         the evaluation stage's scores
+    report         per-round and per-day figures
+    writer         the service's group-committing writer and its readers
 """
 
-from endcloud.store.db import Store, default_db_path
+from endcloud.store.db import Store, default_location
 from endcloud.store.migrations import MIGRATIONS
 
-__all__ = ["Store", "default_db_path", "MIGRATIONS"]
+__all__ = ["Store", "default_location", "MIGRATIONS"]

@@ -382,4 +382,25 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX serve_handoff_messages_conversation ON serve_handoff_messages (conversation_id, id);
         """,
     ),
+    (
+        # The champion pointer in the store, for replicas on other boxes: the adapters it names
+        # (a gzipped tar of the verified folder) and one row per registry with a version.
+        "0011_champion",
+        """
+        CREATE TABLE champion_adapters (
+            id         TEXT PRIMARY KEY,
+            sha256     TEXT NOT NULL,  -- of the archive
+            archive    BLOB NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE champion_pointer (
+            name       TEXT PRIMARY KEY,  -- 'champion'
+            adapter_id TEXT REFERENCES champion_adapters (id),  -- NULL: the base model
+            previous   TEXT NOT NULL,     -- JSON list, the rollback stack
+            version    INTEGER NOT NULL,  -- +1 on every promotion and rollback
+            reason     TEXT,
+            updated_at TEXT NOT NULL
+        );
+        """,
+    ),
 ]

@@ -10,7 +10,6 @@ hand-offs to a person (requested, answered, median / p95 wait, abandoned).
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,12 @@ ROUND_COLS = ["id", "status", "selected", "corrections", "labelled", "train_new"
               "champion_after"]
 
 
-def rounds(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def rounds(conn: Any) -> list[dict[str, Any]]:
     return [dict(r) for r in conn.execute(f"SELECT {', '.join(ROUND_COLS)}, started_at, reason "
                                           "FROM evolve_rounds ORDER BY id")]
 
 
-def days(conn: sqlite3.Connection, abandon_after_s: float = 1800.0,
+def days(conn: Any, abandon_after_s: float = 1800.0,
          now: datetime | None = None) -> list[dict[str, Any]]:
     """Per UTC day: turns, escalation rate, share answered by the end model, cloud cost, the
     end drafts' groundedness (mean over drafts with a checkable fact; share of those with an
@@ -33,12 +32,15 @@ def days(conn: sqlite3.Connection, abandon_after_s: float = 1800.0,
 
     A turn is escalated when the cloud was asked (it has a cloud status); a low score only
     recorded (`after_mode: record`) is not an escalation. Staff replies are not turns."""
+    # CASE, not a boolean inside AVG/SUM: PostgreSQL does not add booleans
     sql = """SELECT substr(created_at, 1, 10) AS day, COUNT(*) AS turns,
-                    AVG(cloud_status IS NOT NULL) AS escalation_rate,
-                    AVG(answered_by = 'end') AS local_share, SUM(cost) AS cloud_cost,
-                    SUM(cloud_status IS NOT NULL) AS cloud_calls,
+                    AVG(CASE WHEN cloud_status IS NOT NULL THEN 1.0 ELSE 0.0 END) AS escalation_rate,
+                    AVG(CASE WHEN answered_by = 'end' THEN 1.0 ELSE 0.0 END) AS local_share,
+                    SUM(cost) AS cloud_cost,
+                    SUM(CASE WHEN cloud_status IS NOT NULL THEN 1 ELSE 0 END) AS cloud_calls,
                     AVG(grounded) AS grounded_mean,
-                    AVG(CASE WHEN grounded IS NULL THEN NULL ELSE grounded < 1 END) AS ungrounded_share
+                    AVG(CASE WHEN grounded IS NULL THEN NULL WHEN grounded < 1 THEN 1.0 ELSE 0.0 END)
+                        AS ungrounded_share
              FROM serve_exchanges WHERE answered_by != 'staff' GROUP BY day ORDER BY day"""
     out = {r["day"]: dict(r) for r in conn.execute(sql)}
     for day, h in handoffs(conn, abandon_after_s, now).items():
@@ -51,7 +53,7 @@ HANDOFF_COLS = ["handoffs", "handoffs_answered", "handoff_wait_p50_s", "handoff_
                 "handoffs_abandoned"]
 
 
-def handoffs(conn: sqlite3.Connection, abandon_after_s: float = 1800.0,
+def handoffs(conn: Any, abandon_after_s: float = 1800.0,
              now: datetime | None = None) -> dict[str, dict[str, Any]]:
     """Per UTC day a hand-off was requested: how many, how many a person answered, the median and
     p95 wait for the first staff reply (seconds), and how many were abandoned (nobody answered
@@ -94,7 +96,7 @@ def table(rows: list[dict[str, Any]], cols: list[str]) -> str:
     return head + "".join("| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |\n" for r in rows)
 
 
-def write_report(conn: sqlite3.Connection, out_dir: str | Path) -> tuple[Path, Path | None]:
+def write_report(conn: Any, out_dir: str | Path) -> tuple[Path, Path | None]:
     """report.md (both tables) and report.png (Final per round; escalation + cost per day)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,9 @@ import unicodedata
 from typing import Callable, NamedTuple
 
 _HAN = r"\u4e00-\u9fff"
+# Latin letters beyond ASCII, by case, for names written with diacritics (José, Nguyễn, Łukasz, Đặng).
+_LATIN_UPPER = "".join(ch for cp in (*range(0xC0, 0x250), *range(0x1E00, 0x1F00)) if (ch := chr(cp)).isupper())
+_LATIN_LOWER = "".join(ch for cp in (*range(0xC0, 0x250), *range(0x1E00, 0x1F00)) if (ch := chr(cp)).islower())
 
 
 class Detection(NamedTuple):

@@ -269,7 +269,7 @@ _EN_TAIL = (rf"(?:,?\s{_EN_UNIT})?(?:,\s?{_EN_CITY}(?:\s{_EN_CITY}){{0,2}})?(?:,
             rf"(?:,?\s{_EN_POSTCODE})?(?:,\s[0-9]{{4,5}}\s{_EN_CAP})?")
 _EN_NUMBER = r"(?:(?:{u}),?\s)?#?[0-9]{{1,5}}[A-Za-z]?(?:[/\-][0-9]{{1,5}}[A-Za-z]?)?".format(u=_EN_UNIT)
 _EN_ADDR_RE = re.compile(
-    rf"(?<![0-9A-Za-z])(?:{_EN_NUMBER}\s(?:(?:[NSEW]|{_EN_CAP}|[0-9]{{1,3}}(?:st|nd|rd|th))\s){{1,3}}{_EN_STREET}"
+    rf"(?<![0-9A-Za-z])(?:{_EN_NUMBER}\s(?:(?:[A-Z]\.?|{_EN_CAP}|[0-9]{{1,3}}(?:st|nd|rd|th))\s){{1,4}}{_EN_STREET}"
     rf"(?:\s(?:N|S|E|W|NE|NW|SE|SW))?(?![A-Za-z])"
     rf"|(?:P\.?\s?O\.?\s?Box|Post Office Box|RR|Rural Route)\s?#?[0-9]{{1,6}}(?:,\s?(?:Site|Box|Comp|Stn)\s[0-9A-Za-z]{{1,6}})*"
     rf"|[0-9]{{1,5}},?\s(?:Rue|Via|Viale|Calle|Avenida|Rua|Chemin|Piazza|Boulevard)\s(?:[a-z]{{1,3}}\s){{0,2}}{_EN_CAP}(?:[\s\-]{_EN_CAP}){{0,3}}"

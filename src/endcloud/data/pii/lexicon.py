@@ -113,9 +113,19 @@ ZH_NAME_BRANDS = frozenset({
     "金六福", "谢馥春", "戴春林", "孔凤春", "曹素功", "胡庆余堂", "同仁堂", "杨掌柜", "李子柒", "钟薛高",
     "汤臣倍健", "马大姐", "雷蛇", "戴尔", "西门子", "米其林", "荣耀", "康康", "陶华碧", "沈大成", "王小卤", "周村", "黄天鹅", "贾国龙", "张飞牛肉", "陈皮",
 })
-# Role and kinship words a tagger sometimes marks as names.
+# Role and kinship words a tagger sometimes marks as names (and 老/小 + a surname character that is
+# a word: 老师 is no familiar form).
 ZH_NAME_ROLES = frozenset({"老公", "老婆", "老板", "老师", "师傅", "小哥", "小姐姐", "阿姨", "叔叔", "宝宝",
-                           "亲亲", "客服", "快递员", "老乡", "同学"})
+                           "亲亲", "客服", "快递员", "老乡", "同学", "顾客", "常客", "客户", "买家", "卖家",
+                           "用户", "会员", "店家", "店主", "老牛", "老常", "小龙"})
+# Cues for a familiar form (老王, 小李) right after them: 麻烦老王…, 请小李…, 交给老孙…
+ZH_FAMILIAR_CUES = ("同事", "朋友", "室友", "同学", "邻居", "落款", "就写", "写的", "让", "叫", "找", "给", "问",
+                    "跟", "和", "是", "麻烦", "请", "拜托", "告诉", "通知", "联系", "转告", "等")
+# What may follow a familiar form: a verb, a time word, a clause end.
+ZH_FAMILIAR_AFTER = ("会", "说", "帮", "让", "来", "去", "在", "要", "已经", "签", "收", "拿", "取", "打", "下楼",
+                     "到", "明天", "今天", "后天", "今晚", "晚上", "下午", "上午", "中午", "早上", "待会", "一会",
+                     "稍后", "马上", "就", "也", "再", "负责", "确认", "处理", "联系", "通知", "送", "接", "看",
+                     "过来", "回来")
 
 # Common given names (English-speaking countries plus names frequent among their customers from
 # elsewhere), title case. A capitalised word from this list followed by another capitalised word
@@ -171,6 +181,16 @@ Wang Li Zhang Liu Chen Yang Huang Zhao Wu Zhou Xu Sun Zhu Guo Lin Luo Zheng Lian
 Feng Deng Cao Peng Zeng Xiao Tian Dong Pan Yuan Cai Jiang Yu Du Ye Cheng Wei Su Lu Ding Shen Ren
 Yao Cui Zhong Tan Fang Jin Qian Qin Gao Song Xue Lei Hou Long Duan Kong Meng Mao Bai Jia Gu
 """.split())
+# Surnames written first (Vietnamese, Korean): one of these before capitalised words is a name
+# ("Nguyen Van An", "Choi Min-jun"). The ambiguous ones (Le Creuset, Do Not, Song Title) count only
+# in a run of three words, the usual Vietnamese length.
+EN_SURNAMES_FIRST = frozenset("""
+Nguyen Nguyễn Tran Trần Pham Phạm Hoang Hoàng Huynh Huỳnh Phan Vu Vũ Vo Võ Dang Đặng Bui Bùi
+Dinh Đinh Truong Trương Duong Dương Ngo Ngô Doan Đoàn Trinh Trịnh Luong Lương Quach Quách Lê Đỗ Hồ
+Le Do Ho Ha Mai Ly Lam Ta
+Choi Jung Kang Cho Yoon Jang Lim Shin Seo Kwon Hwang Ahn Jeon Baek Heo Song Moon Hong
+""".split())
+EN_SURNAMES_FIRST_AMBIGUOUS = frozenset("Le Do Ho Ha Mai Ly Lam Ta Song Moon Hong Jung Cho Shin".split())
 # Words that end an English name (a name never runs into them).
 EN_NAME_STOPWORDS = frozenset("""
 and or but is was are were am be been here again from with the a an i my your our his her their
@@ -186,4 +206,9 @@ EN_NAME_BRANDS = frozenset({
     "Yves Saint Laurent", "Johnnie Walker", "Jack Daniel's", "John Deere", "Martha Stewart", "Sam Edelman",
     "Vince Camuto", "Oscar de la Renta", "Carolina Herrera", "Diane von Furstenberg", "Jean Paul Gaultier",
     "Ted Lapidus", "Laura Ashley", "Karl Lagerfeld", "Paul Mitchell", "Aveda", "Clarks", "Dr. Scholl's",
+    "Ralph Lauren", "Michael Kors", "Tory Burch", "Marc Jacobs", "Louis Vuitton", "Christian Dior",
+    "Ted Baker", "Fred Perry", "Ben Sherman", "Eddie Bauer", "Helly Hansen", "Vera Bradley", "Cole Haan",
+    "Ann Taylor", "Stuart Weitzman", "Rebecca Minkoff", "Charlotte Tilbury", "Laura Mercier", "Sally Hansen",
+    "John Frieda", "Lilly Pulitzer", "Jessica Simpson", "Nicole Miller", "Betty Crocker", "Le Creuset",
+    "Levi Strauss", "Ben & Jerry's", "Dr. Martens",
 })

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from endcloud.data.pii import lexicon as lx
-from endcloud.data.pii.base import _HAN, Detection, _alt
+from endcloud.data.pii.base import _HAN, _LATIN_LOWER, _LATIN_UPPER, Detection, _alt
 
 
 # --- names -------------------------------------------------------------------------------------
@@ -20,15 +20,20 @@ _ZH_NAME_BEFORE_PHONE_RE = re.compile(
 # A name opening shipping details: "白雪，辽宁省…" / "欧阳锋 是…" (only with a phone or an address after it)
 _ZH_NAME_LEAD_RE = re.compile(rf"^\s*(?P<v>{_SURNAME}{_GIVEN}{{1,2}})(?=[\s,])")
 _ZH_DETAILS_AFTER = re.compile(r"1[3-9][0-9]{9}|0[1-9][0-9]{1,2}-?[0-9]{7}|[省市区县路街号]")
-# 老张 / 小刘: a familiar form, when a verb follows or a person word precedes it
+# 老张 / 小刘: a familiar form, after a cue (麻烦, 让, 同事…) or no Han, before a verb or a time word
 _ZH_FAMILIAR_RE = re.compile(
-    r"(?:" + "|".join(f"(?<={w})" for w in ("同事", "朋友", "室友", "同学", "邻居", "落款", "就写", "写的", "让", "叫",
-                                              "找", "给", "问", "跟", "和", "是")) + r"|(?<![\u4e00-\u9fff]))"
-    rf"(?P<v>[老小][{lx.ZH_SURNAMES_1}])(?=会|说|帮|让|来|去|在|要|已经|签|收|拿|取|打|下楼|到|,|\s|$)")
+    r"(?:" + "|".join(f"(?<={w})" for w in lx.ZH_FAMILIAR_CUES) + r"|(?<![\u4e00-\u9fff]))"
+    rf"(?P<v>[老小][{lx.ZH_SURNAMES_1}])(?={_alt(lx.ZH_FAMILIAR_AFTER)}|,|\s|$)")
+# Self-introductions: "我是唐建华，…" (only where the name ends the clause), "我姓夏侯，叫夏侯惇宇";
+# "我姓王" gives the surname alone.
+_ZH_INTRO_RE = re.compile(
+    rf"(?:(?:我|本人)就?是|姓{_SURNAME}[\s,]*叫)\s?(?P<v>{_SURNAME}{_GIVEN}{{1,2}})(?=[\s,.!?;~]|$|[啊呀哈哦])")
+_ZH_SURNAME_INTRO_RE = re.compile(rf"(?:我|本人|免贵)姓\s?(?P<v>{_SURNAME})")
+_ZH_PLACE_START = re.compile(_alt(lx.ZH_PLACES))
 _ZH_SIGNED_RE = re.compile(r"(?:落款|署名|签名)\s?[:是为]?\s?(?P<v>[\u4e00-\u9fff]{2,3})(?=[\s,.!?;]|$)")
 _ZH_NUMERAL_TAIL = re.compile(r"一(?:下|个|件|些|点|样|直|起|共|次|天|单)")
 _ZH_NAME_SUFFIX_RE = re.compile(rf"(?P<v>{_SURNAME}{_GIVEN}{{0,2}}?)(?:{_alt(lx.ZH_NAME_SUFFIX_CUES)})")
-_EN_WORD = r"(?:[A-Z]['’])?[A-Z\u00C0-\u00DE][a-z\u00DF-\u00FF]+(?:['\-][A-Z]?[a-z\u00DF-\u00FF]+)?"  # O'Connor, José
+_EN_WORD = rf"(?:[A-Z]['’])?[A-Z{_LATIN_UPPER}][a-z{_LATIN_LOWER}]+(?:['\-][A-Z]?[a-z{_LATIN_LOWER}]+)?"  # O'Connor, José, Nguyễn
 _EN_NAME_RE = re.compile(
     rf"(?<![A-Za-z])(?P<cue>(?i:{'|'.join(lx.EN_NAME_CUES)}))(?:(?<=[.,:])[ \t]*|[ \t]+|[ \t]*\n[ \t]*)"
     rf"(?:{lx.EN_HONORIFICS}[ \t]+)?"
@@ -39,14 +44,24 @@ _SUFFIX_CUE_TAIL = re.compile(rf"(?<=.)(?:(?:{_alt(lx.ZH_NAME_SUFFIX_CUES)}).*|[
 _NAME_SHAPE = re.compile(rf"{_SURNAME}{_GIVEN}{{0,2}}")
 
 
-def _in_not_name(norm: str, start: int, end: int) -> bool:
+def _in_not_name(norm: str, start: int, end: int, before: int = 3) -> bool:
     """True when the candidate is part of a known non-name word ("谢谢先生" is not 谢)."""
-    window = norm[max(0, start - 3):end + 1]
+    window = norm[max(0, start - before):end + 1]
     return any(w in window for w in lx.ZH_NOT_NAMES)
+
+
+def _zh_intro_ok(v: str) -> bool:
+    """A self-introduced name is no common word, brand, role or place (我是江苏的, 我是韩国人)."""
+    return not (v in lx.ZH_NOT_NAMES or v[:2] in lx.ZH_NOT_NAMES or v in lx.ZH_NAME_ROLES
+                or any(v.startswith(b) for b in lx.ZH_NAME_BRANDS) or _ZH_PLACE_START.match(v)
+                or v[-1] in "人省市区县镇村路街")
 
 
 def detect_zh_names(norm: str) -> list[Detection]:
     hits = []
+    for rx in (_ZH_INTRO_RE, _ZH_SURNAME_INTRO_RE):
+        hits += [Detection("NAME", m.start("v"), m.end("v"), m.group("v")) for m in rx.finditer(norm)
+                 if rx is _ZH_SURNAME_INTRO_RE or _zh_intro_ok(m.group("v"))]
     for m in _ZH_NAME_PREFIX_RE.finditer(norm):
         v = _SUFFIX_CUE_TAIL.sub("", m.group("v"))  # "收货人:叶先生" -> 叶
         if v not in lx.ZH_NOT_NAMES and v[:2] not in lx.ZH_NOT_NAMES:
@@ -58,8 +73,11 @@ def detect_zh_names(norm: str) -> list[Detection]:
     if m and _ZH_DETAILS_AFTER.search(norm, m.end()) and not _in_not_name(norm, m.start("v"), m.end("v")):
         hits.append(Detection("NAME", m.start("v"), m.end("v"), m.group("v")))
     for m in _ZH_FAMILIAR_RE.finditer(norm):
-        if m.group("v") not in lx.ZH_NOT_NAMES and not _in_not_name(norm, m.start("v"), m.end("v")):
-            hits.append(Detection("NAME", m.start("v"), m.end("v"), m.group("v")))
+        v = m.group("v")
+        # the window starts at 老/小: a cue before it (麻烦老王) is no part of the name
+        if v not in lx.ZH_NOT_NAMES and v not in lx.ZH_NAME_ROLES \
+                and not _in_not_name(norm, m.start("v"), m.end("v"), before=0):
+            hits.append(Detection("NAME", m.start("v"), m.end("v"), v))
     hits += [Detection("NAME", m.start("v"), m.end("v"), m.group("v")) for m in _ZH_SIGNED_RE.finditer(norm)]
     hits = [h for h in hits if not _ZH_NUMERAL_TAIL.search(norm, h.start + 1, h.end + 1)]
     for cue_m in _ZH_NAME_SUFFIX_RE.finditer(norm):
@@ -169,6 +187,20 @@ _EN_SIGN_BEFORE = re.compile(r"(?:^|\n|[.!?]\s+|[–—\-]\s*|,\s*|\bfor\s|\bto\
                              r"\b(?:mother|father|mom|mum|dad|wife|husband|son|daughter|friend|recipient|contact:?)\s)$")
 
 
+_EN_SENTENCE_START = re.compile(r"(?:^|[.!?][ \t]+|\n[ \t]*)$")
+
+
+def _sentence_initial(norm: str, start: int) -> bool:
+    return bool(_EN_SENTENCE_START.search(norm, max(0, start - 4), start))
+
+
+def _en_known(words: list[str]) -> bool:
+    """The run opens with a known given name or a surname ("Li Wei", "Nguyen Van An")."""
+    first = words[0]
+    return first in lx.EN_GIVEN_NAMES or first in lx.EN_PINYIN_SURNAMES or (
+        first in lx.EN_SURNAMES_FIRST and (len(words) >= 3 or first not in lx.EN_SURNAMES_FIRST_AMBIGUOUS))
+
+
 def _en_name_ok(words: list[str]) -> bool:
     street = set(lx.EN_STREET_TYPES) | set(lx.EN_STREET_ABBREVIATIONS)
     return bool(words) and not any(w in lx.EN_NOT_NAMES or w in street or w in lx.EN_ORG_WORDS
@@ -181,27 +213,36 @@ def detect_en_names_loose(norm: str) -> list[Detection]:
     mid-sentence, and lower-case names after "this is" / "my son"."""
     hits = []
     for m in _EN_PAIR_RE.finditer(norm):
-        words = m.group("v").split()
-        while words and not _en_name_ok(words[-1:]):
+        spans = [(w.group(), w.start(), w.end()) for w in re.finditer(r"\S+", norm[:m.end("v")])
+                 if w.start() >= m.start("v")]  # each word with its offsets (any whitespace between)
+        words = [w for w, _, _ in spans]
+        # after a surname and a middle name, the third word is the given name, whatever it spells (An)
+        while words and not _en_name_ok(words[-1:]) and not (len(words) == 3 and words[0] in lx.EN_SURNAMES_FIRST):
             words.pop()
+            spans.pop()
         while words and not _en_name_ok(words[:1]):
             words.pop(0)
+            spans.pop(0)
+        if len(words) >= 3 and not _en_known(words) and _sentence_initial(norm, spans[0][1]):
+            words.pop(0)  # "Tell José Álvarez …": the sentence's capitalised first word is no part of the name
+            spans.pop(0)
         if len(words) < 2:
             continue
-        v = " ".join(words)
-        start = norm.index(v, m.start())
-        end = start + len(v)
+        start, end = spans[0][1], spans[-1][2]
+        v = norm[start:end]
         before = norm[max(0, start - 30):start]
         if _EN_ARTICLE_BEFORE.search(before) or norm[end:end + 2] in ("'s", "’s"):
             continue  # "the Acme Deluxe", "Someone's": a product or a brand
-        known = words[0] in lx.EN_GIVEN_NAMES or words[0] in lx.EN_PINYIN_SURNAMES
         placed = _EN_SIGN_BEFORE.search(before) and _EN_SIGN_AFTER.match(norm, end)
-        if known or placed:
+        if _en_known(words) or placed:
             hits.append(Detection("NAME", start, end, v))
     for m in _EN_SINGLE_RE.finditer(norm):
         w = m.group("v")
+        neighbour = _EN_CAP_NEIGHBOUR.search(norm, max(0, m.start() - 20), m.start())
+        if neighbour and _sentence_initial(norm, neighbour.start()) and not _en_known(neighbour.group().split()):
+            neighbour = None  # "Ask Kevin to…": a sentence's first word, not part of a capitalised run
         if w in lx.EN_GIVEN_NAMES and not _EN_ARTICLE_BEFORE.search(norm[max(0, m.start() - 12):m.start()]) \
-                and not _EN_CAP_NEIGHBOUR.search(norm[max(0, m.start() - 20):m.start()]) \
+                and not neighbour \
                 and not re.match(rf"[ \t]+(?:&|{_EN_WORD})", norm[m.end():m.end() + 20]):  # part of a capitalised run
             hits.append(Detection("NAME", m.start(), m.end(), w))
     for m in _EN_LOWER_CUE_RE.finditer(norm):

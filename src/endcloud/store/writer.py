@@ -1,0 +1,118 @@
+"""The service's store access: one writer thread with group commit, a reader per thread.
+
+Every write is acknowledged only after its transaction has committed (SQLite: WAL,
+synchronous=FULL; PostgreSQL: its WAL with the server's fsync): `await db.write(fn)` returns when
+the COMMIT that carried `fn` is on disk. Writes that arrive
+together share one COMMIT (one fsync), which is what keeps hundreds of concurrent sessions
+cheap; each runs inside its own SAVEPOINT, so one failing write never takes the others down.
+There is a single writer connection per process, so clients never see "database is locked";
+on PostgreSQL the writers of several processes (replicas) take turns on one advisory lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import queue
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from endcloud.store import Store
+
+WriteFn = Callable[[Any], Any]  # a function of the connection
+
+
+class ServeStore:
+    """The service's door to the store: `await write(fn)` (group-committed) and `await read(fn)`."""
+
+    def __init__(self, location: str | Path) -> None:
+        self.location = str(location)
+        self._writer = Store.open(self.location)  # runs the migrations once
+        self._queue: queue.Queue[tuple[WriteFn, concurrent.futures.Future] | None] = queue.Queue()
+        self._local = threading.local()
+        self._readers: list[Store] = []
+        self._readers_lock = threading.Lock()
+        self._pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="serve-read")
+        self._thread = threading.Thread(target=self._write_loop, name="serve-writer", daemon=True)
+        self._thread.start()
+
+    # -- writes ---------------------------------------------------------------------------------
+    async def write(self, fn: WriteFn) -> Any:
+        """Run `fn(conn)` in the writer's next transaction; return its result after COMMIT."""
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put((fn, fut))
+        return await asyncio.wrap_future(fut)
+
+    def write_nowait(self, fn: WriteFn) -> concurrent.futures.Future:
+        """Queue `fn` from any thread (e.g. the cloud client's audit hook); no waiting."""
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put((fn, fut))
+        return fut
+
+    def _write_loop(self) -> None:
+        conn = self._writer.conn
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < 256:  # everything that is already waiting shares this COMMIT
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+            self._commit(conn, batch)
+
+    def _commit(self, conn: Any, batch: list[tuple[WriteFn, Any]]) -> None:
+        results: list[tuple[Any, Any, BaseException | None]] = []
+        try:
+            conn.begin_write()
+            for fn, fut in batch:
+                conn.execute("SAVEPOINT w")
+                try:
+                    results.append((fut, fn(conn), None))
+                    conn.execute("RELEASE w")
+                except Exception as exc:  # this write alone is undone
+                    conn.execute("ROLLBACK TO w")
+                    conn.execute("RELEASE w")
+                    results.append((fut, None, exc))
+            conn.execute("COMMIT")
+        except BaseException as exc:  # the COMMIT itself failed: nobody is acknowledged
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for fn, fut in batch:
+                fut.set_exception(exc)
+            return
+        for fut, value, exc in results:  # acknowledged only now, after COMMIT
+            if exc is None:
+                fut.set_result(value)
+            else:
+                fut.set_exception(exc)
+
+    # -- reads ----------------------------------------------------------------------------------
+    async def read(self, fn: WriteFn) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._read_sync, fn)
+
+    def _read_sync(self, fn: WriteFn) -> Any:
+        store = getattr(self._local, "store", None)
+        if store is None:
+            store = self._local.store = Store.open(self.location)
+            with self._readers_lock:
+                self._readers.append(store)
+        return fn(store.conn)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(10)
+        self._pool.shutdown(wait=True)
+        for s in self._readers:
+            s.close()
+        self._writer.close()
+
+
