@@ -37,7 +37,7 @@ CONFIG = """\
 store: {store}
 backend: {{kind: fake, slots: 256}}
 escalation: {{enabled: false, scorer: ngram}}
-limits: {{session_rate_per_minute: 0, queue_size: 512}}
+limits: {{session_rate_per_minute: 0, customer_rate_per_minute: 0, queue_size: 512}}
 """
 QUERY = [{"role": "user", "content": "我的订单什么时候发货？"}]
 

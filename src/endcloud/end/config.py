@@ -165,6 +165,11 @@ class BackendConfig:
     upstream_models: list[str] = field(default_factory=list)  # names to offer; [] = served_name
     upstream_max_attempts: int = 3  # openai: tries before the first piece (timeouts, 429, 5xx)
     upstream_deadline_s: float = 30.0  # openai: the most one request may take, retries included
+    # openai: who loads the champion's LoRA on a promotion (end/upstream.py): "" = nobody (the
+    # upstream serves what it was started with), "vllm" (POST /v1/load_lora_adapter, a new name
+    # each time; needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True), "llama-server" (switches among the
+    # adapters it was started with: --lora FILE.gguf ... --lora-init-without-apply)
+    upstream_adapters: Literal["", "vllm", "llama-server"] = ""
     temperature: float = 0.6
     top_p: float = 0.8
     max_input_tokens: int = 512
@@ -183,9 +188,10 @@ class BackendConfig:
 
     def __post_init__(self) -> None:
         check(bool(self.served_name), "backend.served_name", "must not be empty")
-        check(not self.registry or self.kind in ("transformers", "llama-cpp", "fake"), "backend.registry",
-              "hot swap needs kind=transformers or llama-cpp (an upstream server loads its own "
-              "adapters)")
+        check(not self.registry or self.kind in ("transformers", "llama-cpp", "fake")
+              or (self.kind == "openai" and bool(self.upstream_adapters)), "backend.registry",
+              "hot swap needs kind=transformers or llama-cpp, or kind=openai with "
+              "upstream_adapters=vllm|llama-server (the engine then loads the champion)")
         check(self.n_threads >= 0, "backend.n_threads", "must be >= 0 (0 = every core)")
         check(self.n_ctx >= 64, "backend.n_ctx", "must be >= 64")
         check(self.registry_poll_s > 0, "backend.registry_poll_s", "must be > 0")

@@ -4,18 +4,34 @@ llama.cpp `llama-server -m end.gguf --lora a.gguf` (the fast CPU path) or vLLM `
 --lora-modules shop-a=/adapters/a` (the scale-out path for many shops and GPUs: each adapter is a
 model name, passed through unchanged). Spoken through `endcloud.wire`, retried like the teacher
 client (`wire.Retry`) until the first piece arrives, all under `upstream_deadline_s`.
+
+With `upstream_adapters`, a promotion reaches the engine (`use_adapter`, called by the hot swap):
+- vllm: the champion's LoRA folder is loaded under a new name every time (`POST
+  /v1/load_lora_adapter`; a same-name reload would reuse stale prefix-cache entries), requests for
+  `served_name` go to that name from the next one on, and the old name is unloaded (`POST
+  /v1/unload_lora_adapter`) once its last in-flight request has finished. A rollback to the base
+  model sends `served_name` itself again. The folder's path must be readable by vLLM.
+- llama-server: it loads LoRA files only at start, so the champion must be one of them (`--lora
+  <id>.gguf`, matched by file name: the adapter id or the folder's name); the switch sets its
+  scale to 1 and every other to 0 (`POST /lora-adapters`); base = all 0.
+Prefix-Tuning and P-Tuning v2 adapters cannot be served by either engine: refused, naming the
+transformers backend.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
+import threading
 import time
+from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from endcloud import wire
 from endcloud.end.backend import Backend, Delta, Event, Final, GenParams
 from endcloud.end.config import BackendConfig
-from endcloud.errors import CloudError, DeadlineError, TransientError
+from endcloud.errors import AdapterError, CloudError, DeadlineError, TransientError
 
 if TYPE_CHECKING:
     import random
@@ -37,6 +53,86 @@ class OpenAIBackend(Backend):
         self.cfg, self.served_name, self.slots = cfg, cfg.served_name, cfg.slots
         self.client: httpx.AsyncClient | None = None
         self.retry = wire.Retry(cfg.upstream_max_attempts, rng=rng or random.Random())
+        self.root = cfg.base_url.rstrip("/").removesuffix("/v1")  # the engine's own endpoints
+        self.active: str | None = None  # vllm: the upstream name `served_name` goes to now
+        self.inflight: Counter[str] = Counter()
+        self.retired: set[str] = set()  # vllm: names to unload once their requests finished
+        self.lock = threading.Lock()
+
+    # -- adapters on the engine -----------------------------------------------------------------
+    def use_adapter(self, source: str | Path | None, name: str | None = None) -> None:
+        if not self.cfg.upstream_adapters:
+            return super().use_adapter(source, name)
+        if source is not None:
+            from endcloud.end.adapters import verify
+
+            method = verify(source).get("method", "lora")
+            if method != "lora":
+                raise AdapterError(f"{source}: a {method} adapter cannot be served by vLLM or "
+                                   "llama.cpp's server (they apply LoRA only); serve it with "
+                                   "backend.kind=transformers")
+        if self.cfg.upstream_adapters == "vllm":
+            self._vllm_switch(source, name)
+        else:
+            self._llama_server_switch(source, name)
+        self.champion = name if source is not None else None
+
+    def _vllm_switch(self, source: str | Path | None, name: str | None) -> None:
+        new = None
+        if source is not None:
+            new = f"{self.served_name}-{name or Path(source).name}-{secrets.token_hex(3)}"
+            self._post_sync("/v1/load_lora_adapter",
+                            {"lora_name": new, "lora_path": str(Path(source).resolve())})
+        with self.lock:
+            old, self.active = self.active, new
+            done = old is not None and self.inflight[old] == 0
+            if old is not None and not done:
+                self.retired.add(old)  # unloaded when its last request ends (stream)
+        if done:
+            self._post_sync("/v1/unload_lora_adapter", {"lora_name": old})
+
+    def _llama_server_switch(self, source: str | Path | None, name: str | None) -> None:
+        import httpx
+
+        loaded = httpx.get(f"{self.root}/lora-adapters", timeout=10).json()
+        pick = None
+        if source is not None:
+            wanted = {n for n in (name, Path(source).name, Path(source).stem) if n}
+            pick = next((a["id"] for a in loaded if Path(a["path"]).stem in wanted), None)
+            if pick is None:
+                raise AdapterError(
+                    f"llama-server at {self.root} was not started with adapter {name!r}: it loads LoRA "
+                    f"files only at start (restart it with --lora {name}.gguf --lora-init-without-apply; "
+                    f"`endcloud end export-gguf {source} {name}.gguf` writes it); it has "
+                    f"{[Path(a['path']).name for a in loaded]}")
+        self._post_sync("/lora-adapters", [{"id": a["id"], "scale": 1.0 if a["id"] == pick else 0.0}
+                                           for a in loaded])
+
+    def _post_sync(self, path: str, body: Any) -> None:
+        import httpx
+
+        try:
+            r = httpx.post(f"{self.root}{path}", json=body, timeout=60)
+        except httpx.HTTPError as exc:
+            raise AdapterError(f"{self.root}{path}: {type(exc).__name__}: the engine did not answer") from None
+        if r.status_code >= 400:
+            raise AdapterError(f"{self.root}{path}: HTTP {r.status_code}: {wire.error_detail(r.content)}")
+
+    def _acquire(self, model: str) -> str:
+        """The upstream name for this request (the champion's for `served_name`), counted."""
+        with self.lock:
+            upstream = self.active if model == self.served_name and self.active else model
+            self.inflight[upstream] += 1
+        return upstream
+
+    async def _release(self, upstream: str) -> None:
+        with self.lock:
+            self.inflight[upstream] -= 1
+            unload = upstream in self.retired and self.inflight[upstream] == 0
+            if unload:
+                self.retired.discard(upstream)
+        if unload:
+            await asyncio.to_thread(self._post_sync, "/v1/unload_lora_adapter", {"lora_name": upstream})
 
     def models(self) -> list[str]:
         return list(self.cfg.upstream_models) or [self.served_name]
@@ -53,6 +149,15 @@ class OpenAIBackend(Backend):
 
     async def stream(self, model: str, messages: list[dict[str, str]], params: GenParams
                      ) -> AsyncIterator[Event]:
+        upstream = self._acquire(model)
+        try:
+            async for ev in self._stream(upstream, messages, params):
+                yield ev
+        finally:
+            await self._release(upstream)
+
+    async def _stream(self, model: str, messages: list[dict[str, str]], params: GenParams
+                      ) -> AsyncIterator[Event]:
         body = wire.request_body(
             model, messages, max_tokens=params.max_tokens, stream=True,
             temperature=self.cfg.temperature if params.temperature is None else params.temperature,

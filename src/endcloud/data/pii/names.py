@@ -213,8 +213,8 @@ def detect_en_names_loose(norm: str) -> list[Detection]:
     mid-sentence, and lower-case names after "this is" / "my son"."""
     hits = []
     for m in _EN_PAIR_RE.finditer(norm):
-        spans = [(w.group(), w.start(), w.end()) for w in re.finditer(r"\S+", norm[:m.end("v")])
-                 if w.start() >= m.start("v")]  # each word with its offsets (any whitespace between)
+        at = m.start("v")  # each word with its offsets (any whitespace between)
+        spans = [(w.group(), at + w.start(), at + w.end()) for w in re.finditer(r"\S+", m.group("v"))]
         words = [w for w, _, _ in spans]
         # after a surname and a middle name, the third word is the given name, whatever it spells (An)
         while words and not _en_name_ok(words[-1:]) and not (len(words) == 3 and words[0] in lx.EN_SURNAMES_FIRST):
