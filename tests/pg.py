@@ -57,11 +57,19 @@ class PostgresServer:
                   "--locale=C.UTF-8" if _has_c_utf8() else "--no-locale")
         # fsync off for tests: durability is then the OS page cache (kill -9 of a client or of the
         # server loses nothing; only a power cut would); benches keep it on
+        return self.resume()
+
+    def resume(self) -> "PostgresServer":
+        """Start the server (again) on the same data and port."""
         opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root}"
                 " -c max_connections=200" + ("" if self.fsync else " -c fsync=off -c full_page_writes=off"))
         self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"),
                   "-w", "-t", "60", "start")
         return self
+
+    def halt(self) -> None:
+        """Stop the server abruptly (as a crash: `-m immediate`), keeping its data."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
     def new_database(self) -> str:
         import psycopg
@@ -73,7 +81,7 @@ class PostgresServer:
 
     def stop(self) -> None:
         try:
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            self.halt()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 

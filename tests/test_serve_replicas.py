@@ -17,7 +17,7 @@ from serve_helpers import new_customer, tiny_cfg  # noqa: E402
 from wait_helpers import wait_until  # noqa: E402
 
 from endcloud.end.registry import Registry  # noqa: E402
-from endcloud.serve.app import create_app  # noqa: E402
+from endcloud.serve.app import create_app, fastapi_app  # noqa: E402
 from endcloud.serve.server import running  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("store_backend")  # every test on SQLite and PostgreSQL
@@ -61,7 +61,7 @@ def test_two_replicas_share_customers_and_follow_the_champion_in_the_store(tiny_
         reg = Registry(tmp_path / "registry", store)  # what evolve writes
         aid = reg.add(adapter)
         reg.promote(aid, "test promotion")
-        watchers = [app.app.state.champion for app in apps]  # (create_app wraps the app in BodyLimit)
+        watchers = [fastapi_app(app).state.champion for app in apps]
         assert wait_until(lambda: all(w.champion == aid for w in watchers), 30, every_s=0.05)
         assert all((tmp_path / f"cache{i}" / aid / "adapter_model.safetensors").is_file() for i in range(2))
         tuned = [chat(u, h, "Question 7").json()["choices"][0]["message"]["content"] for u in (a, b)]

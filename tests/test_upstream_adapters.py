@@ -31,6 +31,9 @@ class VllmLike(ThreadingHTTPServer):
     """vLLM's runtime LoRA API: load/unload by name (400 for an unknown one); a chat completion
     answers with the model name it was asked for, held open while `hold` is clear."""
 
+    request_queue_size = 128  # the 30 concurrent requests below (the default backlog is 5)
+    daemon_threads = True
+
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.loaded: set[str] = set()
@@ -39,6 +42,7 @@ class VllmLike(ThreadingHTTPServer):
         self.hold.set()
         self.started = threading.Event()
         self.refuse = False  # answer the next loads with 400, as vLLM does for a bad folder
+        self.unload_failures = 0  # answer this many unloads with 500
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -66,6 +70,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(200, f"Success: LoRA adapter '{req['lora_name']}' added successfully.".encode(), "text/plain")
         if self.path == "/v1/unload_lora_adapter":
             srv.calls.append(("unload", req["lora_name"]))
+            if srv.unload_failures:
+                srv.unload_failures -= 1
+                return self._reply(500, b'{"error": {"message": "engine busy"}}')
             if req["lora_name"] not in srv.loaded:
                 return self._reply(400, b'{"error": {"message": "not loaded"}}')
             srv.loaded.discard(req["lora_name"])
@@ -146,3 +153,29 @@ def test_without_upstream_adapters_a_promotion_is_refused():
     b = OpenAIBackend(BackendConfig(kind="openai", base_url="http://127.0.0.1:9/v1"))
     with pytest.raises(AdapterError, match="cannot swap adapters"):
         b.use_adapter(None)
+
+
+def test_a_failed_unload_is_retried_and_no_request_fails_during_switches(tmp_path, caplog):
+    adapters = [fake_adapter(tmp_path / f"a{i:04d}", str(i)) for i in range(1, 4)]
+    with serving(VllmLike()) as srv:
+        b = backend(srv.url)
+        b.use_adapter(adapters[0], "a0001")
+        srv.unload_failures = 1
+        b.use_adapter(adapters[1], "a0002")  # the old name's unload fails: logged, kept for later
+        assert "will retry" in caplog.text and len(srv.loaded) == 2
+        assert asyncio.run(answer(b)).startswith("end-a0002-")  # the request itself is fine
+        assert len(srv.loaded) == 1  # retried after that request, now gone
+
+        async def traffic_through_switches() -> list[str]:
+            async def one() -> str:
+                return await answer(b)
+
+            tasks = [asyncio.create_task(one()) for _ in range(30)]
+            for i in (2, 0, 1):
+                await asyncio.to_thread(b.use_adapter, adapters[i], f"a{i + 1:04d}")
+                await asyncio.sleep(0.01)
+            return await asyncio.gather(*tasks)
+
+        replies = asyncio.run(traffic_through_switches())
+        assert len(replies) == 30 and all(r.startswith("end-a000") for r in replies)
+        assert len(srv.loaded) == 1 and srv.loaded == {b.active}

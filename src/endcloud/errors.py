@@ -55,9 +55,15 @@ class PrivacyError(EndcloudError):
 
 
 class StoreError(EndcloudError):
-    """The SQLite store is unusable (corrupt, newer schema, locked beyond the timeout)."""
+    """The store is unusable (corrupt, newer schema, locked beyond the timeout, a PostgreSQL
+    server that cannot be reached at start)."""
 
     exit_code = 5
+
+
+class StoreUnavailableError(StoreError):
+    """The store stopped answering while serving (a PostgreSQL server restarting or gone): the
+    write was not made; the service answers 503 with Retry-After and reconnects."""
 
 
 class MissingExtraError(EndcloudError):

@@ -21,6 +21,7 @@ transformers backend.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import threading
 import time
@@ -32,6 +33,8 @@ from endcloud import wire
 from endcloud.end.backend import Backend, Delta, Event, Final, GenParams
 from endcloud.end.config import BackendConfig
 from endcloud.errors import AdapterError, CloudError, DeadlineError, TransientError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import random
@@ -85,11 +88,9 @@ class OpenAIBackend(Backend):
                             {"lora_name": new, "lora_path": str(Path(source).resolve())})
         with self.lock:
             old, self.active = self.active, new
-            done = old is not None and self.inflight[old] == 0
-            if old is not None and not done:
-                self.retired.add(old)  # unloaded when its last request ends (stream)
-        if done:
-            self._post_sync("/v1/unload_lora_adapter", {"lora_name": old})
+            if old is not None:
+                self.retired.add(old)  # unloaded once its last request has ended
+        self._unload_idle()
 
     def _llama_server_switch(self, source: str | Path | None, name: str | None) -> None:
         import httpx
@@ -128,11 +129,23 @@ class OpenAIBackend(Backend):
     async def _release(self, upstream: str) -> None:
         with self.lock:
             self.inflight[upstream] -= 1
-            unload = upstream in self.retired and self.inflight[upstream] == 0
-            if unload:
-                self.retired.discard(upstream)
-        if unload:
-            await asyncio.to_thread(self._post_sync, "/v1/unload_lora_adapter", {"lora_name": upstream})
+            idle = bool(self.retired) and self.inflight[upstream] == 0
+        if idle:
+            await asyncio.to_thread(self._unload_idle)
+
+    def _unload_idle(self) -> None:
+        """Unload every retired name with no request left on it. A failed unload is logged and
+        tried again after the next request or switch; it never fails a customer's request."""
+        with self.lock:
+            idle = [n for n in self.retired if self.inflight[n] == 0]
+        for name in idle:
+            try:
+                self._post_sync("/v1/unload_lora_adapter", {"lora_name": name})
+            except AdapterError as exc:
+                log.warning("could not unload %s (will retry): %s", name, exc)
+                continue
+            with self.lock:
+                self.retired.discard(name)
 
     def models(self) -> list[str]:
         return list(self.cfg.upstream_models) or [self.served_name]

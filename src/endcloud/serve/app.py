@@ -17,7 +17,7 @@ import logging
 import os
 from typing import Any, AsyncIterator
 
-from endcloud.errors import MissingExtraError
+from endcloud.errors import MissingExtraError, StoreUnavailableError
 from endcloud.serve.config import ADMIN_TOKEN_ENV, ServeConfig
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,12 @@ def create_app(cfg: ServeConfig, *, backend: Any = None, admin_token: str | None
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Any) -> Response:
         return error(exc.status, exc.message, {"retry-after": str(exc.retry_after)})
+
+    @app.exception_handler(StoreUnavailableError)
+    async def store_down(request: Request, exc: Any) -> Response:  # PostgreSQL restarting or gone
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return error(503, "the service cannot store this right now; try again shortly",
+                     {"retry-after": "2"})
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> Response:

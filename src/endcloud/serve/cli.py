@@ -35,6 +35,9 @@ def serve(args: argparse.Namespace) -> int:
     overrides += [f"host={args.host}"] if args.host else []
     overrides += [f"port={args.port}"] if args.port is not None else []
     cfg = load_config(ServeConfig, config, overrides)
+    from endcloud.store import Store, default_location
+
+    Store.open(cfg.store or default_location()).close()  # unreachable or unusable: one line, exit 5
     run(create_app(cfg), cfg.host, cfg.port, cfg.access_log, args.port_file)
     return 0
 

@@ -39,6 +39,7 @@ class SqliteConnection(sqlite3.Connection):
     """sqlite3's connection with the two things the store adds: its dialect and begin_write."""
 
     dialect = "sqlite"
+    broken = False  # a file does not go away under an open connection
 
     def begin_write(self) -> None:
         self.execute("BEGIN IMMEDIATE")

@@ -24,6 +24,7 @@ from endcloud.errors import StoreError
 
 WRITE_LOCK = 0x656E64636C6F7564  # "endcloud": the advisory lock every write transaction takes
 POOL_MAX = 16  # connections per process and database (one per reader thread + the writer)
+GETCONN_TIMEOUT_S = 5.0  # a request waits this long for a connection before the store counts as down
 
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|\?|(?<![:\w]):([A-Za-z_]\w*)|%")
 
@@ -149,6 +150,11 @@ class PgConnection:
         self.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
 
     @property
+    def broken(self) -> bool:
+        """The server went away (restart, network): this connection is done; open another."""
+        return bool(self._raw.closed or self._raw.broken)
+
+    @property
     def in_transaction(self) -> bool:
         from psycopg.pq import TransactionStatus
 
@@ -185,17 +191,19 @@ def connect(url: str) -> PgConnection:
             try:  # one direct attempt first: a wrong URL fails now, with the server's reason
                 psycopg.connect(url, connect_timeout=10).close()
             except psycopg.Error as exc:
-                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise StoreError(f"{redact(url)}: cannot connect to the store: {reason}") from None
             pool = psycopg_pool.ConnectionPool(
                 url, min_size=1, max_size=POOL_MAX, open=False, configure=_configure,
+                check=psycopg_pool.ConnectionPool.check_connection,  # a restarted server's stale ones
                 kwargs={"autocommit": True, "row_factory": _row_factory}, name="endcloud")
             pool.open(wait=True, timeout=30)
             _pools[url] = pool
     try:
-        raw = pool.getconn(timeout=30)
+        raw = pool.getconn(timeout=GETCONN_TIMEOUT_S)
     except Exception as exc:
-        raise StoreError(f"{redact(url)}: no store connection within 30 s: {exc}") from None
+        raise StoreError(f"{redact(url)}: no store connection within {GETCONN_TIMEOUT_S:.0f} s "
+                         f"({type(exc).__name__})") from None
     return PgConnection(raw, pool)
 
 

@@ -7,17 +7,22 @@ together share one COMMIT (one fsync), which is what keeps hundreds of concurren
 cheap; each runs inside its own SAVEPOINT, so one failing write never takes the others down.
 There is a single writer connection per process, so clients never see "database is locked";
 on PostgreSQL the writers of several processes (replicas) take turns on one advisory lock.
+When a PostgreSQL server goes away, the writes and reads in flight fail with
+StoreUnavailableError (nothing acknowledged that was not committed; the service answers 503 with
+Retry-After) and the next ones reconnect.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import queue
 import threading
 from pathlib import Path
 from typing import Any, Callable
 
+from endcloud.errors import StoreError, StoreUnavailableError
 from endcloud.store import Store
 
 WriteFn = Callable[[Any], Any]  # a function of the connection
@@ -28,7 +33,8 @@ class ServeStore:
 
     def __init__(self, location: str | Path) -> None:
         self.location = str(location)
-        self._writer = Store.open(self.location)  # runs the migrations once
+        self._writer: Store | None = Store.open(self.location)  # runs the migrations once
+        self._where = self._writer.location  # for messages: a URL without its password
         self._queue: queue.Queue[tuple[WriteFn, concurrent.futures.Future] | None] = queue.Queue()
         self._local = threading.local()
         self._readers: list[Store] = []
@@ -51,7 +57,6 @@ class ServeStore:
         return fut
 
     def _write_loop(self) -> None:
-        conn = self._writer.conn
         while True:
             item = self._queue.get()
             if item is None:
@@ -66,9 +71,23 @@ class ServeStore:
                     self._queue.put(None)
                     break
                 batch.append(nxt)
-            self._commit(conn, batch)
+            self._commit(batch)
 
-    def _commit(self, conn: Any, batch: list[tuple[WriteFn, Any]]) -> None:
+    def _writer_conn(self) -> Any:
+        """The writer's connection; reopened after the server went away (None while it is down)."""
+        if self._writer is None:
+            try:
+                self._writer = Store.open(self.location)
+            except StoreError:
+                return None
+        return self._writer.conn
+
+    def _commit(self, batch: list[tuple[WriteFn, Any]]) -> None:
+        conn = self._writer_conn()
+        if conn is None:
+            for _, fut in batch:
+                fut.set_exception(self._unavailable())
+            return
         results: list[tuple[Any, Any, BaseException | None]] = []
         try:
             conn.begin_write()
@@ -83,8 +102,13 @@ class ServeStore:
                     results.append((fut, None, exc))
             conn.execute("COMMIT")
         except BaseException as exc:  # the COMMIT itself failed: nobody is acknowledged
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            with contextlib.suppress(Exception):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            if conn.broken:  # the server went away: a new connection for the next batch
+                self._drop(self._writer)
+                self._writer = None
+                exc = self._unavailable()
             for fn, fut in batch:
                 fut.set_exception(exc)
             return
@@ -94,6 +118,15 @@ class ServeStore:
             else:
                 fut.set_exception(exc)
 
+    def _unavailable(self) -> StoreUnavailableError:
+        return StoreUnavailableError(f"{self._where}: the store does not answer; nothing was written")
+
+    @staticmethod
+    def _drop(store: Store | None) -> None:
+        if store is not None:
+            with contextlib.suppress(Exception):
+                store.close()
+
     # -- reads ----------------------------------------------------------------------------------
     async def read(self, fn: WriteFn) -> Any:
         loop = asyncio.get_running_loop()
@@ -102,17 +135,29 @@ class ServeStore:
     def _read_sync(self, fn: WriteFn) -> Any:
         store = getattr(self._local, "store", None)
         if store is None:
-            store = self._local.store = Store.open(self.location)
+            try:
+                store = self._local.store = Store.open(self.location)
+            except StoreError:
+                raise self._unavailable() from None
             with self._readers_lock:
                 self._readers.append(store)
-        return fn(store.conn)
+        try:
+            return fn(store.conn)
+        except Exception:
+            if not store.conn.broken:
+                raise
+            with self._readers_lock:  # the server went away: this thread reconnects next time
+                self._readers.remove(store)
+            self._local.store = None
+            self._drop(store)
+            raise self._unavailable() from None
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(10)
         self._pool.shutdown(wait=True)
         for s in self._readers:
-            s.close()
-        self._writer.close()
+            self._drop(s)
+        self._drop(self._writer)
 
 
