@@ -1,6 +1,7 @@
 """kill -9 the service while customers post feedback; every acknowledged row must survive.
 
     python bench/serve_durability.py --rounds 100        # the acceptance run (~3-5 min on 2 cores)
+    python bench/serve_durability.py --rounds 50 --replicas 2 --store postgresql://...
 
 Each round starts `python -m endcloud.serve.cli` (fake end model) on the same SQLite file,
 lets 4 clients post feedback as fast as they can, and SIGKILLs the server at a random moment.
@@ -99,18 +100,91 @@ def kill_rounds(workdir: Path, rounds: int, clients: int = 4, seed: int = 0,
             "missing": len(missing), "integrity_check": integrity}
 
 
+def kill_one_of_two(workdir: Path, rounds: int, store: str, clients: int = 4, seed: int = 0) -> dict:
+    """Two replicas on one store; each round one of them (at random) is SIGKILLed mid-write and
+    started again. Clients spread their feedback over both and go on through the other one."""
+    rng = random.Random(seed)
+    dirs = [workdir / f"replica-{i}" for i in range(2)]
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "serve.yaml").write_text(CONFIG.format(store=store), encoding="utf-8")
+    procs, urls = zip(*(start(d) for d in dirs))
+    procs, urls = list(procs), list(urls)
+    token = httpx.post(f"{urls[0]}/v1/customers").json()["token"]
+    auth = {"authorization": f"Bearer {token}"}
+    reply_id = httpx.post(f"{urls[0]}/v1/chat/completions", headers=auth,
+                          json={"messages": [{"role": "user", "content": "在吗"}]}).json()["id"]
+    acked: dict[int, str] = {}
+    lock = threading.Lock()
+    try:
+        for rnd in range(rounds):
+            stop = threading.Event()
+
+            def client(n: int) -> None:
+                i = 0
+                with httpx.Client(headers=auth, timeout=5) as c:
+                    while not stop.is_set():
+                        i += 1
+                        try:
+                            r = c.post(f"{urls[(n + i) % 2]}/v1/feedback",
+                                       json={"reply_id": reply_id, "comment": f"r{rnd}-c{n}-{i}"})
+                        except httpx.HTTPError:
+                            continue  # that replica is gone: never acknowledged; the next try goes to the other
+                        if r.status_code == 201:
+                            with lock:
+                                acked[r.json()["id"]] = f"r{rnd}-c{n}-{i}"
+
+            threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+            for t in threads:
+                t.start()
+            time.sleep(rng.uniform(0.1, 0.4))
+            victim = rng.randrange(2)
+            os.kill(procs[victim].pid, signal.SIGKILL)
+            procs[victim].wait()
+            time.sleep(0.1)  # the other replica alone takes the writes for a moment
+            stop.set()
+            for t in threads:
+                t.join()
+            procs[victim], urls[victim] = start(dirs[victim])
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
+    with Store.open(store) as st:
+        stored = {r[0]: r[1] for r in st.conn.execute("SELECT id, comment FROM serve_feedback")}
+    missing = [i for i, c in acked.items() if stored.get(i) != c]
+    return {"rounds": rounds, "replicas": 2, "acknowledged": len(acked), "stored": len(stored),
+            "missing": len(missing)}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=100)
     p.add_argument("--clients", type=int, default=4)
-    p.add_argument("--store", help="a postgresql:// URL of an empty database (default: a SQLite file)")
+    p.add_argument("--store", help="a postgresql:// URL of an empty database, or `pg` for a throwaway "
+                                  "server started here (tests/pg.py, fsync on); default: a SQLite file")
+    p.add_argument("--replicas", type=int, choices=(1, 2), default=1,
+                   help="2: two replicas on the store, one of them killed each round")
     args = p.parse_args()
+    server = None
+    if args.store == "pg":
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from pg import PostgresServer
+
+        server = PostgresServer(fsync=True).start()
+        args.store = server.new_database()
     with tempfile.TemporaryDirectory(prefix="endcloud-kill-") as tmp:
         t0 = time.monotonic()
-        result = kill_rounds(Path(tmp), args.rounds, args.clients, store=args.store)
+        if args.replicas == 2:
+            result = kill_one_of_two(Path(tmp), args.rounds, args.store or str(Path(tmp) / "serve.db"),
+                                     args.clients)
+        else:
+            result = kill_rounds(Path(tmp), args.rounds, args.clients, store=args.store)
         result["seconds"] = round(time.monotonic() - t0, 1)
+    if server is not None:
+        server.stop()
     print(json.dumps(result))
-    return 0 if result["missing"] == 0 and result["integrity_check"] == "ok" else 1
+    return 0 if result["missing"] == 0 and result.get("integrity_check", "ok") == "ok" else 1
 
 
 if __name__ == "__main__":
