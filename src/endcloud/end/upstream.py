@@ -12,8 +12,11 @@ With `upstream_adapters`, a promotion reaches the engine (`use_adapter`, called 
   /v1/unload_lora_adapter`) once its last in-flight request has finished. A rollback to the base
   model sends `served_name` itself again. The folder's path must be readable by vLLM.
 - llama-server: it loads LoRA files only at start, so the champion must be one of them (`--lora
-  <id>.gguf`, matched by file name: the adapter id or the folder's name); the switch sets its
-  scale to 1 and every other to 0 (`POST /lora-adapters`); base = all 0.
+  <id>.gguf`, matched by file name: the adapter id or the folder's name); every request for
+  `served_name` then carries the scales (`"lora": [{"id", "scale"}]`: the champion's 1, every
+  other 0; base = all 0) and `cache_prompt: false`. Per request, not the server's global `POST
+  /lora-adapters`, and without the prompt cache: this build's cache does not tell adapters apart
+  (measured: after a switch, replies continued from the other adapter's cached prompt).
 Prefix-Tuning and P-Tuning v2 adapters cannot be served by either engine: refused, naming the
 transformers backend.
 """
@@ -60,6 +63,7 @@ class OpenAIBackend(Backend):
         self.active: str | None = None  # vllm: the upstream name `served_name` goes to now
         self.inflight: Counter[str] = Counter()
         self.retired: set[str] = set()  # vllm: names to unload once their requests finished
+        self.lora: list[dict[str, Any]] | None = None  # llama-server: the scales each request carries
         self.lock = threading.Lock()
 
     # -- adapters on the engine -----------------------------------------------------------------
@@ -95,7 +99,11 @@ class OpenAIBackend(Backend):
     def _llama_server_switch(self, source: str | Path | None, name: str | None) -> None:
         import httpx
 
-        loaded = httpx.get(f"{self.root}/lora-adapters", timeout=10).json()
+        try:
+            loaded = httpx.get(f"{self.root}/lora-adapters", timeout=10).json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise AdapterError(f"{self.root}/lora-adapters: {type(exc).__name__}: not a llama-server "
+                               "that answers") from None
         pick = None
         if source is not None:
             wanted = {n for n in (name, Path(source).name, Path(source).stem) if n}
@@ -106,8 +114,9 @@ class OpenAIBackend(Backend):
                     f"files only at start (restart it with --lora {name}.gguf --lora-init-without-apply; "
                     f"`endcloud end export-gguf {source} {name}.gguf` writes it); it has "
                     f"{[Path(a['path']).name for a in loaded]}")
-        self._post_sync("/lora-adapters", [{"id": a["id"], "scale": 1.0 if a["id"] == pick else 0.0}
-                                           for a in loaded])
+        with self.lock:  # sent with every request for served_name, not set on the server: its
+            # global POST /lora-adapters mixes cached prompts across adapters (measured: garbage)
+            self.lora = [{"id": a["id"], "scale": 1.0 if a["id"] == pick else 0.0} for a in loaded]
 
     def _post_sync(self, path: str, body: Any) -> None:
         import httpx
@@ -155,6 +164,11 @@ class OpenAIBackend(Backend):
 
         self.client = httpx.AsyncClient(base_url=self.cfg.base_url.rstrip("/"),
                                         timeout=httpx.Timeout(self.cfg.upstream_deadline_s, connect=5.0))
+        if self.cfg.upstream_adapters == "llama-server":  # start on the base model: every scale 0
+            try:  # (adapters loaded without --lora-init-without-apply would otherwise apply)
+                await asyncio.to_thread(self._llama_server_switch, None, None)
+            except AdapterError as exc:  # the engine may come up after us: the first swap retries
+                log.warning("%s", exc)
 
     async def close(self) -> None:
         if self.client is not None:
@@ -163,18 +177,22 @@ class OpenAIBackend(Backend):
     async def stream(self, model: str, messages: list[dict[str, str]], params: GenParams
                      ) -> AsyncIterator[Event]:
         upstream = self._acquire(model)
+        lora = self.lora if model == self.served_name else None
         try:
-            async for ev in self._stream(upstream, messages, params):
+            async for ev in self._stream(upstream, messages, params, lora):
                 yield ev
         finally:
             await self._release(upstream)
 
-    async def _stream(self, model: str, messages: list[dict[str, str]], params: GenParams
-                      ) -> AsyncIterator[Event]:
+    async def _stream(self, model: str, messages: list[dict[str, str]], params: GenParams,
+                      lora: list[dict[str, Any]] | None = None) -> AsyncIterator[Event]:
         body = wire.request_body(
             model, messages, max_tokens=params.max_tokens, stream=True,
             temperature=self.cfg.temperature if params.temperature is None else params.temperature,
             top_p=self.cfg.top_p if params.top_p is None else params.top_p)
+        if lora is not None:  # llama-server: this request's adapter scales, and no prompt cache:
+            body["lora"] = lora  # its cache does not tell adapters apart (measured: the first
+            body["cache_prompt"] = False  # reply after a switch continued the other adapter's KV)
         deadline = time.monotonic() + self.cfg.upstream_deadline_s
         attempt = 0
         while True:

@@ -1,12 +1,13 @@
 """HTTP routes, kept thin: check who is asking, validate, hand over to `ServiceTurn` or the store.
 
 Who may call what (the route-inventory test holds every route to this):
-  public    GET /health, GET /v1/models, POST /v1/customers, the pages and their static files,
-            GET /openapi.json
+  public    GET /health, /health/live, /health/ready (probes), GET /v1/models, POST /v1/customers,
+            the pages and their static files, GET /openapi.json
   customer  `Authorization: Bearer <customer token>` (the token POST /v1/customers returned):
             chat, feedback, and reading only its own conversations
   staff     `Authorization: Bearer $ENDCLOUD_ADMIN_TOKEN`: /admin/* (401 without, 403 wrong):
-            exchanges, reviews, and the evolution/serving report (JSON and PNG)
+            exchanges, reviews, hand-offs, the evolution/serving report (JSON and PNG), and
+            GET /metrics (Prometheus text)
 """
 
 from __future__ import annotations
