@@ -93,11 +93,19 @@ def test_an_upstream_that_is_down_is_a_transient_error():
     assert err.value.kind == "connection"
 
 
-def test_use_adapter_is_on_every_backend_and_refused_where_it_cannot_work():
-    with pytest.raises(AdapterError):
+def test_use_adapter_is_on_every_backend_and_refused_where_it_cannot_work(tmp_path):
+    from evolve_helpers import fake_adapter
+
+    with pytest.raises(AdapterError):  # an upstream without upstream_adapters loads its own
         OpenAIBackend(BackendConfig(kind="openai", base_url="http://127.0.0.1:9/v1")).use_adapter("x")
-    with pytest.raises(AdapterError):
-        FakeBackend(BackendConfig(kind="fake")).use_adapter(None)
+    fake = FakeBackend(BackendConfig(kind="fake"))  # follows champions: verified, recorded
+    fake.use_adapter(fake_adapter(tmp_path / "a0001", "x"), "a0001")
+    assert fake.champion == "a0001"
+    with pytest.raises(AdapterError, match="not found"):
+        fake.use_adapter(tmp_path / "missing", "a0002")
+    assert fake.champion == "a0001"
+    fake.use_adapter(None)
+    assert fake.champion is None
 
 
 def test_the_fake_stops_when_its_client_goes_away():

@@ -79,3 +79,34 @@ def test_not_ready_while_the_store_does_not_answer(tmp_path):
         finally:
             svc.store.read = real
         assert httpx.get(f"{url}/health/ready").status_code == 200
+
+
+def test_json_logs_one_object_per_line(tmp_path):
+    """$ENDCLOUD_LOG_FORMAT=json: every stderr line of the service (ours and uvicorn's) is JSON."""
+    import json as _json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "ENDCLOUD_LOG_FORMAT": "json", "ENDCLOUD_ADMIN_TOKEN": "staff-json-logs-1"}
+    port_file = tmp_path / "port"
+    proc = subprocess.Popen([sys.executable, "-m", "endcloud", "-v", "serve", "backend.kind=fake",
+                             f"store={tmp_path / 's.db'}", "--port", "0", "--port-file", str(port_file)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 60
+        while not port_file.exists():
+            assert proc.poll() is None and time.monotonic() < end, "server did not start"
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port_file.read_text()}"
+        assert httpx.get(f"{url}/health").status_code == 200
+        assert httpx.get(f"{url}/nope").status_code == 404
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert lines, "no log lines at -v"
+    records = [_json.loads(x) for x in lines]  # every line parses
+    assert all({"ts", "level", "logger", "msg"} <= set(r) for r in records)
+    assert "staff-json-logs-1" not in err

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -43,11 +44,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LOG_FORMAT_ENV = "ENDCLOUD_LOG_FORMAT"  # "json": one JSON object per line (log shippers)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ts (UTC ISO), level, logger, msg, and exc when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+        from datetime import datetime, timezone
+
+        out = {"ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+               "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Text lines on stderr, or JSON lines with $ENDCLOUD_LOG_FORMAT=json (the service's uvicorn
+    records too: they propagate to the root logger then)."""
+    handler = logging.StreamHandler(sys.stderr)
+    json_lines = os.environ.get(LOG_FORMAT_ENV, "").lower() == "json"
+    handler.setFormatter(JsonFormatter() if json_lines else
+                         logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    configure_logging(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

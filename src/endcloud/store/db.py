@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -54,7 +55,7 @@ def _open_sqlite(path: Path) -> SqliteConnection:
                                check_same_thread=False, factory=SqliteConnection)
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _journal_mode_wal(conn)
         if mode.lower() != "wal":
             raise StoreError(f"{path}: could not switch to WAL journal mode (got {mode})")
         # FULL: an acknowledged write survives power loss, not only a process crash.
@@ -63,6 +64,19 @@ def _open_sqlite(path: Path) -> SqliteConnection:
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: cannot open the store: {exc}") from None
     return conn
+
+
+def _journal_mode_wal(conn: sqlite3.Connection) -> str:
+    """Switch to WAL. Two processes creating one new file at once: the switch can answer
+    "database is locked" without waiting on the busy timeout, so it is retried within it."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 class Store:
