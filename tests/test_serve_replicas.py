@@ -72,6 +72,52 @@ def test_two_replicas_share_customers_and_follow_the_champion_in_the_store(tiny_
         assert chat(b, h, "Question 7").json()["choices"][0]["message"]["content"] == base
         assert [w.swaps for w in watchers] == [2, 2]
         assert reg.pointer()["seq"] == 2 and reg.champion() is None
+        from endcloud.store import Store
+        from endcloud.store.champion import latest_loads
+
+        assert wait_until(lambda: len(Store.open(store).conn.execute(
+            "SELECT id FROM champion_loads").fetchall()) == 4, 10)  # 2 replicas x (promote, rollback)
+        with Store.open(store) as st:
+            rows = st.conn.execute("SELECT version, adapter_id, status FROM champion_loads ORDER BY id").fetchall()
+            last = latest_loads(st.conn)
+        assert sorted(tuple(r) for r in rows) == [(1, aid, "loaded")] * 2 + [(2, None, "loaded")] * 2
+        assert len(last) == 2 and all(x["version"] == 2 for x in last)
+
+
+def test_a_champion_a_replica_cannot_load_is_reported_failed_and_the_current_one_stays(tmp_path):
+    from endcloud.store import Store
+
+    store = os.environ["ENDCLOUD_DB"]
+    cfg = tiny_cfg(tmp_path / "r", tmp_path / "no-model-needed")
+    cfg.backend = type(cfg.backend)(kind="fake", registry="store", registry_poll_s=POLL_S,
+                                    registry_cache=str(tmp_path / "cache"))
+    from evolve_helpers import fake_adapter
+
+    reg = Registry(tmp_path / "registry", store)
+    aid = reg.add(fake_adapter(tmp_path / "good", "g"))
+    def outcomes() -> list:
+        with Store.open(store) as st:
+            return [tuple(r) for r in st.conn.execute(
+                "SELECT adapter_id, status FROM champion_loads ORDER BY id")]
+
+    app = create_app(cfg, admin_token=ADMIN)
+    with running(app):
+        reg.promote(aid, "fine")
+        assert wait_until(lambda: outcomes() == [(aid, "loaded")], 20)
+        with Store.open(store) as st:  # then a champion whose stored archive is corrupt
+            bad = reg.add(fake_adapter(tmp_path / "bad", "b"))
+            from endcloud.end.registry import pack_adapter
+            from endcloud.store import champion
+
+            data, sha = pack_adapter(reg.path(bad))
+            champion.switch(st.conn, bad, [aid], "corrupt", (data[:-20] + b"x" * 20, sha))
+        assert wait_until(lambda: len(outcomes()) == 2, 20)
+        (first, second) = outcomes()
+        assert first == (aid, "loaded") and second == (bad, "failed")
+        assert fastapi_app(app).state.champion.champion == aid  # still serving the good one
+        with Store.open(store) as st:
+            err = st.conn.execute("SELECT error FROM champion_loads WHERE status = 'failed'").fetchone()[0]
+        assert "sha256 mismatch" in err
 
 
 def test_a_corrupt_adapter_in_the_store_is_refused_and_the_replica_keeps_serving(tiny_model_dir, tmp_path):

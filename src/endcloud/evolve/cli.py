@@ -95,10 +95,13 @@ def status(args: argparse.Namespace) -> int:
 
     cfg = _cfg(args)
     reg = Registry(cfg.registry_dir, cfg.store or default_location())
+    from endcloud.store.champion import latest_loads
+
     with Store.open(cfg.store or None) as store:
         last = rounds(store.conn)[-5:]
+        replicas = latest_loads(store.conn)
     print(json.dumps({"registry": str(reg.root), **reg.pointer(), "adapters": reg.adapters(),
-                      "rounds": last}, ensure_ascii=False, indent=2))
+                      "rounds": last, "replicas": replicas}, ensure_ascii=False, indent=2))
     return 0
 
 

@@ -14,7 +14,9 @@ When the champion changed, it (or the base model, after a rollback past the firs
 loaded in a worker thread *beside* the one serving, and only then swapped in with one reference
 assignment. A request that already started finishes on the model it started with; the next one
 gets the new model; none fails or waits for the load. A champion that fails to load
-(verification, memory) is logged and the current model stays.
+(verification, memory, an engine that refuses it) is logged and the current model stays. Either
+way the outcome is written to the store (`champion_loads`: this replica, the version, loaded or
+failed and why), so `endcloud evolve status` shows which replicas serve which champion.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +48,7 @@ class ChampionWatcher:
         self.seen: Any = None
         self.champion: str | None = None
         self.swaps = 0
+        self.replica = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(2)}"  # one per service
 
     async def _stamp(self) -> Any:
         if self.from_store:
@@ -71,16 +76,29 @@ class ChampionWatcher:
         self.seen = stamp
         if champion == self.champion:
             return False
+        version = stamp[0] if self.from_store else None
         try:
             folder = await self._folder(champion, stamp)
             await asyncio.to_thread(self.backend.use_adapter, folder, champion)
-        except Exception:
+        except Exception as exc:
             log.exception("could not load champion %s; still serving %s", champion, self.champion)
+            await self._report(version, champion, "failed", f"{type(exc).__name__}: {exc}"[:500])
             return False
         log.info("now serving champion %s (was %s)", champion or "base", self.champion or "base")
         self.champion = champion
         self.swaps += 1
+        await self._report(version, champion, "loaded")
         return True
+
+    async def _report(self, version: int | None, champion: str | None, status: str,
+                      error: str | None = None) -> None:
+        if self.store is None:
+            return
+        try:
+            await self.store.write(lambda conn: champion_rows.report_load(
+                conn, self.replica, version, champion, status, error))
+        except Exception:  # the report is for people; serving goes on without it
+            log.warning("could not record the champion %s outcome", status)
 
     async def run(self) -> None:
         while True:

@@ -53,3 +53,20 @@ def adapter_archive(conn: Any, adapter_id: str) -> tuple[bytes, str]:
     if row is None:
         raise KeyError(adapter_id)
     return bytes(row[0]), row[1]
+
+
+def report_load(conn: Any, replica: str, version: int | None, adapter_id: str | None, status: str,
+                error: str | None = None) -> None:
+    """A replica's outcome for a champion: 'loaded', or 'failed' with the reason."""
+    conn.execute("INSERT INTO champion_loads (replica, version, adapter_id, status, error, at) "
+                 "VALUES (?, ?, ?, ?, ?, ?)", (replica, version, adapter_id, status, error, utcnow()))
+
+
+def latest_loads(conn: Any) -> list[dict[str, Any]]:
+    """Each replica's last report, newest first (what `evolve status` shows)."""
+    rows = conn.execute("SELECT replica, version, adapter_id, status, error, at FROM champion_loads "
+                        "ORDER BY id DESC LIMIT 500").fetchall()
+    seen: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        seen.setdefault(r[0], dict(r))
+    return list(seen.values())

@@ -359,4 +359,20 @@ PG_MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # what each replica did with each champion version: loaded, or failed (and why)
+        "0012_champion_loads",
+        f"""
+        CREATE TABLE champion_loads (
+            id         {_ID},
+            replica    TEXT NOT NULL,  -- host/pid/instance
+            version    INTEGER,        -- the champion_pointer version (NULL: a file registry)
+            adapter_id TEXT,           -- NULL: the base model
+            status     TEXT NOT NULL CHECK (status IN ('loaded', 'failed')),
+            error      TEXT,
+            at         TEXT NOT NULL
+        );
+        CREATE INDEX champion_loads_at ON champion_loads (at);
+        """,
+    ),
 ]
