@@ -444,3 +444,10 @@ def test_world_given_names_and_rare_surnames(text, want):
 def test_words_that_are_also_names_stay(text):
     r = MASKER.mask(text)
     assert not [s for s in r.spans if s.type == "NAME"], r.text
+
+
+@pytest.mark.parametrize("text, phone", [("France 06 12 34 56 78, le soir", "06 12 34 56 78"),
+                                         ("(02) 9876 5432 is the Sydney office", "(02) 9876 5432")])
+def test_national_phone_formats(text, phone):
+    r = MASKER.mask(text)
+    assert [text[s.start:s.end] for s in r.spans if s.type == "PHONE"] == [phone]
