@@ -8,7 +8,8 @@ Each configuration starts `python -m endcloud.serve.cli` processes (fake end mod
 measured is the service and its store, not a model) and drives them from this process with httpx:
 `--sessions` customers each send chat turns back to back (one conversation each; a turn is one
 exchange row written with group commit) for `--seconds`; throughput is acknowledged turns per
-second, latency p50/p95 per turn. With two replicas the sessions alternate between them. The
+second, latency p50/p95 per turn. Then half as many customers post feedback back to back for a
+third of the time: write latency p50/p95 (a 201 is sent after the row's COMMIT). With two replicas the sessions alternate between them. The
 PostgreSQL server is a throwaway one started here (tests/pg.py: initdb + pg_ctl on loopback, fsync
 on), unless `--pg-url` names one. Last, the evolve registry promotes an adapter into the store and
 the bench times until both replicas report it (`backend.registry: store`, `registry_poll_s`).
@@ -40,6 +41,34 @@ escalation: {{enabled: false, scorer: ngram}}
 limits: {{session_rate_per_minute: 0, customer_rate_per_minute: 0, queue_size: 512}}
 """
 QUERY = [{"role": "user", "content": "我的订单什么时候发货？"}]
+
+
+async def drive_writes(urls: list[str], sessions: int, seconds: float) -> dict:
+    """Feedback posts back to back (one row each, acknowledged after its commit): write latency."""
+    latencies: list[float] = []
+
+    async def session(i: int, client: httpx.AsyncClient) -> None:
+        url = urls[i % len(urls)]
+        token = (await client.post(f"{url}/v1/customers")).json()["token"]
+        headers = {"authorization": f"Bearer {token}"}
+        reply = (await client.post(f"{url}/v1/chat/completions", headers=headers,
+                                   json={"messages": QUERY, "max_tokens": 4})).json()["id"]
+        end = time.monotonic() + seconds
+        n = 0
+        while time.monotonic() < end:
+            n += 1
+            t = time.monotonic()
+            r = await client.post(f"{urls[(i + n) % len(urls)]}/v1/feedback", headers=headers,
+                                  json={"reply_id": reply, "rating": 1 + n % 5})
+            if r.status_code == 201:
+                latencies.append(time.monotonic() - t)
+
+    t0 = time.monotonic()
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=sessions + 8)) as c:
+        await asyncio.gather(*(session(i, c) for i in range(sessions)))
+    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
+    return {"writes": len(latencies), "writes_per_s": round(len(latencies) / (time.monotonic() - t0), 1),
+            "write_p50_ms": round(q[49] * 1000, 1), "write_p95_ms": round(q[94] * 1000, 1)}
 
 
 async def drive(urls: list[str], sessions: int, seconds: float) -> dict:
@@ -83,7 +112,9 @@ def run_config(store: str, replicas: int, sessions: int, seconds: float, tmp: Pa
         procs.append(proc)
         urls.append(url)
     try:
-        return asyncio.run(drive(urls, sessions, seconds)), urls
+        row = asyncio.run(drive(urls, sessions, seconds))
+        row.update(asyncio.run(drive_writes(urls, max(1, sessions // 2), seconds / 3)))
+        return row, urls
     finally:
         for p in procs:
             p.terminate()
@@ -167,11 +198,15 @@ def main() -> int:
             if server:
                 server.stop()
     base = rows["sqlite x1"]["turns_per_s"] or 1
+    wbase = rows["sqlite x1"]["writes_per_s"] or 1
     print(f"{'store / replicas':<16} {'turns':>7} {'errors':>6} {'turns/s':>8} {'x sqlite':>8} "
-          f"{'p50 ms':>7} {'p95 ms':>7}   ({args.sessions} sessions, {args.seconds:.0f} s, fake end model)")
+          f"{'p50 ms':>7} {'p95 ms':>7} | {'writes/s':>8} {'x sqlite':>8} {'w p50':>6} {'w p95':>6}"
+          f"   ({args.sessions} sessions, {args.seconds:.0f} s; writes: {max(1, args.sessions // 2)}"
+          f" sessions, {args.seconds / 3:.0f} s; fake end model)")
     for name, r in rows.items():
         print(f"{name:<16} {r['turns']:>7} {r['errors']:>6} {r['turns_per_s']:>8} "
-              f"{r['turns_per_s'] / base:>8.2f} {r['p50_ms']:>7} {r['p95_ms']:>7}")
+              f"{r['turns_per_s'] / base:>8.2f} {r['p50_ms']:>7} {r['p95_ms']:>7} | {r['writes_per_s']:>8} "
+              f"{r['writes_per_s'] / wbase:>8.2f} {r['write_p50_ms']:>6} {r['write_p95_ms']:>6}")
     print(f"champion followed by both replicas (registry_poll_s {args.poll_s}): "
           f"promotion {follow['promote_s']} s, rollback {follow['rollback_s']} s")
     print(json.dumps({"args": vars(args), "rows": rows, "follow": follow}))

@@ -219,3 +219,52 @@ def test_a_postgresql_password_never_reaches_a_message(pg_server):
     url = pg_server.new_database().replace("endcloud@", "endcloud:pw-canary-93@")
     with Store.open(url) as store:  # trust auth: the password is not checked, only carried
         assert "pw-canary-93" not in store.location and "***" in store.location
+
+
+def test_passwords_are_redacted_in_every_url_form():
+    from endcloud.store.postgres import redact, scrub
+
+    assert redact("postgresql://u:s3cret@h:5432/db") == "postgresql://u:***@h:5432/db"
+    assert redact("postgresql://u@h/db?sslmode=require&password=s3cret") == \
+        "postgresql://u@h/db?sslmode=require&password=***"
+    assert redact("postgresql://u:p@h:notaport/db") == "postgresql://u:***@h:notaport/db"  # no parsing
+    assert scrub('invalid percent-encoded token: "se%zzcret"', "postgresql://u:se%zzcret@h/db") == \
+        'invalid percent-encoded token: "***"'
+
+
+def test_a_postgresql_constraint_error_does_not_quote_the_row(pg_server):
+    with Store.open(pg_server.new_database()) as store:
+        with pytest.raises(sqlite3.IntegrityError) as info:
+            store.conn.execute("INSERT INTO serve_customers (id, token_sha256, created_at) "
+                               "VALUES ('c', 'h', 'x')")
+            store.conn.execute("INSERT INTO serve_conversations (id, customer_id, created_at) "
+                               "VALUES ('v', 'c', 'x')")
+            store.conn.execute("INSERT INTO serve_exchanges (id, conversation_id, model, context_json, "
+                               "query, reply, answered_by, latency_ms, finish_reason, created_at) VALUES "
+                               "('e', 'v', 'm', '[]', 'my phone is 13800138000', 'r', 'nobody', 0, 's', 'x')")
+    assert "13800138000" not in str(info.value) and "check constraint" in str(info.value)
+
+
+def test_a_cancelled_write_does_not_stop_the_writer(tmp_path):
+    import asyncio
+    import time as _time
+
+    from endcloud.store.writer import ServeStore
+
+    db = ServeStore(tmp_path / "w.db")
+
+    def slow(conn):
+        _time.sleep(0.3)
+        return conn.execute("SELECT 1").fetchone()[0]
+
+    async def scenario() -> int:
+        first = asyncio.ensure_future(db.write(slow))
+        with pytest.raises(asyncio.TimeoutError):  # the customer went away: its future is cancelled
+            await asyncio.wait_for(db.write(lambda conn: 2), 0.05)
+        await first
+        return await asyncio.wait_for(db.write(lambda conn: 3), 5)  # the writer still answers
+
+    try:
+        assert asyncio.run(scenario()) == 3
+    finally:
+        db.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 from typing import Sequence
 
@@ -44,9 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-LOG_FORMAT_ENV = "ENDCLOUD_LOG_FORMAT"  # "json": one JSON object per line (log shippers)
-
-
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: ts (UTC ISO), level, logger, msg, and exc when there is one."""
 
@@ -64,9 +60,10 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(verbose: bool = False) -> None:
     """Text lines on stderr, or JSON lines with $ENDCLOUD_LOG_FORMAT=json (the service's uvicorn
     records too: they propagate to the root logger then)."""
+    from endcloud.config import json_logs
+
     handler = logging.StreamHandler(sys.stderr)
-    json_lines = os.environ.get(LOG_FORMAT_ENV, "").lower() == "json"
-    handler.setFormatter(JsonFormatter() if json_lines else
+    handler.setFormatter(JsonFormatter() if json_logs() else
                          logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
 

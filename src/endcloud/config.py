@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 import dataclasses
+import os
 import re
 import types
 import typing
@@ -211,3 +212,10 @@ def store_location(value: str, key: str = "store") -> str:
                           "path or a postgresql:// URL (or leave it empty for $ENDCLOUD_DB or "
                           "./endcloud.db)")
     return value
+
+
+LOG_FORMAT_ENV = "ENDCLOUD_LOG_FORMAT"  # "json": one JSON object per log line (log shippers)
+
+
+def json_logs() -> bool:
+    return os.environ.get(LOG_FORMAT_ENV, "").lower() == "json"

@@ -75,8 +75,8 @@ def pack_adapter(folder: str | Path) -> tuple[bytes, str]:
 
 def unpack_adapter(archive: bytes, sha256: str, dest: str | Path) -> Path:
     """Check the archive's sha256, unpack it under a temporary name, verify the adapter, and
-    rename it to `dest` (kept when it is there already: an adapter id is never reused)."""
-    from endcloud.end.adapters import verify, write_folder_atomically
+    rename it to `dest` (kept when it is there already: `dest` is named by id and sha256)."""
+    from endcloud.end.adapters import verify
 
     dest = Path(dest)
     if dest.is_dir():
@@ -84,13 +84,18 @@ def unpack_adapter(archive: bytes, sha256: str, dest: str | Path) -> Path:
     if hashlib.sha256(archive).hexdigest() != sha256:
         raise RegistryError(f"adapter archive for {dest.name}: sha256 mismatch (corrupt in the store)")
     dest.parent.mkdir(parents=True, exist_ok=True)
-
-    def fill(tmp: Path) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
         with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
             tar.extractall(tmp, filter="data")  # plain files only, inside tmp
         verify(tmp)
-
-    write_folder_atomically(dest, fill)
+        try:
+            os.rename(tmp, dest)  # never over a folder another replica finished meanwhile
+        except OSError:
+            if not dest.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 
@@ -99,6 +104,12 @@ class Registry:
         self.root = Path(root)
         self.store = store or None
         (self.root / "adapters").mkdir(parents=True, exist_ok=True)
+
+    @property
+    def store_location(self) -> str:
+        from endcloud.store.postgres import redact
+
+        return redact(self.store or "")
 
     # -- reading ------------------------------------------------------------------------------
     def pointer(self) -> dict[str, Any]:
@@ -187,8 +198,15 @@ class Registry:
         aid = pointer["champion"]
         with Store.open(self.store) as st:
             archive = None
-            if aid is not None and not champion.has_adapter(st.conn, aid):
+            if aid is not None:
                 archive = pack_adapter(self.root / "adapters" / aid)
+                stored = champion.adapter_sha(st.conn, aid)
+                if stored is not None and stored != archive[1]:
+                    raise RegistryError(
+                        f"{self.store_location}: adapter id {aid} is in the store with other weights "
+                        "(another registry folder made it): promote from the registry that made it")
+                if stored is not None:
+                    archive = None  # there already
             pointer["seq"] = champion.switch(st.conn, aid, pointer["previous"],
                                              pointer.get("reason", ""), archive)
 

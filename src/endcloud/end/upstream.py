@@ -38,6 +38,7 @@ from endcloud.end.config import BackendConfig
 from endcloud.errors import AdapterError, CloudError, DeadlineError, TransientError
 
 log = logging.getLogger(__name__)
+UNLOAD_RETRY_S = 5.0  # vllm: how often a failed unload of a retired adapter name is tried again
 
 if TYPE_CHECKING:
     import random
@@ -64,6 +65,8 @@ class OpenAIBackend(Backend):
         self.inflight: Counter[str] = Counter()
         self.retired: set[str] = set()  # vllm: names to unload once their requests finished
         self.lora: list[dict[str, Any]] | None = None  # llama-server: the scales each request carries
+        self.unload_after = 0.0  # vllm: the next background unload try, after a failed one
+        self.unloads: set[Any] = set()
         self.lock = threading.Lock()
 
     # -- adapters on the engine -----------------------------------------------------------------
@@ -138,13 +141,18 @@ class OpenAIBackend(Backend):
     async def _release(self, upstream: str) -> None:
         with self.lock:
             self.inflight[upstream] -= 1
-            idle = bool(self.retired) and self.inflight[upstream] == 0
-        if idle:
-            await asyncio.to_thread(self._unload_idle)
+            due = bool(self.retired) and time.monotonic() >= self.unload_after
+            if due:
+                self.unload_after = time.monotonic() + UNLOAD_RETRY_S
+        if due:  # in the background: the request that ends here does not wait for the engine
+            task = asyncio.get_running_loop().run_in_executor(None, self._unload_idle)
+            self.unloads.add(task)
+            task.add_done_callback(self.unloads.discard)
 
     def _unload_idle(self) -> None:
         """Unload every retired name with no request left on it. A failed unload is logged and
-        tried again after the next request or switch; it never fails a customer's request."""
+        tried again after a later request (at most every UNLOAD_RETRY_S) or switch; it never
+        fails or delays a customer's request."""
         with self.lock:
             idle = [n for n in self.retired if self.inflight[n] == 0]
         for name in idle:
@@ -176,6 +184,11 @@ class OpenAIBackend(Backend):
 
     async def stream(self, model: str, messages: list[dict[str, str]], params: GenParams
                      ) -> AsyncIterator[Event]:
+        if self.cfg.upstream_adapters == "llama-server" and self.lora is None:
+            try:  # the engine was down at start: set the base scales before the first request
+                await asyncio.to_thread(self._llama_server_switch, None, None)
+            except AdapterError as exc:
+                log.warning("%s", exc)
         upstream = self._acquire(model)
         lora = self.lora if model == self.served_name else None
         try:

@@ -14,8 +14,8 @@ When the champion changed, it (or the base model, after a rollback past the firs
 loaded in a worker thread *beside* the one serving, and only then swapped in with one reference
 assignment. A request that already started finishes on the model it started with; the next one
 gets the new model; none fails or waits for the load. A champion that fails to load
-(verification, memory, an engine that refuses it) is logged and the current model stays. Either
-way the outcome is written to the store (`champion_loads`: this replica, the version, loaded or
+(verification, memory, an engine that refuses it) is logged and the current model stays; it is
+tried again at every poll (an outage or a full disk passes). The outcome is written to the store (`champion_loads`: this replica, the version, loaded or
 failed and why), so `endcloud evolve status` shows which replicas serve which champion.
 """
 
@@ -46,6 +46,7 @@ class ChampionWatcher:
         self.store = store  # a ServeStore (reads run in its reader threads)
         self.cache = Path(cache or Path.home() / ".cache" / "endcloud" / "champions").expanduser()
         self.seen: Any = None
+        self.failing: Any = None  # the pointer state that failed to load (retried every poll)
         self.champion: str | None = None
         self.swaps = 0
         self.replica = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(2)}"  # one per service
@@ -65,7 +66,8 @@ class ChampionWatcher:
         if not self.from_store:
             return self.root / "adapters" / champion
         archive, sha = await self.store.read(lambda conn: champion_rows.adapter_archive(conn, champion))
-        return await asyncio.to_thread(unpack_adapter, archive, sha, self.cache / champion)
+        # named by content too: an id reused by another registry never serves stale weights
+        return await asyncio.to_thread(unpack_adapter, archive, sha, self.cache / f"{champion}-{sha[:12]}")
 
     async def check(self) -> bool:
         """Swap in the pointer's champion if the pointer changed; True when a swap happened."""
@@ -73,18 +75,22 @@ class ChampionWatcher:
         if stamp == self.seen:
             return False
         champion = stamp[1] if self.from_store else read_pointer(self.root)["champion"]
-        self.seen = stamp
         if champion == self.champion:
+            self.seen = stamp
             return False
         version = stamp[0] if self.from_store else None
         try:
             folder = await self._folder(champion, stamp)
             await asyncio.to_thread(self.backend.use_adapter, folder, champion)
-        except Exception as exc:
-            log.exception("could not load champion %s; still serving %s", champion, self.champion)
-            await self._report(version, champion, "failed", f"{type(exc).__name__}: {exc}"[:500])
+        except Exception as exc:  # tried again at the next poll (an outage, a full disk, an engine
+            first = self.failing != stamp  # restarting); reported and logged in full once
+            self.failing = stamp
+            if first:
+                log.exception("could not load champion %s; still serving %s", champion, self.champion)
+                await self._report(version, champion, "failed", f"{type(exc).__name__}: {exc}"[:500])
             return False
         log.info("now serving champion %s (was %s)", champion or "base", self.champion or "base")
+        self.seen, self.failing = stamp, None
         self.champion = champion
         self.swaps += 1
         await self._report(version, champion, "loaded")

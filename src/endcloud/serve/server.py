@@ -33,12 +33,11 @@ def _uvicorn() -> Any:
 
 def _server(app: Any, host: str, access_log: bool) -> Any:
     uvicorn = _uvicorn()
-    import os
+    from endcloud.config import json_logs
 
-    json_logs = os.environ.get("ENDCLOUD_LOG_FORMAT", "").lower() == "json"
     config = uvicorn.Config(app, host=host, port=0, log_level="warning", access_log=access_log,
                             lifespan="on", timeout_graceful_shutdown=2, server_header=False,
-                            **({"log_config": None} if json_logs else {}))  # to the root's JSON handler
+                            **({"log_config": None} if json_logs() else {}))  # to the root's JSON handler
     return uvicorn.Server(config)
 
 

@@ -42,8 +42,10 @@ def switch(conn: Any, adapter_id: str | None, previous: list[str | None], reason
     return int(row[0])
 
 
-def has_adapter(conn: Any, adapter_id: str) -> bool:
-    return conn.execute("SELECT 1 FROM champion_adapters WHERE id = ?", (adapter_id,)).fetchone() is not None
+def adapter_sha(conn: Any, adapter_id: str) -> str | None:
+    """The stored archive's sha256 for this id, or None when the store does not have it."""
+    row = conn.execute("SELECT sha256 FROM champion_adapters WHERE id = ?", (adapter_id,)).fetchone()
+    return None if row is None else row[0]
 
 
 def adapter_archive(conn: Any, adapter_id: str) -> tuple[bytes, str]:

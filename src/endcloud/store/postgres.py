@@ -18,7 +18,6 @@ import sqlite3
 import threading
 from functools import lru_cache
 from typing import Any, Iterable, Iterator, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 from endcloud.errors import StoreError
 
@@ -33,15 +32,23 @@ def is_url(location: str) -> bool:
     return location.startswith(("postgresql://", "postgres://"))
 
 
+_USERINFO_PW = re.compile(r"(://[^/@:]*:)([^@/]*)@")
+_QUERY_PW = re.compile(r"([?&]password=)([^&]*)", re.IGNORECASE)
+
+
 def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    """The URL without its password (in the user info or as ?password=), for messages and logs."""
+    return _QUERY_PW.sub(r"\1***", _USERINFO_PW.sub(r"\1***@", url))
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` (a driver's message) with every form of the URL's password taken out."""
+    from urllib.parse import unquote
+
+    secrets_ = [m.group(2) for m in (*_USERINFO_PW.finditer(url), *_QUERY_PW.finditer(url))]
+    for secret in {x for s in secrets_ if s for x in (s, unquote(s))}:
+        text = text.replace(secret, "***")
+    return text
 
 
 @lru_cache(maxsize=512)
@@ -88,16 +95,21 @@ def _row_factory(cursor: Any) -> Any:
 
 
 def _translate(exc: Exception) -> Exception:
-    """psycopg's error as the sqlite3 class of the same PEP 249 name."""
+    """psycopg's error as the sqlite3 class of the same PEP 249 name, with the server's primary
+    message only: its DETAIL quotes the failing row's values (a customer's text)."""
     import psycopg
 
+    diag = getattr(exc, "diag", None)
+    message = (diag.message_primary if diag is not None and diag.message_primary else
+               (str(exc).strip().splitlines() or [type(exc).__name__])[0])
     for theirs, ours in ((psycopg.IntegrityError, sqlite3.IntegrityError),
                          (psycopg.OperationalError, sqlite3.OperationalError),
                          (psycopg.ProgrammingError, sqlite3.ProgrammingError),
                          (psycopg.DataError, sqlite3.DataError),
+                         (psycopg.InterfaceError, sqlite3.InterfaceError),
                          (psycopg.DatabaseError, sqlite3.DatabaseError)):
         if isinstance(exc, theirs):
-            return ours(str(exc).strip())
+            return ours(message)
     return exc
 
 
@@ -192,12 +204,18 @@ def connect(url: str) -> PgConnection:
                 psycopg.connect(url, connect_timeout=10).close()
             except psycopg.Error as exc:
                 reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise StoreError(f"{redact(url)}: cannot connect to the store: {reason}") from None
+                raise StoreError(f"{redact(url)}: cannot connect to the store: "
+                                 f"{scrub(reason, url)}") from None
             pool = psycopg_pool.ConnectionPool(
                 url, min_size=1, max_size=POOL_MAX, open=False, configure=_configure,
                 check=psycopg_pool.ConnectionPool.check_connection,  # a restarted server's stale ones
                 kwargs={"autocommit": True, "row_factory": _row_factory}, name="endcloud")
-            pool.open(wait=True, timeout=30)
+            try:
+                pool.open(wait=True, timeout=GETCONN_TIMEOUT_S)
+            except Exception as exc:
+                pool.close(timeout=0)
+                raise StoreError(f"{redact(url)}: the store did not answer the pool within "
+                                 f"{GETCONN_TIMEOUT_S:.0f} s ({type(exc).__name__})") from None
             _pools[url] = pool
     try:
         raw = pool.getconn(timeout=GETCONN_TIMEOUT_S)

@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import queue
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +28,7 @@ from endcloud.errors import StoreError, StoreUnavailableError
 from endcloud.store import Store
 
 WriteFn = Callable[[Any], Any]  # a function of the connection
+log = logging.getLogger(__name__)
 
 
 class ServeStore:
@@ -71,14 +74,19 @@ class ServeStore:
                     self._queue.put(None)
                     break
                 batch.append(nxt)
-            self._commit(batch)
+            try:
+                self._commit(batch)
+            except BaseException as exc:  # never let the writer die: every later write would hang
+                log.exception("store writer: unexpected %s", type(exc).__name__)
+                for _, fut in batch:
+                    _settle(fut, None, exc)
 
     def _writer_conn(self) -> Any:
         """The writer's connection; reopened after the server went away (None while it is down)."""
         if self._writer is None:
             try:
                 self._writer = Store.open(self.location)
-            except StoreError:
+            except Exception:  # down, or dropped again mid-migration check: still unavailable
                 return None
         return self._writer.conn
 
@@ -86,7 +94,7 @@ class ServeStore:
         conn = self._writer_conn()
         if conn is None:
             for _, fut in batch:
-                fut.set_exception(self._unavailable())
+                _settle(fut, None, self._unavailable())
             return
         results: list[tuple[Any, Any, BaseException | None]] = []
         try:
@@ -110,16 +118,14 @@ class ServeStore:
                 self._writer = None
                 exc = self._unavailable()
             for fn, fut in batch:
-                fut.set_exception(exc)
+                _settle(fut, None, exc)
             return
         for fut, value, exc in results:  # acknowledged only now, after COMMIT
-            if exc is None:
-                fut.set_result(value)
-            else:
-                fut.set_exception(exc)
+            _settle(fut, value, exc)
 
     def _unavailable(self) -> StoreUnavailableError:
-        return StoreUnavailableError(f"{self._where}: the store does not answer; nothing was written")
+        # "not acknowledged", not "not written": a COMMIT cut off mid-way may have landed
+        return StoreUnavailableError(f"{self._where}: the store does not answer; not acknowledged")
 
     @staticmethod
     def _drop(store: Store | None) -> None:
@@ -137,7 +143,7 @@ class ServeStore:
         if store is None:
             try:
                 store = self._local.store = Store.open(self.location)
-            except StoreError:
+            except (StoreError, sqlite3.OperationalError, sqlite3.InterfaceError):
                 raise self._unavailable() from None
             with self._readers_lock:
                 self._readers.append(store)
@@ -161,3 +167,13 @@ class ServeStore:
         self._drop(self._writer)
 
 
+def _settle(fut: concurrent.futures.Future, value: Any, exc: BaseException | None) -> None:
+    """Hand the outcome to a waiting request; one that was cancelled meanwhile (the customer went
+    away) is skipped - its write stands, nobody is waiting for the answer."""
+    try:
+        if exc is None:
+            fut.set_result(value)
+        else:
+            fut.set_exception(exc)
+    except concurrent.futures.InvalidStateError:
+        pass
