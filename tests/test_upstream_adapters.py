@@ -78,6 +78,9 @@ class _Handler(BaseHTTPRequestHandler):
             srv.loaded.discard(req["lora_name"])
             return self._reply(200, b"Success", "text/plain")
         srv.calls.append(("chat", req["model"]))
+        if req["model"] != "end" and req["model"].startswith("end-") and req["model"] not in srv.loaded:
+            return self._reply(404, json.dumps(wire.error_body(f"The model `{req['model']}` does not exist.",
+                                                               "NotFoundError")).encode())
         srv.started.set()
         srv.hold.wait(10)
         chunks = [wire.sse_event(wire.chunk_body("c", req["model"], {"content": req["model"]})),
@@ -179,3 +182,15 @@ def test_a_failed_unload_is_retried_and_no_request_fails_during_switches(tmp_pat
         replies = asyncio.run(traffic_through_switches())
         assert len(replies) == 30 and all(r.startswith("end-a000") for r in replies)
         assert len(srv.loaded) == 1 and srv.loaded == {b.active}
+
+
+def test_a_restarted_vllm_gets_the_champion_again_and_the_request_is_answered(tmp_path):
+    a1 = fake_adapter(tmp_path / "a0001", "one")
+    with serving(VllmLike()) as srv:
+        b = backend(srv.url)
+        b.use_adapter(a1, "a0001")
+        first = b.active
+        srv.loaded.clear()  # vLLM restarted: its runtime adapters are gone
+        reply = asyncio.run(answer(b))
+        assert reply == b.active != first and srv.loaded == {b.active}  # loaded again, answered
+        assert b.champion == "a0001" and b.retired == set()  # the forgotten name is not retried

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 from endcloud import wire
 from endcloud.end.backend import Backend, Delta, Event, Final, GenParams
 from endcloud.end.config import BackendConfig
-from endcloud.errors import AdapterError, CloudError, DeadlineError, TransientError
+from endcloud.errors import AdapterError, CloudError, DeadlineError, RequestRejectedError, TransientError
 
 log = logging.getLogger(__name__)
 UNLOAD_RETRY_S = 5.0  # vllm: how often a failed unload of a retired adapter name is tried again
@@ -62,6 +62,7 @@ class OpenAIBackend(Backend):
         self.retry = wire.Retry(cfg.upstream_max_attempts, rng=rng or random.Random())
         self.root = cfg.base_url.rstrip("/").removesuffix("/v1")  # the engine's own endpoints
         self.active: str | None = None  # vllm: the upstream name `served_name` goes to now
+        self.active_source: Path | None = None  # vllm: its folder (loaded again after a restart)
         self.inflight: Counter[str] = Counter()
         self.retired: set[str] = set()  # vllm: names to unload once their requests finished
         self.lora: list[dict[str, Any]] | None = None  # llama-server: the scales each request carries
@@ -95,6 +96,7 @@ class OpenAIBackend(Backend):
                             {"lora_name": new, "lora_path": str(Path(source).resolve())})
         with self.lock:
             old, self.active = self.active, new
+            self.active_source = None if source is None else Path(source)
             if old is not None:
                 self.retired.add(old)  # unloaded once its last request has ended
         self._unload_idle()
@@ -129,7 +131,9 @@ class OpenAIBackend(Backend):
         except httpx.HTTPError as exc:
             raise AdapterError(f"{self.root}{path}: {type(exc).__name__}: the engine did not answer") from None
         if r.status_code >= 400:
-            raise AdapterError(f"{self.root}{path}: HTTP {r.status_code}: {wire.error_detail(r.content)}")
+            err = AdapterError(f"{self.root}{path}: HTTP {r.status_code}: {wire.error_detail(r.content)}")
+            err.status = r.status_code  # type: ignore[attr-defined]
+            raise err
 
     def _acquire(self, model: str) -> str:
         """The upstream name for this request (the champion's for `served_name`), counted."""
@@ -159,8 +163,9 @@ class OpenAIBackend(Backend):
             try:
                 self._post_sync("/v1/unload_lora_adapter", {"lora_name": name})
             except AdapterError as exc:
-                log.warning("could not unload %s (will retry): %s", name, exc)
-                continue
+                if getattr(exc, "status", None) not in (400, 404):  # 4xx: the engine lacks it already
+                    log.warning("could not unload %s (will retry): %s", name, exc)
+                    continue
             with self.lock:
                 self.retired.discard(name)
 
@@ -191,9 +196,24 @@ class OpenAIBackend(Backend):
                 log.warning("%s", exc)
         upstream = self._acquire(model)
         lora = self.lora if model == self.served_name else None
+        started = False
         try:
             async for ev in self._stream(upstream, messages, params, lora):
+                started = True
                 yield ev
+        except RequestRejectedError as exc:
+            # vLLM restarted and forgot its runtime adapters: the champion's name is unknown
+            # (404). Load the champion again (a new name) and answer this request with it.
+            if started or exc.status != 404 or upstream != self.active or self.active_source is None:
+                raise
+            log.warning("the engine does not know %s (restarted?): loading the champion again", upstream)
+            await asyncio.to_thread(self._vllm_switch, self.active_source, self.champion)
+            again = self._acquire(model)
+            try:
+                async for ev in self._stream(again, messages, params, lora):
+                    yield ev
+            finally:
+                await self._release(again)
         finally:
             await self._release(upstream)
 
