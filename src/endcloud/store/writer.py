@@ -138,7 +138,7 @@ class ServeStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._read_sync, fn)
 
-    def _read_sync(self, fn: WriteFn) -> Any:
+    def _read_sync(self, fn: WriteFn, retry: bool = True) -> Any:
         store = getattr(self._local, "store", None)
         if store is None:
             try:
@@ -152,10 +152,12 @@ class ServeStore:
         except Exception:
             if not store.conn.broken:
                 raise
-            with self._readers_lock:  # the server went away: this thread reconnects next time
+            with self._readers_lock:  # the server went away (or came back: a stale connection)
                 self._readers.remove(store)
             self._local.store = None
             self._drop(store)
+            if retry:  # a read is safe to repeat: once more on a new connection
+                return self._read_sync(fn, retry=False)
             raise self._unavailable() from None
 
     def close(self) -> None:
