@@ -206,7 +206,7 @@ def test_postgresql_store_migrates_once_under_concurrent_opens_and_maps_errors(p
     assert errors == []
     with Store.open(url) as store:
         assert store.applied_migrations() == [n for n, _ in MIGRATIONS]
-        assert store.location == url and store.path is None
+        assert store.location == url and store.dialect == "postgresql"
         with pytest.raises(sqlite3.IntegrityError):  # the PEP 249 class, as on SQLite
             store.conn.execute("INSERT INTO serve_feedback (exchange_id, thumb, created_at) "
                                "VALUES ('nope', 'up', '')")

@@ -158,7 +158,7 @@ def human(args: argparse.Namespace) -> int:
     with Store.open() as store:
         if args.command == "import":
             n = import_ratings(store, read_ratings(args.input), f"import:{args.input}")
-            print(f"imported {n} ratings into {store.path}")
+            print(f"imported {n} ratings into {store.location}")
             return 0
         res = agree(store, args.similarity, args.match, args.alpha, args.theta, args.threshold,
                     args.matcher_weights)

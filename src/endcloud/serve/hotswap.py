@@ -60,7 +60,7 @@ class ChampionWatcher:
             return None
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
-    async def _folder(self, champion: str | None, stamp: Any) -> Path | None:
+    async def _folder(self, champion: str | None) -> Path | None:
         if champion is None:
             return None
         if not self.from_store:
@@ -80,7 +80,7 @@ class ChampionWatcher:
             return False
         version = stamp[0] if self.from_store else None
         try:
-            folder = await self._folder(champion, stamp)
+            folder = await self._folder(champion)
             await asyncio.to_thread(self.backend.use_adapter, folder, champion)
         except Exception as exc:  # tried again at the next poll (an outage, a full disk, an engine
             first = self.failing != stamp  # restarting); reported and logged in full once

@@ -9,8 +9,11 @@ repository modules, one per concern (every SQL statement of the project lives in
     evolve         evolve rounds and the exchanges they used
     training       the end model's training log and adapters
     scores         the evaluation stage's scores
+    champion       the champion pointer (a version), adapter archives, each replica's loads
     report         per-round and per-day figures
     writer         the service's group-committing writer and its readers
+    postgres       the PostgreSQL connection: pool, parameter rewriting, error mapping, redaction
+    migrations     SQLite's named migrations; pg_migrations: PostgreSQL's, one for one
 """
 
 from endcloud.store.db import Store, default_location

@@ -85,7 +85,6 @@ class Store:
     def __init__(self, conn: Any, location: str) -> None:
         self.conn = conn
         self.location = location  # a path, or the URL without its password
-        self.path = Path(location) if conn.dialect == "sqlite" else None
 
     @property
     def dialect(self) -> str:

@@ -49,9 +49,7 @@ class ServeStore:
     # -- writes ---------------------------------------------------------------------------------
     async def write(self, fn: WriteFn) -> Any:
         """Run `fn(conn)` in the writer's next transaction; return its result after COMMIT."""
-        fut: concurrent.futures.Future = concurrent.futures.Future()
-        self._queue.put((fn, fut))
-        return await asyncio.wrap_future(fut)
+        return await asyncio.wrap_future(self.write_nowait(fn))
 
     def write_nowait(self, fn: WriteFn) -> concurrent.futures.Future:
         """Queue `fn` from any thread (e.g. the cloud client's audit hook); no waiting."""
