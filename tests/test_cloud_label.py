@@ -31,13 +31,16 @@ REPO = Path(__file__).resolve().parents[1]
 # Personal values spread over queries, context turns and the few-shot examples' text.
 PII = ["张伟", "李娜", "13800138000", "138 0013 8000", "+86 139-1234-5678", "zhang.wei@example.com",
        "123456789012", "北京市朝阳区建国路88号", "11010519491231002X", "John Smith",
-       "john.smith@example.org", "+1 415 555 0134", "wxid_abc123"]
+       "john.smith@example.org", "+1 415 555 0134", "wxid_abc123",
+       # found by the trained tagger only (no rule matches them)
+       "禤志强", "南苑小区东门菜鸟驿站", "Oluwaseun", "priya sharma"]
 PII_TEXTS = ["我叫张伟，电话 13800138000，我的快递到哪了", "收件人李娜，手机 138 0013 8000，麻烦改下地址",
              "邮箱 zhang.wei@example.com 收不到发票", "订单号 123456789012 还没发货",
              "地址是北京市朝阳区建国路88号，能送到吗", "身份证 11010519491231002X 实名认证失败",
              "My name is John Smith, email john.smith@example.org, where is my parcel?",
              "call me at +1 415 555 0134 about the refund", "微信号 wxid_abc123 加我一下",
-             "+86 139-1234-5678 是我电话，尽快联系"]
+             "+86 139-1234-5678 是我电话，尽快联系", "让禤志强下楼拿一下快递", "快递放在南苑小区东门菜鸟驿站就行",
+             "Please leave it with Oluwaseun at the front desk", "hey its priya sharma, where is my stuff"]
 
 
 def write_samples(path: Path, n: int, pii: bool = False, split: str = "train") -> Path:

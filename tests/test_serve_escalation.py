@@ -66,7 +66,8 @@ def test_healthy_cloud_answers_hard_queries_with_masked_egress(tiny_model_dir, t
         cfg.escalation.cloud.max_tokens = 6
         with running(create_app(cfg)) as url:
             _, headers = new_customer(url)
-            body, took = chat(url, headers, HARD)
+            # a name and an address only the trained tagger finds, with the phone the rules find
+            body, took = chat(url, headers, HARD + "，让禤志强放南苑小区东门菜鸟驿站")
             ex = row(cfg.store, body["id"])
             assert took < 15 and ex["escalation"] == "hard" and ex["cloud_status"] == "ok"
             assert ex["answered_by"] == "cloud" and ex["reply"] == body["choices"][0]["message"]["content"]
@@ -74,6 +75,9 @@ def test_healthy_cloud_answers_hard_queries_with_masked_egress(tiny_model_dir, t
             assert "13800138000" not in ex["cloud_request_masked"] and "[PHONE_1]" in ex["cloud_request_masked"]
             sent = (tmp_path / "egress.jsonl").read_text(encoding="utf-8")
             assert "13800138000" not in sent and "[PHONE_1]" in sent
+            for value in ("禤志强", "南苑小区东门菜鸟驿站"):
+                assert value not in sent and value not in ex["cloud_request_masked"]
+            assert "[NAME_1]" in ex["cloud_request_masked"] and "[ADDRESS_1]" in ex["cloud_request_masked"]
             assert ex["cloud_completion_tokens"] > 0
             conn = open_conn(cfg.store)
             assert conn.execute("SELECT COUNT(*) FROM cloud_egress WHERE status = 'ok'").fetchone()[0] >= 1

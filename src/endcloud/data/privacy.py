@@ -65,10 +65,13 @@ _DETECTOR_TYPES: dict[str, tuple[str, ...]] = {
     "detect_accounts": ("ACCOUNT",), "detect_phones": ("PHONE",), "detect_bare_orders": ("ORDER",),
     "detect_zh_addresses": ("ADDRESS",), "detect_en_addresses": ("ADDRESS",),
     "detect_zh_names": ("NAME",), "detect_en_names": ("NAME",), "detect_zh_names_model": ("NAME",),
-    "detect_kept": ("KEEP",),
+    "detect_names_tagger": ("NAME", "ADDRESS"), "detect_kept": ("KEEP",),
 }
 
-MODEL_DETECTORS = frozenset({"detect_zh_names_model"})
+MODEL_DETECTORS = frozenset({"detect_zh_names_model", "detect_names_tagger"})
+# A hit of these may widen an overlapping hit of the same type that a rule found (the rest of an
+# address after a street the rules matched); it never takes a span of another type.
+_WIDENING = frozenset({"detect_names_tagger"})
 OUR_PLACEHOLDER_RE = re.compile(rf"\[(?:{'|'.join(TYPES)})_[0-9]+\]")
 
 _JDDC_PERSONAL = {"姓名": "NAME", "地址": "ADDRESS", "订单": "ORDER", "电话": "PHONE",
@@ -183,10 +186,13 @@ class Masker:
                 stage = name
                 # Within one detector the longest of overlapping hits wins.
                 for hit in sorted(fn(norm), key=lambda h: (h.start - h.end, h.start)):
-                    if hit.end > hit.start and _free(taken, hit) and (
-                            hit.type in self.types or hit.type == "KEEP"):
+                    if hit.end <= hit.start or not (hit.type in self.types or hit.type == "KEEP"):
+                        continue
+                    if _free(taken, hit):
                         taken.append((hit.start, hit.end))
                         (kept if hit.type == "KEEP" else hits).append(hit)
+                    elif name in _WIDENING:
+                        _widen(norm, taken, hits, hit)
             stage = "substitute"
             masked, spans = _substitute(text, hits, conv)
             stage = "residue"
@@ -242,6 +248,25 @@ def _blanked(norm: str, hits: list[Detection]) -> str:
         pos = h.end
     out.append(norm[pos:])
     return "".join(out)
+
+
+def _widen(norm: str, taken: list[tuple[int, int]], hits: list[Detection], hit: Detection) -> None:
+    """Merge `hit` with the hits of its own type it overlaps, when everything it overlaps is such a
+    hit (not a kept value, a placeholder or another type)."""
+    over = [i for i, (s, e) in enumerate(taken) if s < hit.end and hit.start < e]
+    spans = {(h.start, h.end): h for h in hits}
+    same = [spans.get(taken[i]) for i in over]
+    if not all(h is not None and h.type == hit.type for h in same):
+        return
+    start = min(hit.start, *(h.start for h in same))
+    end = max(hit.end, *(h.end for h in same))
+    if (start, end) in spans:
+        return
+    for h in same:
+        hits.remove(h)
+        taken.remove((h.start, h.end))
+    taken.append((start, end))
+    hits.append(Detection(hit.type, start, end, norm[start:end]))
 
 
 def _free(taken: list[tuple[int, int]], hit: Detection) -> bool:

@@ -19,6 +19,7 @@ from endcloud.data.pii import lexicon as lx
 from endcloud.data.pii.base import _HAN, Detection, _alt, digits, normalise  # noqa: F401 (the API)
 from endcloud.data.pii.names import (detect_en_names, detect_zh_names,  # noqa: F401 (DETECTORS)
                                      detect_zh_names_model)
+from endcloud.data.pii.tagger import detect_names_tagger  # noqa: F401 (DETECTORS)
 
 
 # --- phones ------------------------------------------------------------------------------------
@@ -320,15 +321,29 @@ _HOTLINE_RE = re.compile(
     r"(?<![0-9])(?:[48]00[ \-]?[0-9]{3}[ \-]?[0-9]{4}|080[08][ \-]?[0-9]{3}[ \-]?[0-9]{4}|\+?1[ \-.]\(?8(?:00|33|44|55|66|77|88)\)?"
     r"[ \-.][0-9]{3}[ \-.][0-9]{4})(?![0-9])")  # 1-800-... needs its 1: a bare (833) may be a person's
 _SKU_RE = re.compile(
-    r"(?:SKU|sku|商品编号|商品编码|商品ID|货号|款号|型号|item\s?(?:#|no\.?|number)|product\s?(?:id|#|code)"
+    r"(?:SKU|sku|商品编号|商品编码|商品ID|货号|款号|型号|model(?:\s?(?:#|no\.?|number))?|style\s?(?:#|no\.?)"
+    r"|item\s?(?:#|no\.?|number)|product\s?(?:id|#|code)"
     r"|条码|条形码|barcode|EAN|UPC|优惠码|优惠券码|券码|兑换码|promo\s?code|coupon\s?code|discount\s?code)"
     rf"{_SEP_WORD}(?P<v>[A-Za-z0-9][A-Za-z0-9\-]{{3,29}})(?![A-Za-z0-9\-])", re.IGNORECASE)
+# the next codes of a list after one cue: "商品编号 100045678901 和 100045678902", "SKU 123, 456 or 789"
+_SKU_MORE_RE = re.compile(r"\s?(?:和|与|跟|或|还有|、|,|/|and|or|vs\.?)\s?(?P<v>[A-Za-z0-9][A-Za-z0-9\-]{3,29})(?![A-Za-z0-9\-])",
+                          re.IGNORECASE)
+
+
+def _shape(code: str) -> str:
+    return re.sub(r"[A-Za-z]", "a", re.sub(r"[0-9]", "9", code))
 
 
 def detect_kept(norm: str) -> list[Detection]:
     """Shop hotlines (400/800, US toll-free), SKUs, barcodes and promo codes after their cue."""
     hits = [Detection("KEEP", m.start(), m.end(), "") for m in _HOTLINE_RE.finditer(norm)]
-    hits += [Detection("KEEP", m.start("v"), m.end("v"), "") for m in _SKU_RE.finditer(norm)]
+    for m in _SKU_RE.finditer(norm):
+        hits.append(Detection("KEEP", m.start("v"), m.end("v"), ""))
+        end = m.end()
+        # only codes of the first one's shape (a phone number after "and" is not a SKU)
+        while (more := _SKU_MORE_RE.match(norm, end)) and _shape(more.group("v")) == _shape(m.group("v")):
+            hits.append(Detection("KEEP", more.start("v"), more.end("v"), ""))
+            end = more.end()
     return hits
 
 
@@ -337,5 +352,5 @@ DETECTORS: tuple[str, ...] = (
     "detect_kept", "detect_urls", "detect_emails", "detect_tracking", "detect_orders", "detect_ids",
     "detect_cards", "detect_accounts", "detect_phones", "detect_bare_orders",
     "detect_zh_addresses", "detect_en_addresses", "detect_zh_names", "detect_en_names",
-    "detect_zh_names_model",
+    "detect_zh_names_model", "detect_names_tagger",
 )

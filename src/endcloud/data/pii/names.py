@@ -133,6 +133,11 @@ def _brand_spans(norm: str) -> list[tuple[int, int]]:
     return [(m.start(), m.end()) for m in _BRAND_RE.finditer(norm)]
 
 
+def brand_spans(norm: str) -> list[tuple[int, int]]:
+    """Where a brand that looks like a person's name stands (Chinese and English lexicons)."""
+    return _brand_spans(norm) + [(m.start(), m.end()) for m in _EN_BRAND_RE.finditer(norm)]
+
+
 def detect_zh_names_model(norm: str) -> list[Detection]:
     """Person names jieba tags `nr` (in any context, no cue needed), kept when they start with a
     known surname (a compound one may be its own token: 欧阳 + 娜娜) and are not a brand that
