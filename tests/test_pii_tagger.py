@@ -32,6 +32,9 @@ def test_shipped_model_and_manifest_agree():
     assert meta["sha256"] == hashlib.sha256(blob).hexdigest() and meta["bytes"] == len(blob)
     assert len(blob) < 2 * 1024 * 1024  # small enough to ship in the package
     assert meta["validation"]["NAME"]["recall"] > 0.9 and meta["data"]["jddc"] > 0
+    words = tg.SHIPPED.with_suffix(".words").read_text(encoding="utf-8").split()
+    assert len(words) == meta["common_words"] and tg.tagger().common == frozenset(words)
+    assert not {"will", "grace", "rose", "baker"} & set(words)  # given names and surnames stay out
 
 
 @pytest.mark.parametrize("text, value, type_", [

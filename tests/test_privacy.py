@@ -451,3 +451,26 @@ def test_words_that_are_also_names_stay(text):
 def test_national_phone_formats(text, phone):
     r = MASKER.mask(text)
     assert [text[s.start:s.end] for s in r.spans if s.type == "PHONE"] == [phone]
+
+
+@pytest.mark.parametrize("text, want", [
+    ("customs is asking for my passport number: K48291734.", "customs is asking for my passport number: [ID_1]."),
+    ("清关需要护照号 E12345678", "清关需要护照号 [ID_1]"),
+    ("paying with amex 3782 822463 10005 but it fails", "paying with amex [CARD_1] but it fails"),
+    ("Call me on (555) 014-2231 tonight", "Call me on [PHONE_1] tonight"),
+    ("Can you text her instead? Her number's 555-0148.", "Can you text her instead? Her number's [PHONE_1]."),
+    ("台湾能寄吗 电话 0912-345-678", "台湾能寄吗 电话 [PHONE_1]"),
+    ("Mumbai 400050, ph 98201 55512", "Mumbai 400050, ph [PHONE_1]"),
+    ("You can DM me on insta, handle luna.bakes, thanks", "You can DM me on insta, handle [ACCOUNT_1], thanks"),
+    ("我的淘宝昵称是 小鄢爱吃鱼，谢谢", "我的淘宝昵称是 [ACCOUNT_1]，谢谢"),
+    ("这两单帮我合并发货 2024031988001234 和 2024031988001299", "这两单帮我合并发货 [ORDER_1] 和 [ORDER_2]"),
+    # kept: codes listed after one SKU cue, model numbers; a phone after "and" is still a phone
+    ("商品编号100012043978 这个和 100012043981 有什么区别", "商品编号100012043978 这个和 100012043981 有什么区别"),
+    ("exchange the jeans, model 00501-0114, for a 30x32", "exchange the jeans, model 00501-0114, for a 30x32"),
+    ("SKU 12345678 and 13800138000", "SKU 12345678 and [PHONE_1]"),
+    # not accounts: a cue without a value
+    ("在的 会员名可以改么", "在的 会员名可以改么"), ("可以改昵称 ID改不了", "可以改昵称 ID改不了"),
+])
+def test_passports_amex_local_phones_handles_order_lists(text, want):
+    r = MASKER.mask(text)
+    assert r.text == want and r.sendable

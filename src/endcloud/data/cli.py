@@ -105,7 +105,7 @@ def train_tagger(args: argparse.Namespace) -> int:
     meta = {"data": counts, "seed": args.seed, "validation_rows": n_val,
             "sources": [Path(p).name for p in [*jddc, bitext, *args.labelled]]}
     manifest = tt.train(train, Path(args.output), c1=args.c1, c2=args.c2, iterations=args.iterations,
-                        validation=validation, meta=meta)
+                        validation=validation, meta=meta, common=tt.common_words())
     print(json.dumps({k: manifest[k] for k in ("sequences", "train_seconds", "bytes", "validation")},
                      ensure_ascii=False))
     print(f"wrote {args.output} (+ {Path(args.output).with_suffix('.json').name}); "

@@ -251,15 +251,32 @@ def _blanked(norm: str, hits: list[Detection]) -> str:
 
 
 def _widen(norm: str, taken: list[tuple[int, int]], hits: list[Detection], hit: Detection) -> None:
-    """Merge `hit` with the hits of its own type it overlaps, when everything it overlaps is such a
-    hit (not a kept value, a placeholder or another type)."""
-    over = [i for i, (s, e) in enumerate(taken) if s < hit.end and hit.start < e]
+    """Fit a model hit around what the rules took: it merges with the hits of its own type it
+    overlaps, and gives way to anything else (a phone after an address, a kept value, a
+    placeholder): then its longest free piece is kept, if it still holds a letter or digit run."""
     spans = {(h.start, h.end): h for h in hits}
-    same = [spans.get(taken[i]) for i in over]
-    if not all(h is not None and h.type == hit.type for h in same):
-        return
-    start = min(hit.start, *(h.start for h in same))
-    end = max(hit.end, *(h.end for h in same))
+    over = [t for t in taken if t[0] < hit.end and hit.start < t[1]]
+    others = sorted(t for t in over if not (t in spans and spans[t].type == hit.type))
+    if others:
+        pieces, pos = [], hit.start
+        for s, e in others:
+            pieces.append((pos, max(pos, s)))
+            pos = max(pos, e)
+        pieces.append((pos, hit.end))
+        start, end = max(pieces, key=lambda p: p[1] - p[0])
+        while start < end and not norm[start].isalnum():
+            start += 1
+        while end > start and not norm[end - 1].isalnum():
+            end -= 1
+        if end - start < 2:
+            return
+        hit = Detection(hit.type, start, end, norm[start:end])
+        over = [t for t in taken if t[0] < hit.end and hit.start < t[1]]
+        if not all(t in spans and spans[t].type == hit.type for t in over):
+            return
+    same = [spans[t] for t in over]
+    start = min([hit.start, *(h.start for h in same)])
+    end = max([hit.end, *(h.end for h in same)])
     if (start, end) in spans:
         return
     for h in same:

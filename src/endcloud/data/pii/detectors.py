@@ -31,15 +31,24 @@ _LANDLINE = (rf"(?:{_CN_PREFIX}\(?0?[1-9][0-9]{{1,2}}\)?|\(0[1-9][0-9]{{0,2}}\)|
              rf"[ \-]?[0-9]{{3,4}}[ \-]?[0-9]{{4}}{_EXT}")
 _INTL = (r"(?:\+|00)(?!86)[1-9][0-9]{0,2}[ \-]?(?:\([0-9]{1,4}\)[ \-]?)?[0-9]{1,4}"
          r"(?:[ \-][0-9]{2,8}){1,4}|(?:\+|00)(?!86)[1-9][0-9]{7,13}")
-_NANP = r"(?:\+?1[ \-.])?(?:\([2-9][0-9]{2}\)\s?|[2-9][0-9]{2}[\-. ])[2-9][0-9]{2}[\-. ][0-9]{4}"
-_UK_MOBILE = r"07[0-9]{3}[ \-]?[0-9]{3}[ \-]?[0-9]{3}|04[0-9]{2}[ \-]?[0-9]{3}[ \-]?[0-9]{3}"  # UK, AU mobiles
+_NANP = r"(?:\+?1[ \-.])?(?:\([2-9][0-9]{2}\)\s?|[2-9][0-9]{2}[\-. ])[0-9]{3}[\-. ][0-9]{4}"  # (555) 014-2231
+# UK, AU and Taiwan mobiles; Indian mobiles written 5 + 5
+_UK_MOBILE = (r"07[0-9]{3}[ \-]?[0-9]{3}[ \-]?[0-9]{3}|0[49][0-9]{2}[ \-]?[0-9]{3}[ \-]?[0-9]{3}"
+              r"|[6-9][0-9]{4}[ \-][0-9]{5}")
 _PAIRS = r"0[1-9](?:[ .\-][0-9]{2}){4}"  # France, Belgium-style national numbers: 06 12 34 56 78
 _PHONE_RE = re.compile(
     rf"(?<![0-9A-Za-z+])(?:{_MOBILE}|{_UK_MOBILE}|{_PAIRS}|{_LANDLINE}|{_INTL}{_EXT}|{_NANP}{_EXT})(?![0-9])")
 
 
+# a seven-digit local number right after a phone cue: "her number's 555-0148", "电话 555 0148"
+_LOCAL_PHONE_RE = re.compile(
+    r"(?:number|phone|call|text|tel|ph|mobile|cell|whatsapp|电话|手机)(?:'s|’s)?\s?(?:is|was|:)?\s?"
+    r"(?P<v>[0-9]{3}[\- ][0-9]{4})(?![0-9])", re.IGNORECASE)
+
+
 def detect_phones(norm: str) -> list[Detection]:
-    hits = []
+    hits = [Detection("PHONE", m.start("v"), m.end("v"), digits(m.group("v")))
+            for m in _LOCAL_PHONE_RE.finditer(norm)]
     for m in _PHONE_RE.finditer(norm):
         d = digits(m.group())
         if len(d) < 7 or len(d) > 18:
@@ -105,11 +114,17 @@ def detect_ids(norm: str) -> list[Detection]:
             hits.append(Detection("ID", m.start(), m.end(), v))
     # Legacy 15-digit IDs carry no checksum; the embedded date is the only structure to check.
     hits += [Detection("ID", m.start(), m.end(), m.group()) for m in _ID15_RE.finditer(norm)]
+    hits += [Detection("ID", m.start("v"), m.end("v"), m.group("v").upper()) for m in _PASSPORT_RE.finditer(norm)]
     return hits
 
 
+_PASSPORT_RE = re.compile(
+    r"(?:passport|护照)\s?(?:number|no\.?|num|#|号码?)?\s?(?:is|was|:|是|为)?\s?(?P<v>[A-Za-z]{1,2}[0-9]{6,9})(?![0-9A-Za-z])",
+    re.IGNORECASE)
+
+
 _CARD_RE = re.compile(
-    r"(?<![0-9A-Za-z])(?:[0-9]{4}(?:[ \-][0-9]{4}){3}(?:[ \-][0-9]{1,3})?"
+    r"(?<![0-9A-Za-z])(?:[0-9]{4}(?:[ \-][0-9]{4}){3}(?:[ \-][0-9]{1,3})?|3[47][0-9]{2}[ \-]?[0-9]{6}[ \-]?[0-9]{5}"
     r"|[0-9]{6}[ \-][0-9]{10,13}|[0-9]{16,19})(?![0-9A-Za-z])")
 _CARD_IIN = re.compile(r"(?:3[47]|35|4|5[1-5]|6|62|2[2-7]|8|9)")
 
@@ -131,7 +146,7 @@ def detect_cards(norm: str) -> list[Detection]:
         d = digits(m.group())
         # An ID-shaped 18-digit string with a bad checksum is a mistyped ID, not a card: it is
         # left for the residue rule (unsendable) rather than mislabelled.
-        if 16 <= len(d) <= 19 and _CARD_IIN.match(d) and luhn_ok(d) \
+        if (16 <= len(d) <= 19 or (len(d) == 15 and d[:2] in ("34", "37"))) and _CARD_IIN.match(d) and luhn_ok(d) \
                 and not (len(d) == 18 and _ID18_RE.fullmatch(d)) \
                 and not (len(d) == 19 and d == m.group() and _ORDER_CUE_NEAR.search(norm[max(0, m.start() - 12):m.start()])
                          and not _CARD_CUE_NEAR.search(norm[max(0, m.start() - 12):m.start()])):
@@ -191,6 +206,9 @@ def detect_orders(norm: str) -> list[Detection]:
         hits.append(Detection("ORDER", m.start("v"), m.end("v"), _id_key(m.group("v"))))
     if _ORDER_CUE_NEAR.search(norm):
         hits += [Detection("ORDER", m.start(), m.end(), m.group("v")) for m in _HASH_NUM_RE.finditer(norm)]
+        # 13-19 digits in a message about orders (这两单帮我合并发货 2024031988001234 和 …); IDs and
+        # cards come earlier in the detectors' order and keep theirs
+        hits += [Detection("ORDER", m.start(), m.end(), m.group()) for m in _LONG_RUN_RE.finditer(norm)]
     for m in _ORDER_RE.finditer(norm):
         v = m.group("v")
         if len(digits(v)) < 5 or _DATE_LIKE.fullmatch(v.lstrip("#")):  # "order #SO-58213": 5 digits
@@ -205,7 +223,8 @@ def detect_bare_orders(norm: str) -> list[Detection]:
 
 _ORDER_CUE_BEFORE = re.compile(r"(?:订单编号|订单号码?|订单|order\s?(?:number|no\.?|num|id|#)?)\s?[:#是为]?\s?$",
                                re.IGNORECASE)
-_ORDER_CUE_NEAR = re.compile(r"订单|(?<![A-Za-z])order(?:s|ed)?(?![A-Za-z])", re.IGNORECASE)
+_ORDER_CUE_NEAR = re.compile(r"订单|[两几这那该此每]单|合并发货|拆单|(?<![A-Za-z])order(?:s|ed)?(?![A-Za-z])", re.IGNORECASE)
+_LONG_RUN_RE = re.compile(r"(?<![0-9A-Za-z\-.])[1-9][0-9]{12,18}(?![0-9A-Za-z\-])")
 _CARD_CUE_NEAR = re.compile(r"卡|card|visa|master|借记|信用|银行|bank", re.IGNORECASE)
 # A bare 单号 (not 运单号/快递单号/carrier + 单号) before 16-19 digits: a Taobao-style order id -
 # carriers' waybills are 10-15 digits, or letters + digits.
@@ -227,9 +246,22 @@ def detect_tracking(norm: str) -> list[Detection]:
     return hits
 
 
+# a handle or shop nickname after its own cue: no digit needed, Han allowed ("昵称是 小鄢爱吃鱼")
+_HANDLE_CUE = r"(?:handle|login(?:\s?(?:name|id))?|insta(?:gram)?|tiktok|昵称|淘宝名|淘宝昵称|抖音号?|小红书号?|会员名)"
+_HANDLE_RE = re.compile(
+    rf"{_HANDLE_CUE}\s?(?:is|was|:|是|为|叫)?\s?(?P<v>@?[A-Za-z0-9_][A-Za-z0-9_.\-]{{2,29}}(?<![.\-]))(?![A-Za-z0-9_\-@])"
+    rf"|{_HANDLE_CUE}\s?(?:是|为|叫|:)\s?(?P<h>[\u4e00-\u9fffA-Za-z0-9_]{{2,12}})(?![A-Za-z0-9_\-@])", re.IGNORECASE)
+_HANDLE_NOT = frozenset({"is", "was", "the", "and", "name", "page", "account", "here", "please"})
+
+
 def detect_accounts(norm: str) -> list[Detection]:
-    return [Detection("ACCOUNT", m.start("v"), m.end("v"), m.group("v"))
+    hits = [Detection("ACCOUNT", m.start("v"), m.end("v"), m.group("v"))
             for m in _ACCOUNT_RE.finditer(norm)]
+    for m in _HANDLE_RE.finditer(norm):
+        g = "v" if m.group("v") else "h"
+        if m.group(g).lower() not in _HANDLE_NOT:
+            hits.append(Detection("ACCOUNT", m.start(g), m.end(g), m.group(g)))
+    return hits
 
 
 # --- addresses ---------------------------------------------------------------------------------
@@ -326,7 +358,7 @@ _SKU_RE = re.compile(
     r"|条码|条形码|barcode|EAN|UPC|优惠码|优惠券码|券码|兑换码|promo\s?code|coupon\s?code|discount\s?code)"
     rf"{_SEP_WORD}(?P<v>[A-Za-z0-9][A-Za-z0-9\-]{{3,29}})(?![A-Za-z0-9\-])", re.IGNORECASE)
 # the next codes of a list after one cue: "商品编号 100045678901 和 100045678902", "SKU 123, 456 or 789"
-_SKU_MORE_RE = re.compile(r"\s?(?:和|与|跟|或|还有|、|,|/|and|or|vs\.?)\s?(?P<v>[A-Za-z0-9][A-Za-z0-9\-]{3,29})(?![A-Za-z0-9\-])",
+_SKU_MORE_RE = re.compile(r"\s?(?:这个|那个|这款|那款)?\s?(?:和|与|跟|或|还有|、|,|/|and|or|vs\.?)\s?(?P<v>[A-Za-z0-9][A-Za-z0-9\-]{3,29})(?![A-Za-z0-9\-])",
                           re.IGNORECASE)
 
 

@@ -214,6 +214,8 @@ would can could should
 """.split())
 # Brands that are a person's name (designers, founders): never masked as a NAME.
 EN_NAME_BRANDS = frozenset({
+    "Tim Hortons", "Ben & Jerry's", "Dr. Martens", "Victoria's Secret", "Levi's", "Wendy's", "McDonald's",
+    "Marks & Spencer", "Johnson & Johnson", "Trader Joe's", "Kiehl's", "Carter's", "Macy's", "Kellogg's",
     "Calvin Klein", "Tommy Hilfiger", "Kate Spade", "Hugo Boss", "Tom Ford", "Vera Wang", "Jimmy Choo",
     "Paul Smith", "Stella McCartney", "Steve Madden", "Kenneth Cole", "Anne Klein", "Betsey Johnson",
     "Jo Malone", "Bobbi Brown", "Estée Lauder", "Giorgio Armani", "Alexander McQueen", "Christian Louboutin",

@@ -52,6 +52,8 @@ _SURNAMES_EN = frozenset(w.lower() for w in (*lx.EN_SURNAMES_FIRST, *lx.EN_PINYI
 # payment services, carriers and marketplaces are capitalised like names and never are one
 _SERVICES = frozenset("paypal venmo zelle klarna afterpay affirm amazon fedex ups usps dhl ebay etsy "
                       "shopify visa mastercard amex alipay wechat taobao tmall jd royal mail".split())
+_SERVICE_PHRASES = frozenset({"royal mail", "apple pay", "google pay", "amazon pay", "canada post",
+                              "australia post", "la poste", "deutsche post", "india post", "parcelforce"})
 _COMPANY = frozenset("ltd inc llc co corp gmbh plc limited company".split())
 _NOT_NAMES = frozenset(w.lower() for w in (*lx.EN_NOT_NAMES, *lx.EN_NAME_STOPWORDS)) | _SERVICES
 _STREETS = frozenset(w.lower() for w in (*lx.EN_STREET_TYPES, *lx.EN_STREET_ABBREVIATIONS))
@@ -82,7 +84,7 @@ def _shape(tok: str) -> str:
     return tok  # punctuation stands for itself
 
 
-def _flags(tok: str, nxt: str) -> list[str]:
+def _flags(tok: str, nxt: str, common: frozenset[str] = frozenset()) -> list[str]:
     ch = tok[0]
     if "\u3400" <= ch <= "\u9fff":
         out = []
@@ -106,6 +108,8 @@ def _flags(tok: str, nxt: str) -> list[str]:
             out.append("surname")
         if low in _NOT_NAMES:
             out.append("notname")
+        if low in common:
+            out.append("common")
         if low in _STREETS:
             out.append("street")
         if low in _HONORIFICS:
@@ -118,8 +122,9 @@ def _flags(tok: str, nxt: str) -> list[str]:
     return []
 
 
-def features(text: str, spans: list[tuple[int, int]]) -> list[list[str]]:
-    """CRFsuite attribute lists, one per token."""
+def features(text: str, spans: list[tuple[int, int]], common: frozenset[str] = frozenset()) -> list[list[str]]:
+    """CRFsuite attribute lists, one per token. `common`: lower-case English words the model was
+    trained to know as ordinary words (its `.words` file)."""
     toks = [text[s:e] for s, e in spans]
     low = [t.lower() if not t.isspace() else ("\\n" if "\n" in t else "_") for t in toks]
     shapes = [_shape(t) for t in toks]
@@ -136,11 +141,11 @@ def features(text: str, spans: list[tuple[int, int]]) -> list[list[str]]:
              f"ww-1={pad_w[j - 1]}{pad_w[j]}", f"ww+1={pad_w[j]}{pad_w[j + 1]}",
              f"ss={pad_s[j - 1]}{pad_s[j]}{pad_s[j + 1]}"]
         nxt = toks[i + 1] if i + 1 < n else ""
-        f += _flags(toks[i], nxt)
+        f += _flags(toks[i], nxt, common)
         if i:
-            f += [f"-1:{x}" for x in _flags(toks[i - 1], toks[i]) if ":" not in x and "=" not in x]
+            f += [f"-1:{x}" for x in _flags(toks[i - 1], toks[i], common) if ":" not in x and "=" not in x]
         if nxt:
-            f += [f"+1:{x}" for x in _flags(nxt, toks[i + 2] if i + 2 < n else "") if "=" not in x]
+            f += [f"+1:{x}" for x in _flags(nxt, toks[i + 2] if i + 2 < n else "", common) if "=" not in x]
         out.append(f)
     return out
 
@@ -206,6 +211,8 @@ class Tagger:
         if not path.is_file():
             raise FileNotFoundError(f"PII tagger model not found: {path}")
         self.path = path
+        words = path.with_suffix(".words")
+        self.common = frozenset(words.read_text(encoding="utf-8").split()) if words.is_file() else frozenset()
         self._pycrfsuite = pycrfsuite
         self._local = threading.local()
         self._tagger()  # fail now on a corrupt file, not on the first message
@@ -224,7 +231,7 @@ class Tagger:
         if not spans:
             return []
         t = self._tagger()
-        labels = t.tag(features(norm, spans))
+        labels = t.tag(features(norm, spans, self.common))
         if all(lab == "O" for lab in labels):
             return []
         conf = [t.marginal(lab, i) if lab != "O" else 1.0 for i, lab in enumerate(labels)]
@@ -285,7 +292,8 @@ def _common_count(word: str) -> int:
     return _FREQ().get(word) or 0
 
 
-def _plausible_name(norm: str, h: Detection, conf: float, brands: list[tuple[int, int]]) -> bool:
+def _plausible_name(norm: str, h: Detection, conf: float, brands: list[tuple[int, int]],
+                    common: frozenset[str] = frozenset()) -> bool:
     """The tagger's NAME hits pass the checks the jieba path uses: no role word (老公), common
     word, brand (老凤祥, Calvin Klein) or title in 《》; a Chinese name starts with a surname (or
     老/小/阿 + one) unless the tagger is sure."""
@@ -298,8 +306,8 @@ def _plausible_name(norm: str, h: Detection, conf: float, brands: list[tuple[int
     if _HAN_ONLY.fullmatch(v):
         if v in lx.ZH_NAME_ROLES or v in lx.ZH_NOT_NAMES:
             return False
-        if len(v) == 1:  # a surname alone only before a title (王女士, 岑师傅)
-            return bool(_TITLE_AFTER.match(norm, h.end))
+        if len(v) == 1:  # a surname alone only before a title (王女士, 岑师傅), not 宿|管阿姨
+            return bool(_TITLE_AFTER.match(norm, h.end)) and not _cuts_word(norm, h)
         head = v[1:] if v[0] in "老小阿" and len(v) >= 2 else v
         if not (head[0] in _SURNAME_LOOSE or head[:2] in _SURNAME_2 or conf >= SURE):
             return False
@@ -309,7 +317,10 @@ def _plausible_name(norm: str, h: Detection, conf: float, brands: list[tuple[int
     if not _LATIN_LETTER.search(v):
         return False
     words = v.lower().replace(".", "").split()
-    return v.lower() not in _NOT_NAMES and not (words and words[-1] in _COMPANY)
+    if v.lower() in _NOT_NAMES or v.lower() in _SERVICE_PHRASES or (words and words[-1] in _COMPANY):
+        return False
+    # every word an ordinary one ("nobody answered", "Night Repair"), none a given name
+    return not all(w in common and w not in _GIVEN for w in words)
 
 
 _SPOT_END = re.compile(r"(?:门口|楼下|旁边|对面|附近|里面|这边|那边|这里|那里)$")
@@ -317,15 +328,23 @@ _SPOT_END = re.compile(r"(?:门口|楼下|旁边|对面|附近|里面|这边|那
 _EDGE_WORDS = _NOT_NAMES | frozenset(
     "tell ask call text email send ship deliver please hi hello hey dear thanks thank cheers regards "
     "best love attn from to for with and or my your his her our their the a an this that is was "
-    "im i'm its it's yes no ok okay sorry also".split())
+    "im i'm its it's yes no ok okay sorry also".split()) | frozenset(
+    # greetings and form labels of other languages that open a message like a name would
+    "bonjour bonsoir salut hola buenas buenos hallo moin servus ciao salve olá ola oi namaste salam "
+    "salaam as-salamu alaykum assalamualaikum merhaba konnichiwa xin chào chao merci gracias danke "
+    "obrigado obrigada grazie lieferadresse adresse dirección direccion indirizzo endereço name tel".split())
 _WORD = re.compile(rf"[{_LATIN}'’.\-]+")
 
 
-def _trim_words(h: Detection) -> Detection | None:
+def _trim_words(h: Detection, common: frozenset[str] = frozenset()) -> Detection | None:
+    def edge(w: str) -> bool:
+        w = w.lower().strip(".")
+        return w in _EDGE_WORDS or (w in common and w not in _GIVEN)
+
     words = list(_WORD.finditer(h.key))
-    while words and words[0].group().lower().strip(".") in _EDGE_WORDS:
+    while words and edge(words[0].group()):
         words.pop(0)
-    while words and words[-1].group().lower().strip(".") in _EDGE_WORDS:
+    while words and edge(words[-1].group()):
         words.pop()
     if not words:
         return None
@@ -340,21 +359,26 @@ def detect_names_tagger(norm: str) -> list[Detection]:
         return []
     from endcloud.data.pii.names import brand_spans
 
-    hits = tagger().detect_scored(norm)
+    model = tagger()
+    hits = model.detect_scored(norm)
     brands = brand_spans(norm) if any(h.type == "NAME" for h, _ in hits) else []
     out = []
     for h, c in hits:
+        if h.start and norm[h.start - 1] in "</{" or norm[h.start - 2:h.start] == "</":
+            continue  # markup (<knowledge>), a template slot: no person, no place
+        if h.type == "ADDRESS" and not _HAN_ONLY.search(h.key) and not any(ch.isdigit() for ch in h.key):
+            continue  # a Latin-script address has a house number, box or postcode
         if h.type == "ADDRESS" and (spot := _SPOT_END.search(h.key)) and spot.start() > 0:
             h = Detection("ADDRESS", h.start, h.start + spot.start(), h.key[:spot.start()])  # 8栋|门口
         if h.type == "NAME" and not _HAN_ONLY.fullmatch(h.key):
-            h = _trim_words(h)
+            h = _trim_words(h, model.common)
             if h is None:
                 continue
         if h.type == "NAME":
             title = _TITLE_END.search(h.key)
             if title and title.start() > 0:  # 叶先生 -> 叶: the title is no part of the name
                 h = Detection("NAME", h.start, h.start + title.start(), h.key[:title.start()])
-            if not _plausible_name(norm, h, c, brands):
+            if not _plausible_name(norm, h, c, brands, model.common):
                 continue
         out.append(h)
     return out

@@ -12,7 +12,7 @@ Data, all with exact character spans:
 - values come from Faker (names and addresses of 14 locales), a generator the masker's rules were
   not written against.
 
-Faker is needed only here: `pip install 'endcloud[pii-train]'`.
+Faker and wordfreq are needed only here: `pip install 'endcloud[pii-train]'`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ _EN_LOCALES = ("en_US", "en_GB", "en_IE", "en_AU", "en_CA", "en_IN", "fr_FR", "d
                "fil_PH", "id_ID", "tr_TR", "cs_CZ", "ro_RO", "en_NG", "en_KE", "en_PK", "ga_IE", "sv_SE",
                "hu_HU", "fi_FI", "pt_PT")
 _ADDRESS_LOCALES = ("en_US", "en_US", "en_US", "en_GB", "en_GB", "en_CA", "en_AU", "en_IE", "en_NZ", "en_IN",
-                    "vi_VN", "fil_PH", "de_DE", "fr_FR")
+                    "vi_VN", "fil_PH", "de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL")
 # colours a shop sells in, several of them also given names (Rose, Jade, Ruby): no name there
 _COLOURS = ("Rose Gold", "Navy", "Olive", "Ivory", "Charcoal", "Burgundy", "Champagne", "Coral", "Sage",
             "Blush", "Hunter Green", "Midnight Blue", "Rose", "Jade", "Ruby", "Amber", "Hazel", "Ginger",
@@ -79,9 +79,22 @@ class Values:
             from endcloud.data.pii.lexicon import ZH_SURNAMES_2
 
             return self.rng.choice(ZH_SURNAMES_2) + self.zh.first_name()
-        if r < 0.14:
+        if r < 0.17:
             return self.en_first()
+        if r < 0.20:
+            ja = self.faker("ja_JP")
+            return ja.last_name() + ja.first_name()  # 佐藤健太
+        if r < 0.24:
+            tw = self.faker("zh_TW")
+            return tw.last_name() + tw.first_name()
         return last + self.zh.first_name()
+
+    def zh_surname(self) -> str:
+        """A surname alone (before 女士, 师傅...): now and then any character (仉, 暴)."""
+        return self.zh.first_name()[0] if self.rng.random() < 0.15 else self.zh.last_name()
+
+    def zh_familiar(self) -> str:
+        return self.rng.choice("老小阿") + self.zh_surname()[0]
 
     def zh_address(self) -> str:
         rng, zh = self.rng, self.zh
@@ -100,7 +113,11 @@ class Values:
             ("东校区", "南校区", "本部", "")) + f"{rng.randint(1, 20)}号宿舍楼{rng.randint(101, 650)}"
         landmark = zh.street_name() + rng.choice(("地铁站", "公交站", "菜鸟驿站", "丰巢柜")) + rng.choice(
             ("B口", "旁边", "对面", ""))
-        body = rng.choice((street + estate + tail, estate + tail, street, school, landmark, street + tail))
+        pickup = estate + rng.choice(("东门", "南门", "北门", "西门", "")) + rng.choice(
+            ("菜鸟驿站", "保安亭", "快递柜", "门卫室", "物业", "丰巢柜", "自提点"))
+        if rng.random() < 0.05:
+            return self.faker("zh_TW").address().split(" ")[-1]  # 台北市大安區復興南路一段390號7樓
+        body = rng.choice((street + estate + tail, estate + tail, street, school, landmark, street + tail, pickup))
         start = rng.choice((0, 0, 1, 1, 2, 3))
         return "".join(parts[start:]) + body
 
@@ -139,7 +156,8 @@ class Values:
             v = f"{f.first_name()} {self.rng.choice('ABCDEFGHJKLMNPRSTW')}. {f.last_name()}"
         else:
             v = f"{f.first_name()} {f.last_name()}"
-        return v.lower() if self.rng.random() < 0.08 else v
+        r = self.rng.random()
+        return v.lower() if r < 0.08 else v.upper() if r < 0.12 else v
 
     def en_address(self) -> str:
         rng = self.rng
@@ -293,7 +311,9 @@ _ZH_FRAMES = (
     "{n}，{p}，{a}", "寄到{a}，{n}收", "我现在住{a}，麻烦改一下", "地址写错了，应该是{a}",
     "让{n}下楼拿一下", "{n}说还没收到", "是{n}帮我下的单", "快递放{a}就行", "我老婆{n}签收的",
     "{s}师傅明天几点来取件", "找{s}老师签收", "{s}经理说可以退", "{s}大爷不会用手机，寄到{a}", "交给{s}阿姨就行",
-    "{s}总让我来问发票", "麻烦{s}老板看一下", "{n}同学的快递放宿舍楼下",
+    "{s}总让我来问发票", "麻烦{s}老板看一下", "{n}同学的快递放宿舍楼下", "我是{s}女士，退款还没到",
+    "签收人写的是{s}先生，我们家没人姓{s}", "保安{f}说放门卫室了", "安装师傅{f}说要另外加钱", "快递小哥{f}打电话了",
+    "同事{f}帮我收一下", "{f}，衣服收到了，谢谢", "我爸叫{n}，用他的名字下单", "写我朋友{n}代收",
 )
 
 
@@ -302,15 +322,15 @@ def chinese_rows(values: Values, n: int) -> list[Row]:
     rows = []
     for _ in range(n):
         frame = rng.choice(_ZH_FRAMES)
-        vals = {"n": values.zh_name(), "a": values.zh_address(), "s": values.zh.last_name(),
+        vals = {"n": values.zh_name(), "a": values.zh_address(), "s": values.zh_surname(), "f": values.zh_familiar(),
                 "p": f"1{rng.choice('3589')}{rng.randint(0, 999999999):09d}"}
         out, spans, pos = [], [], 0
-        for m in re.finditer(r"\{([naps])\}", frame):
+        for m in re.finditer(r"\{([napsf])\}", frame):
             out.append(frame[pos:m.start()])
             start = sum(len(s) for s in out)
             v = vals[m.group(1)]
             out.append(v)
-            if m.group(1) in "nas":
+            if m.group(1) in "nasf":
                 spans.append({"type": "ADDRESS" if m.group(1) == "a" else "NAME", "start": start,
                               "end": start + len(v)})
             pos = m.end()
@@ -319,18 +339,42 @@ def chinese_rows(values: Values, n: int) -> list[Row]:
     return rows
 
 
+def common_words(n: int = 30000) -> list[str]:
+    """The `n` most frequent English words (wordfreq) that no Faker locale lists as a first or
+    last name, nor the masker's lexicons (so Will, Grace, Baker are not among them): the model's
+    `common` feature, shipped beside it as `<model>.words`."""
+    import importlib
+
+    try:
+        import wordfreq
+        from faker.config import AVAILABLE_LOCALES
+    except ImportError as e:
+        raise SystemExit("training the PII tagger needs wordfreq and Faker: pip install 'endcloud[pii-train]'") from e
+    names = set(tg._GIVEN | tg._SURNAMES_EN)
+    for loc in AVAILABLE_LOCALES:
+        try:
+            provider = importlib.import_module(f"faker.providers.person.{loc}").Provider
+        except ImportError:
+            continue
+        for attr in ("first_names", "first_names_male", "first_names_female", "first_names_nonbinary", "last_names"):
+            v = provider.__dict__.get(attr)
+            if isinstance(v, (dict, list, tuple, set, frozenset)):
+                names |= {x.lower() for x in v if isinstance(x, str)}
+    return [w for w in wordfreq.top_n_list("en", n) if w.isalpha() and len(w) > 1 and w not in names]
+
+
 def read_labelled(path: Path) -> list[Row]:
     return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
 # --- training ----------------------------------------------------------------------------------
-def sequence(row: Row) -> tuple[list[list[str]], list[str]]:
+def sequence(row: Row, common: frozenset[str] = frozenset()) -> tuple[list[list[str]], list[str]]:
     from endcloud.data.pii.base import normalise
 
     text = normalise(row["text"])
     spans = tg.tokenize(text)
     gold = [(s["type"], s["start"], s["end"]) for s in row["spans"]]
-    return tg.features(text, spans), tg.bio(spans, gold)
+    return tg.features(text, spans, common), tg.bio(spans, gold)
 
 
 def build(*, jddc: list[Path], bitext: Path | None, labelled: list[Path], labelled_repeat: int,
@@ -367,7 +411,7 @@ def build(*, jddc: list[Path], bitext: Path | None, labelled: list[Path], labell
 
 
 def train(rows: list[Row], output: Path, *, c1: float, c2: float, iterations: int,
-          validation: list[Row], meta: dict[str, Any]) -> dict[str, Any]:
+          validation: list[Row], meta: dict[str, Any], common: list[str] = ()) -> dict[str, Any]:
     import pycrfsuite
 
     from endcloud.progress import enabled
@@ -384,8 +428,9 @@ def train(rows: list[Row], output: Path, *, c1: float, c2: float, iterations: in
                 bar.update(1)
 
     trainer = Trainer(verbose=False)
+    words = frozenset(common)
     for row in rows:
-        xs, ys = sequence(row)
+        xs, ys = sequence(row, words)
         if xs:
             trainer.append(xs, ys)
     trainer.set_params({"c1": c1, "c2": c2, "max_iterations": iterations,
@@ -397,11 +442,13 @@ def train(rows: list[Row], output: Path, *, c1: float, c2: float, iterations: in
     elapsed = time.perf_counter() - start
     if bar is not None:
         bar.close()
+    output.with_suffix(".words").write_text("\n".join(sorted(words)) + "\n", encoding="utf-8")
     tmp.replace(output)
+    tg._load.cache_clear()
     figures = evaluate(tg.Tagger(output), validation)
     manifest = {**meta, "train_seconds": round(elapsed, 1), "sequences": len(rows),
                 "params": {"c1": c1, "c2": c2, "max_iterations": iterations, "feature.minfreq": 2},
-                "sha256": hashlib.sha256(output.read_bytes()).hexdigest(),
+                "sha256": hashlib.sha256(output.read_bytes()).hexdigest(), "common_words": len(words),
                 "bytes": output.stat().st_size, "validation": figures,
                 "pycrfsuite": pycrfsuite.__version__ if hasattr(pycrfsuite, "__version__") else "",
                 "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
