@@ -474,3 +474,19 @@ def test_national_phone_formats(text, phone):
 def test_passports_amex_local_phones_handles_order_lists(text, want):
     r = MASKER.mask(text)
     assert r.text == want and r.sendable
+
+
+@pytest.mark.parametrize("text, want", [
+    ("您好，我是配送员钟师傅，您的快递到了", "您好，我是配送员[NAME_1]师傅，您的快递到了"),
+    ("找岑经理签字", "找[NAME_1]经理签字"),
+    ("课程老师说可以退", "课程老师说可以退"), ("快递师傅放门口了", "快递师傅放门口了"),
+    ("祝老板生意兴隆", "祝老板生意兴隆"), ("他总是不接电话", "他总是不接电话"),
+    ("my Instagram is @bella.rose.designs, I posted there", "my Instagram is [ACCOUNT_1], I posted there"),
+    ("微博@一只小羊咩咩 私信你们好几天了", "微博[ACCOUNT_1] 私信你们好几天了"),
+    ("My discord is nightowl_4821 if you'd rather chat", "My discord is [ACCOUNT_1] if you'd rather chat"),
+    ("淘宝账号是tb落日飞车2019，积分没到账", "淘宝账号是[ACCOUNT_1]，积分没到账"),
+    ("email me at john @ gmail.com", "email me at [EMAIL_1]"),
+])
+def test_titled_surnames_and_handles(text, want):
+    r = MASKER.mask(text)
+    assert r.text == want and r.sendable

@@ -74,9 +74,13 @@ _EMAIL_RE = re.compile(
 _URL_RE = re.compile(r"(?:https?://|www\.)[A-Za-z0-9\-._~:/?#@!$&'*+;=%]+", re.IGNORECASE)
 
 
+# "my Instagram is @bella.rose" is a handle: a word before " @" that is no e-mail's local part
+_NOT_LOCAL_PART = re.compile(r"(?i)^(?:is|was|me|my|at|on|to|via|follow|dm|handle|ig|insta|tag|or|and|us)\s@")
+
+
 def detect_emails(norm: str) -> list[Detection]:
     return [Detection("EMAIL", m.start(), m.end(), re.sub(r"\s", "", m.group()).lower())
-            for m in _EMAIL_RE.finditer(norm)]
+            for m in _EMAIL_RE.finditer(norm) if not _NOT_LOCAL_PART.match(m.group())]
 
 
 def detect_urls(norm: str) -> list[Detection]:
@@ -247,16 +251,22 @@ def detect_tracking(norm: str) -> list[Detection]:
 
 
 # a handle or shop nickname after its own cue: no digit needed, Han allowed ("昵称是 小鄢爱吃鱼")
-_HANDLE_CUE = r"(?:handle|login(?:\s?(?:name|id))?|insta(?:gram)?|tiktok|昵称|淘宝名|淘宝昵称|抖音号?|小红书号?|会员名)"
+_HANDLE_CUE = (r"(?:handle|login(?:\s?(?:name|id))?|insta(?:gram)?|tiktok|discord|gamertag|psn(?:\sid)?|steam(?:\sid)?"
+               r"|snap(?:chat)?|telegram|昵称|淘宝名|淘宝昵称|淘宝账号|淘宝帐号|京东账号|抖音号?|小红书号?|会员名|微博)")
 _HANDLE_RE = re.compile(
     rf"{_HANDLE_CUE}\s?(?:is|was|:|是|为|叫)?\s?(?P<v>@?[A-Za-z0-9_][A-Za-z0-9_.\-]{{2,29}}(?<![.\-]))(?![A-Za-z0-9_\-@])"
     rf"|{_HANDLE_CUE}\s?(?:是|为|叫|:)\s?(?P<h>[\u4e00-\u9fffA-Za-z0-9_]{{2,12}})(?![A-Za-z0-9_\-@])", re.IGNORECASE)
 _HANDLE_NOT = frozenset({"is", "was", "the", "and", "name", "page", "account", "here", "please"})
 
 
+# "@handle" on social media (not an e-mail: nothing word-like right before the @)
+_AT_HANDLE_RE = re.compile(r"(?<![A-Za-z0-9._%+\-@])@(?P<v>[A-Za-z0-9_][A-Za-z0-9_.]{1,29}(?<!\.)|[\u4e00-\u9fffA-Za-z0-9_]{2,20})")
+
+
 def detect_accounts(norm: str) -> list[Detection]:
     hits = [Detection("ACCOUNT", m.start("v"), m.end("v"), m.group("v"))
             for m in _ACCOUNT_RE.finditer(norm)]
+    hits += [Detection("ACCOUNT", m.start(), m.end(), m.group("v")) for m in _AT_HANDLE_RE.finditer(norm)]
     for m in _HANDLE_RE.finditer(norm):
         g = "v" if m.group("v") else "h"
         if m.group(g).lower() not in _HANDLE_NOT:
@@ -356,7 +366,8 @@ _SKU_RE = re.compile(
     r"(?:SKU|sku|商品编号|商品编码|商品ID|货号|款号|型号|model(?:\s?(?:#|no\.?|number))?|style\s?(?:#|no\.?)"
     r"|item\s?(?:#|no\.?|number)|product\s?(?:id|#|code)"
     r"|条码|条形码|barcode|EAN|UPC|优惠码|优惠券码|券码|兑换码|promo\s?code|coupon\s?code|discount\s?code)"
-    rf"{_SEP_WORD}(?P<v>[A-Za-z0-9][A-Za-z0-9\-]{{3,29}})(?![A-Za-z0-9\-])", re.IGNORECASE)
+    rf"{_SEP_WORD}(?P<v>[A-Za-z0-9][A-Za-z0-9\-]{{3,29}}|[A-Za-z][0-9]{{1,3}}\s[A-Z][A-Za-z0-9+]{{1,10}})(?![A-Za-z0-9\-])",
+    re.IGNORECASE)  # S7 MaxV: a model name in two parts
 # the next codes of a list after one cue: "商品编号 100045678901 和 100045678902", "SKU 123, 456 or 789"
 _SKU_MORE_RE = re.compile(r"\s?(?:这个|那个|这款|那款)?\s?(?:和|与|跟|或|还有|、|,|/|and|or|vs\.?)\s?(?P<v>[A-Za-z0-9][A-Za-z0-9\-]{3,29})(?![A-Za-z0-9\-])",
                           re.IGNORECASE)

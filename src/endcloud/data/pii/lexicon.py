@@ -127,6 +127,8 @@ ZH_NAME_BRANDS = frozenset({
     "老凤祥", "金龙鱼", "王麻子", "周大生", "谢瑞麟", "钱大妈", "江小白", "小天鹅", "小米", "小熊", "小鹏",
     "小度", "小牛", "老庙", "老铺", "金利来", "马克华菲", "鲁花", "白象", "雷允上", "胡姬花", "冯氏", "东方树叶",
 })
+# Surnames that are also verbs or prepositions before a title: 祝老板 (wish the boss), 给老师, 跟经理
+ZH_VERB_SURNAMES = frozenset("祝和给跟向让叫找问请")
 # Role and kinship words a tagger sometimes marks as names (and 老/小 + a surname character that is
 # a word: 老师 is no familiar form).
 ZH_NAME_ROLES = frozenset({"老公", "老婆", "老板", "老师", "师傅", "小哥", "小姐姐", "阿姨", "叔叔", "宝宝",
@@ -214,7 +216,7 @@ would can could should
 """.split())
 # Brands that are a person's name (designers, founders): never masked as a NAME.
 EN_NAME_BRANDS = frozenset({
-    "Tim Hortons", "Ben & Jerry's", "Dr. Martens", "Victoria's Secret", "Levi's", "Wendy's", "McDonald's",
+    "Tim Hortons", "Marie Claire", "Ben & Jerry's", "Dr. Martens", "Victoria's Secret", "Levi's", "Wendy's", "McDonald's",
     "Marks & Spencer", "Johnson & Johnson", "Trader Joe's", "Kiehl's", "Carter's", "Macy's", "Kellogg's",
     "Calvin Klein", "Tommy Hilfiger", "Kate Spade", "Hugo Boss", "Tom Ford", "Vera Wang", "Jimmy Choo",
     "Paul Smith", "Stella McCartney", "Steve Madden", "Kenneth Cole", "Anne Klein", "Betsey Johnson",

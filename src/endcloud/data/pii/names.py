@@ -138,6 +138,28 @@ def brand_spans(norm: str) -> list[tuple[int, int]]:
     return _brand_spans(norm) + [(m.start(), m.end()) for m in _EN_BRAND_RE.finditer(norm)]
 
 
+_TITLED_RE = re.compile(rf"(?P<v>{_SURNAME})(?=师傅|经理|老师|阿姨|大爷|大妈|同学|医生|律师|老板|总(?!是|共|部|价|之|结|额|算|体|数|计|的|监|量|裁))")
+
+
+def _titled_surnames(norm: str) -> list[Detection]:
+    """A surname right before a title other than 先生/女士 (钟师傅, 岑经理), unless the two characters
+    before the title are a word jieba knows (课程老师, 快递师傅: no surname there)."""
+    import jieba
+
+    hits = []
+    for m in _TITLED_RE.finditer(norm):
+        s = m.start()
+        if m.group("v") in lx.ZH_VERB_SURNAMES:
+            continue  # 祝老板生意兴隆, 祝老师节日快乐: "wish", not a surname
+        if s and "\u4e00" <= norm[s - 1] <= "\u9fff":
+            left = max(0, s - 3)
+            _tagger()
+            if any(a + left < s < b + left for _, a, b in jieba.tokenize(norm[left:m.end() + 2], HMM=False)):
+                continue  # 课|程老师: the character belongs to the word before
+        hits.append(Detection("NAME", s, m.end("v"), m.group("v")))
+    return hits
+
+
 def detect_zh_names_model(norm: str) -> list[Detection]:
     """Person names jieba tags `nr` (in any context, no cue needed), kept when they start with a
     known surname (a compound one may be its own token: 欧阳 + 娜娜) and are not a brand that
@@ -145,7 +167,7 @@ def detect_zh_names_model(norm: str) -> list[Detection]:
     tagging failure raises, and the masker fails closed."""
     if not _CJK_RE.search(norm):
         return []
-    hits = []
+    hits = _titled_surnames(norm)
     pos = 0
     prev: tuple[str, int] | None = None  # the previous token and where it started
     brands = _brand_spans(norm)
@@ -282,4 +304,7 @@ def detect_en_names(norm: str) -> list[Detection]:
         hits += detect_en_names_loose(norm)
         brands = [(b.start(), b.end()) for b in _EN_BRAND_RE.finditer(norm)]
         hits = [h for h in hits if not any(bs < h.end and h.start < be for bs, be in brands)]
+        from endcloud.data.pii.tagger import no_person
+
+        hits = [h for h in hits if not no_person(norm, h.start, h.end)]  # Hong Kong, Accounts Dept
     return hits

@@ -53,8 +53,13 @@ _SURNAMES_EN = frozenset(w.lower() for w in (*lx.EN_SURNAMES_FIRST, *lx.EN_PINYI
 _SERVICES = frozenset("paypal venmo zelle klarna afterpay affirm amazon fedex ups usps dhl ebay etsy "
                       "shopify visa mastercard amex alipay wechat taobao tmall jd royal mail".split())
 _SERVICE_PHRASES = frozenset({"royal mail", "apple pay", "google pay", "amazon pay", "canada post",
-                              "australia post", "la poste", "deutsche post", "india post", "parcelforce"})
-_COMPANY = frozenset("ltd inc llc co corp gmbh plc limited company".split())
+                              "australia post", "la poste", "deutsche post", "india post", "parcelforce",
+                              "china post", "hongkong post", "singapore post", "japan post", "sf express",
+                              "amazon locker", "cash app"})
+# the last word of a company, a department or a building, never of a person
+_COMPANY = frozenset("ltd inc llc co corp gmbh plc limited company dept department apartments apts residency "
+                     "tower towers plaza mall hall hotel school university college hospital clinic centre "
+                     "center store shop team group office warehouse".split())
 _NOT_NAMES = frozenset(w.lower() for w in (*lx.EN_NOT_NAMES, *lx.EN_NAME_STOPWORDS)) | _SERVICES
 _STREETS = frozenset(w.lower() for w in (*lx.EN_STREET_TYPES, *lx.EN_STREET_ABBREVIATIONS))
 _HONORIFICS = frozenset({"mr", "mrs", "ms", "miss", "mx", "dr", "prof"})
@@ -241,6 +246,27 @@ class Tagger:
         return [h for h, _ in self.detect_scored(norm)]
 
 
+@lru_cache(maxsize=1)
+def _shipped_places() -> tuple[frozenset[str], frozenset[str]]:
+    """(places, places that are also first names) from the model's `.places` file."""
+    p = model_path().with_suffix(".places")
+    lines = [x.strip().lower() for x in p.read_text(encoding="utf-8").splitlines()] if p.is_file() else []
+    return (frozenset(x for x in lines if x and not x.startswith("~")),
+            frozenset(x[1:] for x in lines if x.startswith("~")))
+
+
+def no_person(norm: str, start: int, end: int) -> bool:
+    """A capitalised phrase that names a place, a language, a service or a company/department
+    (Hong Kong, English, Royal Mail, Accounts Dept; Virginia where a trip or an address puts it):
+    the rules' English names pass this check too."""
+    low = norm[start:end].lower()
+    words = low.replace(".", "").split()
+    places, ambiguous = _shipped_places()
+    if low in places or low in _LANGUAGES or low in _SERVICE_PHRASES or (words and words[-1] in _COMPANY):
+        return True
+    return low in ambiguous and bool(_PLACE_AFTER.match(norm, end) or _PLACE_BEFORE.search(norm, 0, start))
+
+
 def model_path() -> Path:
     override = os.environ.get("ENDCLOUD_PII_TAGGER")
     return Path(override) if override else SHIPPED
@@ -279,7 +305,7 @@ def _cuts_word(norm: str, h: Detection) -> bool:
     from endcloud.data.pii.names import _tagger
 
     _tagger()  # initialised once, quietly
-    for word, s, e in jieba.tokenize(norm[max(0, h.start - 4):h.end + 4]):
+    for word, s, e in jieba.tokenize(norm[max(0, h.start - 4):h.end + 4], HMM=False):
         s, e = s + max(0, h.start - 4), e + max(0, h.start - 4)
         if len(word) > 1 and (s < h.start < e or s < h.end < e):
             return True
@@ -290,6 +316,13 @@ def _common_count(word: str) -> int:
     from endcloud.data.pii.names import _FREQ
 
     return _FREQ().get(word) or 0
+
+
+_PLACE_AFTER = re.compile(r",?\s(?:[A-Z]{2}\b\s?[0-9]{4,5}|[A-Z]{2}\s?$|[0-9]{4,6}\b)")  # Austin, TX 78745
+_PLACE_BEFORE = re.compile(r"(?i:\b(?:ship(?:ped|s)?|send|sent|deliver(?:ed)?|fly|flying|move|moving|moved)\s(?:it\s)?"
+                           r"(?:to|from)\s|\bmade in\s|\bwarehouse in\s)$")
+_LANGUAGES = frozenset("english chinese mandarin cantonese french german spanish italian portuguese russian "
+                       "japanese korean vietnamese thai arabic hindi urdu dutch polish turkish".split())
 
 
 def _plausible_name(norm: str, h: Detection, conf: float, brands: list[tuple[int, int]],
@@ -306,23 +339,31 @@ def _plausible_name(norm: str, h: Detection, conf: float, brands: list[tuple[int
     if _HAN_ONLY.fullmatch(v):
         if v in lx.ZH_NAME_ROLES or v in lx.ZH_NOT_NAMES:
             return False
-        if len(v) == 1:  # a surname alone only before a title (王女士, 岑师傅), not 宿|管阿姨
-            return bool(_TITLE_AFTER.match(norm, h.end)) and not _cuts_word(norm, h)
+        if len(v) == 1:  # a surname alone only before a title (王女士, 岑师傅), not 宿|管阿姨 or 祝|老板
+            return bool(_TITLE_AFTER.match(norm, h.end)) and not _cuts_word(norm, h) \
+                and v not in lx.ZH_VERB_SURNAMES
         head = v[1:] if v[0] in "老小阿" and len(v) >= 2 else v
         if not (head[0] in _SURNAME_LOOSE or head[:2] in _SURNAME_2 or conf >= SURE):
             return False
         # a word jieba's dictionary knows well (荣幸, 明明, 钱包, 吉林), or a span that cuts one of
         # its words in two (非|常荣|幸), only when the tagger is sure
-        return conf >= COMMON_SURE or (_common_count(v) < COMMON_FREQ and not _cuts_word(norm, h))
+        # never part of a longer dictionary word (高峰|期), however sure the tagger is
+        return not _cuts_word(norm, h) and (conf >= COMMON_SURE or _common_count(v) < COMMON_FREQ)
     if not _LATIN_LETTER.search(v):
         return False
     words = v.lower().replace(".", "").split()
-    if v.lower() in _NOT_NAMES or v.lower() in _SERVICE_PHRASES or (words and words[-1] in _COMPANY):
+    if v.lower() in _NOT_NAMES or no_person(norm, h.start, h.end):
         return False
     # every word an ordinary one ("nobody answered", "Night Repair"), none a given name
     return not all(w in common and w not in _GIVEN for w in words)
 
 
+_STREET_ALT = "|".join(sorted((re.escape(w) for w in _STREETS), key=len, reverse=True))
+_LATIN_ADDRESS_EVIDENCE = re.compile(
+    rf"(?i:\b[0-9]+[A-Za-z]?\b.*\b(?:{_STREET_ALT})\b|\b(?:apt|apartment|suite|ste|unit|flat|floor|room|box|"
+    r"p\.?o\.?)\b\.?\s?(?:no\.?\s?)?#?[0-9]|\b(?:rue|via|calle|straße|strasse|str|weg|laan|avenida|rua)\b)"
+    r"|\b[0-9]{4,6}\b|\b[A-Z]{1,2}[0-9][A-Z0-9]?\s?[0-9][A-Z]{2}\b|\b[A-Z][0-9][A-Z]\s?[0-9][A-Z][0-9]\b"
+    r"|\b[A-Z][0-9]{2}\s?[A-Z0-9]{4}\b|[0-9]+\s?(?:号|號)")
 _SPOT_END = re.compile(r"(?:门口|楼下|旁边|对面|附近|里面|这边|那边|这里|那里)$")
 # words a sentence starts with that the tagger sometimes takes into a name ("Tell Maria Lopez")
 _EDGE_WORDS = _NOT_NAMES | frozenset(
@@ -366,8 +407,8 @@ def detect_names_tagger(norm: str) -> list[Detection]:
     for h, c in hits:
         if h.start and norm[h.start - 1] in "</{" or norm[h.start - 2:h.start] == "</":
             continue  # markup (<knowledge>), a template slot: no person, no place
-        if h.type == "ADDRESS" and not _HAN_ONLY.search(h.key) and not any(ch.isdigit() for ch in h.key):
-            continue  # a Latin-script address has a house number, box or postcode
+        if h.type == "ADDRESS" and not _HAN_ONLY.search(h.key) and not _LATIN_ADDRESS_EVIDENCE.search(h.key):
+            continue  # a Latin-script address has a house number with a street, a unit, a box or a postcode
         if h.type == "ADDRESS" and (spot := _SPOT_END.search(h.key)) and spot.start() > 0:
             h = Detection("ADDRESS", h.start, h.start + spot.start(), h.key[:spot.start()])  # 8栋|门口
         if h.type == "NAME" and not _HAN_ONLY.fullmatch(h.key):

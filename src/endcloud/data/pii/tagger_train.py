@@ -113,8 +113,9 @@ class Values:
             ("东校区", "南校区", "本部", "")) + f"{rng.randint(1, 20)}号宿舍楼{rng.randint(101, 650)}"
         landmark = zh.street_name() + rng.choice(("地铁站", "公交站", "菜鸟驿站", "丰巢柜")) + rng.choice(
             ("B口", "旁边", "对面", ""))
-        pickup = estate + rng.choice(("东门", "南门", "北门", "西门", "")) + rng.choice(
-            ("菜鸟驿站", "保安亭", "快递柜", "门卫室", "物业", "丰巢柜", "自提点"))
+        pickup = rng.choice((estate, estate, "小区", f"{rng.randint(1, 30)}栋楼下", zh.street_name() + "镇",
+                             zh.city_name() + "村")) + rng.choice(("东门", "南门", "北门", "西门", "", "")) + rng.choice(
+            ("菜鸟驿站", "保安亭", "快递柜", "门卫室", "物业", "丰巢柜", "丰巢快递柜", "自提点", "中通快递点", "韵达快递点"))
         if rng.random() < 0.05:
             return self.faker("zh_TW").address().split(" ")[-1]  # 台北市大安區復興南路一段390號7樓
         body = rng.choice((street + estate + tail, estate + tail, street, school, landmark, street + tail, pickup))
@@ -154,6 +155,9 @@ class Values:
             v = f"{self.rng.choice(('Mr.', 'Mrs.', 'Ms.', 'Dr.', 'Mr', 'Ms'))} {f.last_name()}"
         elif r < 0.38:
             v = f"{f.first_name()} {self.rng.choice('ABCDEFGHJKLMNPRSTW')}. {f.last_name()}"
+        elif r < 0.42:
+            v = f"{f.first_name()} {self.rng.choice(('de la', 'van der', 'van', 'de', 'da', 'von', 'al-', 'bin', 'dos'))} {f.last_name()}"
+            v = v.replace("al- ", "al-")
         else:
             v = f"{f.first_name()} {f.last_name()}"
         r = self.rng.random()
@@ -314,6 +318,7 @@ _ZH_FRAMES = (
     "{s}总让我来问发票", "麻烦{s}老板看一下", "{n}同学的快递放宿舍楼下", "我是{s}女士，退款还没到",
     "签收人写的是{s}先生，我们家没人姓{s}", "保安{f}说放门卫室了", "安装师傅{f}说要另外加钱", "快递小哥{f}打电话了",
     "同事{f}帮我收一下", "{f}，衣服收到了，谢谢", "我爸叫{n}，用他的名字下单", "写我朋友{n}代收",
+    "{a} {n} 收 {p}", "{a}，{n}收，{p}", "我是配送员{s}师傅，快递放{a}了", "一份给我同学{f}：{a}",
 )
 
 
@@ -361,6 +366,53 @@ def common_words(n: int = 30000) -> list[str]:
             if isinstance(v, (dict, list, tuple, set, frozenset)):
                 names |= {x.lower() for x in v if isinstance(x, str)}
     return [w for w in wordfreq.top_n_list("en", n) if w.isalpha() and len(w) > 1 and w not in names]
+
+
+_CITIES = ("Beijing", "Shanghai", "Guangzhou", "Shenzhen", "Hangzhou", "Chengdu", "Wuhan", "Nanjing", "Xiamen",
+           "Hong Kong", "Macau", "Taipei", "Tokyo", "Osaka", "Seoul", "Singapore", "Kuala Lumpur", "Bangkok",
+           "Manila", "Jakarta", "Hanoi", "Ho Chi Minh City", "Mumbai", "Delhi", "New Delhi", "Bengaluru", "Bangalore",
+           "Chennai", "Kolkata", "Hyderabad", "Karachi", "Lahore", "Dubai", "Abu Dhabi", "Doha", "Riyadh", "Istanbul",
+           "Cairo", "Lagos", "Nairobi", "Accra", "Johannesburg", "Cape Town", "London", "Manchester", "Birmingham",
+           "Leeds", "Glasgow", "Edinburgh", "Dublin", "Cork", "Kilkenny", "Galway", "Belfast", "Cardiff", "Paris",
+           "Lyon", "Marseille", "Berlin", "Munich", "Hamburg", "Frankfurt", "Cologne", "Vienna", "Zurich", "Geneva",
+           "Amsterdam", "Rotterdam", "Brussels", "Madrid", "Barcelona", "Lisbon", "Porto", "Rome", "Milan", "Naples",
+           "Warsaw", "Krakow", "Prague", "Budapest", "Stockholm", "Oslo", "Copenhagen", "Helsinki", "Moscow",
+           "New York", "Los Angeles", "Chicago", "Houston", "Seattle", "San Francisco", "Boston", "Denver",
+           "Portland", "Miami", "Atlanta", "Toronto", "Vancouver", "Montreal", "Montréal", "Ottawa", "Calgary",
+           "Sydney", "Melbourne", "Brisbane", "Perth", "Auckland", "Wellington", "Christchurch", "Memphis", "Lagos")
+
+
+def place_names() -> list[str]:
+    """Countries, states, provinces and large cities (Faker's lists and a hundred cities), shipped
+    beside the model as `<model>.places`: never reported as a person, except the ones that are also
+    a first name in a major locale (marked `~`: Georgia, Austin), which only an address or a trip
+    around them ("ship to Virginia", "Austin, TX 78745") rules out."""
+    import faker.providers.address.en as en
+    import faker.providers.address.en_AU as au
+    import faker.providers.address.en_CA as ca
+    import faker.providers.address.en_GB as gb
+    import faker.providers.address.en_US as us
+
+    import importlib
+
+    firsts = set()
+    for loc in ("en_US", "en_GB", "en_IE", "en_AU", "fr_FR", "de_DE", "es_ES", "it_IT", "pt_BR", "nl_NL"):
+        try:
+            provider = importlib.import_module(f"faker.providers.person.{loc}").Provider
+        except ImportError:
+            continue
+        for attr in ("first_names", "first_names_male", "first_names_female"):
+            v = provider.__dict__.get(attr)
+            if isinstance(v, (dict, list, tuple, set, frozenset)):
+                firsts |= {x.lower() for x in v if isinstance(x, str)}
+    def names(v) -> list[str]:
+        return list(v.values() if isinstance(v, dict) else v)
+
+    places = [*names(en.Provider.countries), *names(us.Provider.states), *names(ca.Provider.provinces),
+              *names(au.Provider.states), *names(gb.Provider.counties), *_CITIES,
+              "United States", "United Kingdom", "USA", "UK", "UAE"]
+    # a place that is also a first name (Georgia, Austin) is marked "~": context decides there
+    return sorted({p if p.lower() not in firsts else "~" + p for p in places})
 
 
 def read_labelled(path: Path) -> list[Row]:
@@ -443,6 +495,7 @@ def train(rows: list[Row], output: Path, *, c1: float, c2: float, iterations: in
     if bar is not None:
         bar.close()
     output.with_suffix(".words").write_text("\n".join(sorted(words)) + "\n", encoding="utf-8")
+    output.with_suffix(".places").write_text("\n".join(place_names()) + "\n", encoding="utf-8")
     tmp.replace(output)
     tg._load.cache_clear()
     figures = evaluate(tg.Tagger(output), validation)
