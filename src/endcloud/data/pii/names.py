@@ -7,6 +7,7 @@ import re
 
 from endcloud.data.pii import lexicon as lx
 from endcloud.data.pii.base import _HAN, _LATIN_LOWER, _LATIN_UPPER, Detection, _alt
+from endcloud.data.pii.words import EN_BRAND_RE, dictionary_count, dictionary_words, posseg, zh_brand_spans
 
 
 # --- names -------------------------------------------------------------------------------------
@@ -96,46 +97,11 @@ _CJK_RE = re.compile(rf"[{_HAN}]")
 _NAME_TAGS = {"nr", "nrfg", "nrt"}
 
 
-def _tagger():
-    """jieba's part-of-speech tagger, loaded once (its ~20 MB dictionary ships in the package)."""
-    global _POSSEG
-    if _POSSEG is None:
-        import logging
-
-        import jieba
-        import jieba.posseg
-
-        jieba.setLogLevel(logging.WARNING)
-        jieba.initialize()
-        _POSSEG = jieba.posseg
-    return _POSSEG
-
-
-_POSSEG = None
 _SURNAME_1 = set(lx.ZH_SURNAMES_1)
 _NAME_STOP_SET = set(lx.ZH_NAME_STOP)
 _COMMON_FREQ = 40  # jieba dictionary count: 李建国 9, 王建国 12; 荣幸 148, 顾客 1,365
 _NAME_CUE_BEFORE = re.compile(
     r"(?:叫|是|转告|告诉|让|找|给|交给|收件人|收货人|联系人|名字|姓名|写|签收人|寄件人|改成|改为|换成|[:：])\s?$")
-
-
-def _FREQ() -> dict[str, int]:
-    import jieba
-
-    _tagger()
-    return jieba.dt.FREQ
-
-
-_BRAND_RE = re.compile(_alt(sorted(lx.ZH_NAME_BRANDS)))
-
-
-def _brand_spans(norm: str) -> list[tuple[int, int]]:
-    return [(m.start(), m.end()) for m in _BRAND_RE.finditer(norm)]
-
-
-def brand_spans(norm: str) -> list[tuple[int, int]]:
-    """Where a brand that looks like a person's name stands (Chinese and English lexicons)."""
-    return _brand_spans(norm) + [(m.start(), m.end()) for m in _EN_BRAND_RE.finditer(norm)]
 
 
 _TITLED_RE = re.compile(rf"(?P<v>{_SURNAME})(?=师傅|经理|老师|阿姨|大爷|大妈|同学|医生|律师|老板|总(?!是|共|部|价|之|结|额|算|体|数|计|的|监|量|裁))")
@@ -144,8 +110,6 @@ _TITLED_RE = re.compile(rf"(?P<v>{_SURNAME})(?=师傅|经理|老师|阿姨|大�
 def _titled_surnames(norm: str) -> list[Detection]:
     """A surname right before a title other than 先生/女士 (钟师傅, 岑经理), unless the two characters
     before the title are a word jieba knows (课程老师, 快递师傅: no surname there)."""
-    import jieba
-
     hits = []
     for m in _TITLED_RE.finditer(norm):
         s = m.start()
@@ -153,8 +117,7 @@ def _titled_surnames(norm: str) -> list[Detection]:
             continue  # 祝老板生意兴隆, 祝老师节日快乐: "wish", not a surname
         if s and "\u4e00" <= norm[s - 1] <= "\u9fff":
             left = max(0, s - 3)
-            _tagger()
-            if any(a + left < s < b + left for _, a, b in jieba.tokenize(norm[left:m.end() + 2], HMM=False)):
+            if any(a + left < s < b + left for _, a, b in dictionary_words(norm[left:m.end() + 2])):
                 continue  # 课|程老师: the character belongs to the word before
         hits.append(Detection("NAME", s, m.end("v"), m.group("v")))
     return hits
@@ -170,8 +133,8 @@ def detect_zh_names_model(norm: str) -> list[Detection]:
     hits = _titled_surnames(norm)
     pos = 0
     prev: tuple[str, int] | None = None  # the previous token and where it started
-    brands = _brand_spans(norm)
-    for word, flag in _tagger().cut(norm, HMM=True):
+    brands = zh_brand_spans(norm)
+    for word, flag in posseg().cut(norm, HMM=True):
         start, end = pos, pos + len(word)
         pos = end
         if flag in _NAME_TAGS:
@@ -183,7 +146,7 @@ def detect_zh_names_model(norm: str) -> list[Detection]:
                 start, word = prev[1], prev[0] + word  # 刘 | 海涛
             # jieba's dictionary tags many common words nr (荣幸, 顾客, 阳光): a word it has seen
             # often is a name only after a cue (我是李娜, 让高峰来取); a rare or unseen one always
-            freq = _FREQ().get(word) or 0
+            freq = dictionary_count(word)
             cued = bool(_NAME_CUE_BEFORE.search(norm[max(0, start - 4):start]))
             compound = word[:2] in lx.ZH_SURNAMES_2
             ok = (2 <= len(word) <= (4 if compound else 3) and (compound or word[0] in _SURNAME_1)
@@ -201,7 +164,6 @@ def detect_zh_names_model(norm: str) -> list[Detection]:
 
 _EN_PAIR_RE = re.compile(rf"(?<![A-Za-z'’\-])(?P<v>{_EN_WORD}(?:[ \t]{_EN_WORD}){{1,2}})(?![A-Za-z])")
 _EN_SINGLE_RE = re.compile(rf"(?<![A-Za-z'’\-])(?P<v>{_EN_WORD})(?![A-Za-z'’])")
-_EN_BRAND_RE = re.compile(rf"(?<![A-Za-z])(?:{_alt(sorted(lx.EN_NAME_BRANDS))})(?![A-Za-z])")
 _EN_CAP_NEIGHBOUR = re.compile(r"[A-Z][A-Za-z\u00C0-\u00FF'’\-]*\.?[ \t]+$")
 _EN_ARTICLE_BEFORE = re.compile(r"(?i:\b(?:the|a|an|these|those|that|this|your|our|their|new|old)\s)$")
 _EN_LOWER_CUE_RE = re.compile(
@@ -302,7 +264,7 @@ def detect_en_names(norm: str) -> list[Detection]:
         hits.append(Detection("NAME", start, start + len(m.group("v")[:len(v)]), v))
     if re.search(r"[A-Za-z]", norm):
         hits += detect_en_names_loose(norm)
-        brands = [(b.start(), b.end()) for b in _EN_BRAND_RE.finditer(norm)]
+        brands = [(b.start(), b.end()) for b in EN_BRAND_RE.finditer(norm)]
         hits = [h for h in hits if not any(bs < h.end and h.start < be for bs, be in brands)]
         from endcloud.data.pii.tagger import no_person
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from endcloud.data.pii import lexicon as lx
 from endcloud.data.pii.base import Detection
+from endcloud.data.pii.words import brand_spans, dictionary_count, dictionary_words
 
 SHIPPED = Path(__file__).with_name("shipped") / "tagger.crfsuite"
 LABELS = ("NAME", "ADDRESS")
@@ -300,22 +301,13 @@ _LATIN_LETTER = re.compile(r"[A-Za-z\u00C0-\u024F\u1E00-\u1EFF]")
 
 
 def _cuts_word(norm: str, h: Detection) -> bool:
-    import jieba
-
-    from endcloud.data.pii.names import _tagger
-
-    _tagger()  # initialised once, quietly
-    for word, s, e in jieba.tokenize(norm[max(0, h.start - 4):h.end + 4], HMM=False):
-        s, e = s + max(0, h.start - 4), e + max(0, h.start - 4)
+    """A dictionary word crosses one of the hit's ends (非|常荣|幸, 高峰|期, 宿|管)."""
+    left = max(0, h.start - 4)
+    for word, s, e in dictionary_words(norm[left:h.end + 4]):
+        s, e = s + left, e + left
         if len(word) > 1 and (s < h.start < e or s < h.end < e):
             return True
     return False
-
-
-def _common_count(word: str) -> int:
-    from endcloud.data.pii.names import _FREQ
-
-    return _FREQ().get(word) or 0
 
 
 _PLACE_AFTER = re.compile(r",?\s(?:[A-Z]{2}\b\s?[0-9]{4,5}|[A-Z]{2}\s?$|[0-9]{4,6}\b)")  # Austin, TX 78745
@@ -348,7 +340,7 @@ def _plausible_name(norm: str, h: Detection, conf: float, brands: list[tuple[int
         # a word jieba's dictionary knows well (荣幸, 明明, 钱包, 吉林), or a span that cuts one of
         # its words in two (非|常荣|幸), only when the tagger is sure
         # never part of a longer dictionary word (高峰|期), however sure the tagger is
-        return not _cuts_word(norm, h) and (conf >= COMMON_SURE or _common_count(v) < COMMON_FREQ)
+        return not _cuts_word(norm, h) and (conf >= COMMON_SURE or dictionary_count(v) < COMMON_FREQ)
     if not _LATIN_LETTER.search(v):
         return False
     words = v.lower().replace(".", "").split()
@@ -398,8 +390,6 @@ def detect_names_tagger(norm: str) -> list[Detection]:
     (the masker fails closed)."""
     if not _HAS_LETTER.search(norm):
         return []
-    from endcloud.data.pii.names import brand_spans
-
     model = tagger()
     hits = model.detect_scored(norm)
     brands = brand_spans(norm) if any(h.type == "NAME" for h, _ in hits) else []
