@@ -211,13 +211,16 @@ def test_invented_number_is_not_served(tmp_path):
 
 
 def test_unserved_fact_answer_quotes_the_shop(tmp_path):
-    """With quoting on, a fact question whose draft invents a number, or states no number while
-    the shop's closest sentence holds one, gets that sentence (answered_from 'quote'), not the
+    """With quoting on, a fact question whose draft invents a number, states no number while
+    the shop's closest sentence holds one, or states a number that sentence does not hold, gets that sentence (answered_from 'quote'), not the
     cloud; a draft with the shop's number is served as it is; a question that is not about shop
     facts is never quoted. (quote_min 0: the test index uses the n-gram encoder.)"""
     cfg = kb_cfg(tmp_path, escalation=True, quote_min=0.0, quote_units=1)
     cases = (("亲，签收后7天内可以退哦", "收到货几天内可以退货？", "ungrounded", "quote"),
              ("可以退的哦，请放心", "收到货几天内可以退货？", "no_fact", "quote"),
+             # a number from the other chunk (shown to the model, so not "ungrounded") that the
+             # closest sentence does not hold
+             ("亲，16:30前申请就可以退哦", "收到货几天内可以退货？", "off_evidence", "quote"),
              ("亲，签收后11天内可以退哦", "收到货几天内可以退货？", None, "model"),
              ("亲，祝您生活愉快7", "你好呀", "not a fact question", None))
     for reply, question, reason, source in cases:

@@ -69,6 +69,10 @@ class KnowledgeConfig:
     quote: bool = True
     quote_units: int = 2
     quote_min: float = 0.83
+    # a fact question's draft whose amounts are not in the quotable units (the best evidence at
+    # hand) while those hold one is "off_evidence" and quoted instead: a fee or a time taken from a
+    # distractor chunk is in the prompt, so the number check alone lets it through
+    strict_evidence: bool = True
 
     def __post_init__(self) -> None:
         import re

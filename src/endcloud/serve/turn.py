@@ -190,6 +190,8 @@ class ServiceTurn:
             reason = "ungrounded"  # over a low score too: an invented fact is never the fallback
         if reason is None and guarded and self.svc.policy.cfg.enabled and self._states_no_fact(guarded):
             reason = "no_fact"
+        if reason is None and guarded and self.svc.policy.cfg.enabled and self._off_evidence(guarded):
+            reason = "off_evidence"
         reply, by, outcome, source = (shown if live else (guarded or "")), "end", None, "model"
         if reason is not None and (not live or failed):
             self.reason = reason
@@ -234,6 +236,23 @@ class ServiceTurn:
         from endcloud.evaluate.facts import numbers
 
         return not numbers(reply) and any(numbers(u.text) for u in self._quotable())
+
+    def _off_evidence(self, reply: str) -> bool:
+        """A fact question answered with an amount ("9元", "36小时", "$4.5") or a number that the
+        quotable units (the closest sentences of the shop) do not hold, while they hold one: the
+        model took it from a distractor chunk ("运费为1元" from a size chart)."""
+        kb = self.svc.knowledge
+        if kb is None or not kb.cfg.strict_evidence:
+            return False
+        units = self._quotable()
+        if not units:
+            return False
+        from endcloud.evaluate.facts import claims, numbers
+
+        evidence = " ".join(u.text for u in units) + " " + self.query
+        if not numbers(evidence):
+            return False
+        return bool(claims(reply) - claims(evidence) or numbers(reply) - numbers(evidence))
 
     def _handoff(self) -> str:
         """What the customer is told when a person takes over: the expected wait (or the opening
