@@ -11,37 +11,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from evaluate_matcher import recall_at  # noqa: E402
+from evaluate_matcher import ecd_groups, recall_at  # noqa: E402
 
-from endcloud.data.loaders import iter_dialogues  # noqa: E402
 from endcloud.evaluate.scorers import get_scorer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SCORERS = ("match", "match-e5", "ngram", "similarity")
 FUSIONS = (("match", "match-e5"), ("match", "ngram"), ("match", "similarity"), ("match", "match-e5", "ngram"),
            ("match", "match-e5", "similarity"))
-
-
-def load(path: Path, turns: int):
-    groups = defaultdict(list)
-    for d in iter_dialogues("ecd", path, keep_negatives=True):
-        groups[d.meta["context_id"]].append(d)
-    queries, cands, index, labels = [], [], [], []
-    for items in groups.values():
-        ctx = " ".join(t.text for t in items[0].turns[:-1][-turns:])
-        start = len(cands)
-        for d in items:
-            queries.append(ctx)
-            cands.append(d.turns[-1].text)
-            labels.append(d.meta["label"])
-        index.append((start, len(items)))
-    return queries, cands, index, np.array(labels)
 
 
 def main() -> int:
@@ -54,7 +36,8 @@ def main() -> int:
         if not path.exists():
             print(f"{path} not found")
             return 2
-        queries, cands, index, labels = load(path, args.turns)
+        queries, cands, index, labels = ecd_groups(path, args.turns)
+        labels = np.array(labels)
         scores = {name: np.asarray(get_scorer(name).score(queries, cands), dtype=float) for name in SCORERS}
 
         def ranks(s: np.ndarray) -> np.ndarray:

@@ -41,20 +41,27 @@ def recall_at(scores_by_group: list[tuple[np.ndarray, int]], ks: tuple[int, ...]
     return {f"R@{k}": round(float((ranks < k).mean()), 3) for k in ks}
 
 
-def ecd(data: Path, scorer: str, turns: int) -> dict:
+def ecd_groups(path: Path, turns: int) -> tuple[list[str], list[str], list[tuple[int, int]], list[int]]:
+    """ECD candidates flattened: queries (the last `turns` turns), candidates, (start, count) per
+    context, and each candidate's label."""
     groups: dict[str, list] = defaultdict(list)
-    for d in iter_dialogues("ecd", data / "ecd_sample" / "test.txt.gz", keep_negatives=True):
+    for d in iter_dialogues("ecd", path, keep_negatives=True):
         groups[d.meta["context_id"]].append(d)
-    queries, cands, index = [], [], []
+    queries, cands, index, labels = [], [], [], []
     for items in groups.values():
         ctx = " ".join(t.text for t in items[0].turns[:-1][-turns:])
-        start = len(cands)
+        index.append((len(cands), len(items)))
         for d in items:
             queries.append(ctx)
             cands.append(d.turns[-1].text)
-        index.append((start, len(items), [d.meta["label"] for d in items].index(1)))
+            labels.append(d.meta["label"])
+    return queries, cands, index, labels
+
+
+def ecd(data: Path, scorer: str, turns: int) -> dict:
+    queries, cands, index, labels = ecd_groups(data / "ecd_sample" / "test.txt.gz", turns)
     s = get_scorer(scorer).score(queries, cands)
-    return {"contexts": len(index), **recall_at([(s[a: a + n], r) for a, n, r in index])}
+    return {"contexts": len(index), **recall_at([(s[a: a + n], labels[a:a + n].index(1)) for a, n in index])}
 
 
 def bitext(data: Path, scorer: str, n: int, seed: int) -> dict:

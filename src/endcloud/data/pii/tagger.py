@@ -108,18 +108,9 @@ def _flags(tok: str, nxt: str, common: frozenset[str] = frozenset()) -> list[str
     if ch.isalpha():
         low = tok.lower()
         out = [f"p3={low[:3]}", f"s3={low[-3:]}", f"len={min(len(tok), 8)}"]
-        if low in _GIVEN:
-            out.append("given")
-        if low in _SURNAMES_EN:
-            out.append("surname")
-        if low in _NOT_NAMES:
-            out.append("notname")
-        if low in common:
-            out.append("common")
-        if low in _STREETS:
-            out.append("street")
-        if low in _HONORIFICS:
-            out.append("honor")
+        out += [flag for flag, words in (("given", _GIVEN), ("surname", _SURNAMES_EN), ("notname", _NOT_NAMES),
+                                         ("common", common), ("street", _STREETS), ("honor", _HONORIFICS))
+                if low in words]
         if len(tok) == 2 and tok.isupper():
             out.append("state")
         if not tok.isascii():
