@@ -464,6 +464,9 @@ def test_national_phone_formats(text, phone):
     ("You can DM me on insta, handle luna.bakes, thanks", "You can DM me on insta, handle [ACCOUNT_1], thanks"),
     ("我的淘宝昵称是 小鄢爱吃鱼，谢谢", "我的淘宝昵称是 [ACCOUNT_1]，谢谢"),
     ("这两单帮我合并发货 2024031988001234 和 2024031988001299", "这两单帮我合并发货 [ORDER_1] 和 [ORDER_2]"),
+    # in a message about orders an ID or a card keeps its own type
+    ("这两单实名用的身份证 110105199003071239", "这两单实名用的身份证 [ID_1]"),
+    ("这两单付款用的卡 4111111111111111", "这两单付款用的卡 [CARD_1]"),
     # kept: codes listed after one SKU cue, model numbers; a phone after "and" is still a phone
     ("商品编号100012043978 这个和 100012043981 有什么区别", "商品编号100012043978 这个和 100012043981 有什么区别"),
     ("exchange the jeans, model 00501-0114, for a 30x32", "exchange the jeans, model 00501-0114, for a 30x32"),

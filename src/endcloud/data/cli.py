@@ -81,7 +81,6 @@ def mask(args: argparse.Namespace) -> int:
 
 def train_tagger(args: argparse.Namespace) -> int:
     """Build the tagger's training data and train it (see endcloud.data.pii.tagger_train)."""
-    import random
     from pathlib import Path
 
     from endcloud.data.pii import tagger_train as tt
@@ -99,7 +98,6 @@ def train_tagger(args: argparse.Namespace) -> int:
                             labelled=[Path(p) for p in args.labelled], labelled_repeat=args.labelled_repeat,
                             seed=args.seed, negatives=args.negatives, english=args.english,
                             chinese=args.chinese)
-    random.Random(args.seed).shuffle(rows)
     n_val = max(1, len(rows) // 20)
     validation, train = rows[:n_val], rows[n_val:]
     meta = {"data": counts, "seed": args.seed, "validation_rows": n_val,

@@ -210,9 +210,13 @@ def detect_orders(norm: str) -> list[Detection]:
         hits.append(Detection("ORDER", m.start("v"), m.end("v"), _id_key(m.group("v"))))
     if _ORDER_CUE_NEAR.search(norm):
         hits += [Detection("ORDER", m.start(), m.end(), m.group("v")) for m in _HASH_NUM_RE.finditer(norm)]
-        # 13-19 digits in a message about orders (这两单帮我合并发货 2024031988001234 和 …); IDs and
-        # cards come earlier in the detectors' order and keep theirs
-        hits += [Detection("ORDER", m.start(), m.end(), m.group()) for m in _LONG_RUN_RE.finditer(norm)]
+        # 13-19 digits in a message about orders (这两单帮我合并发货 2024031988001234 和 …), unless
+        # the ID or card detector claims them (orders run first, so they must leave those alone)
+        runs = list(_LONG_RUN_RE.finditer(norm))
+        if runs:
+            others = [(h.start, h.end) for h in detect_ids(norm) + detect_cards(norm)]
+            hits += [Detection("ORDER", m.start(), m.end(), m.group()) for m in runs
+                     if not any(s < m.end() and m.start() < e for s, e in others)]
     for m in _ORDER_RE.finditer(norm):
         v = m.group("v")
         if len(digits(v)) < 5 or _DATE_LIKE.fullmatch(v.lstrip("#")):  # "order #SO-58213": 5 digits

@@ -65,6 +65,8 @@ ZH_NAME_PREFIX_CUES = (
 )
 # Only these: "师傅", "老师", "姐" follow ordinary words far too often ("和师傅说", "安排师傅").
 ZH_NAME_SUFFIX_CUES = ("先生", "女士", "小姐")
+# Other titles after a surname (钟师傅, 岑经理, 张总): only the surname is the name
+ZH_TITLES = ("师傅", "经理", "老师", "阿姨", "大爷", "大妈", "同学", "医生", "律师", "老板", "总")
 
 # Provinces, municipalities, autonomous regions, SARs and the larger cities: an address that is
 # not introduced by a cue word must start with one of these.

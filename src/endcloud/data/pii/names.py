@@ -104,7 +104,9 @@ _NAME_CUE_BEFORE = re.compile(
     r"(?:叫|是|转告|告诉|让|找|给|交给|收件人|收货人|联系人|名字|姓名|写|签收人|寄件人|改成|改为|换成|[:：])\s?$")
 
 
-_TITLED_RE = re.compile(rf"(?P<v>{_SURNAME})(?=师傅|经理|老师|阿姨|大爷|大妈|同学|医生|律师|老板|总(?!是|共|部|价|之|结|额|算|体|数|计|的|监|量|裁))")
+# 总 alone is a title unless it starts a word (总是, 总共, 总部, 总监...)
+_TITLED_RE = re.compile(rf"(?P<v>{_SURNAME})(?={_alt([t for t in lx.ZH_TITLES if t != '总'])}"
+                        r"|总(?!是|共|部|价|之|结|额|算|体|数|计|的|监|量|裁))")
 
 
 def _titled_surnames(norm: str) -> list[Detection]:

@@ -9,9 +9,11 @@ new ones; `$ENDCLOUD_PII_TAGGER` (a `.crfsuite` file) overrides the shipped mode
 What the model sees of each token (`features`): the token (lower-cased), its shape, its
 neighbours two either side, the two tokens before it as one cue (我叫, 收件, "ship to"), a few
 lexicon flags (a Chinese surname, a compound surname, an address word such as 路/栋/单元, an
-English given name, a street type, a two-letter state) and, for Latin words, prefix and suffix.
-It learns from context, so a name after a cue nobody wrote a rule for, or an address given by
+English given name, a street type, a two-letter state, an ordinary English word from the
+model's `.words` list) and, for Latin words, prefix and suffix. It learns from context, so a name after a cue nobody wrote a rule for, or an address given by
 estate and building, is still found; the rules stay, and a value flagged by either is masked.
+Its NAME hits then pass the checks in `detect_names_tagger` (brands, role words, dictionary words,
+places from the model's `.places` list, departments, services).
 
 A missing or unreadable model raises: the masker then fails closed (nothing is sendable).
 """
@@ -200,7 +202,8 @@ def decode(text: str, spans: list[tuple[int, int]], labels: list[str],
 
 
 class Tagger:
-    """A loaded CRF model; `tag` is thread-safe (CRFsuite's tagger is not, so each thread has one)."""
+    """A loaded CRF model and its word list; `detect_scored` is thread-safe (CRFsuite's tagger is
+    not, so each thread opens its own)."""
 
     def __init__(self, path: Path) -> None:
         import pycrfsuite
@@ -238,10 +241,11 @@ class Tagger:
         return [h for h, _ in self.detect_scored(norm)]
 
 
-@lru_cache(maxsize=1)
-def _shipped_places() -> tuple[frozenset[str], frozenset[str]]:
-    """(places, places that are also first names) from the model's `.places` file."""
-    p = model_path().with_suffix(".places")
+@lru_cache(maxsize=4)
+def _places(model: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(places, places that are also first names) from the model's `.places` file (read once
+    per model path, so `$ENDCLOUD_PII_TAGGER` pointing elsewhere gets that model's list)."""
+    p = Path(model).with_suffix(".places")
     lines = [x.strip().lower() for x in p.read_text(encoding="utf-8").splitlines()] if p.is_file() else []
     return (frozenset(x for x in lines if x and not x.startswith("~")),
             frozenset(x[1:] for x in lines if x.startswith("~")))
@@ -253,7 +257,7 @@ def no_person(norm: str, start: int, end: int) -> bool:
     the rules' English names pass this check too."""
     low = norm[start:end].lower()
     words = low.replace(".", "").split()
-    places, ambiguous = _shipped_places()
+    places, ambiguous = _places(str(model_path()))
     if low in places or low in _LANGUAGES or low in _SERVICE_PHRASES or (words and words[-1] in _COMPANY):
         return True
     return low in ambiguous and bool(_PLACE_AFTER.match(norm, end) or _PLACE_BEFORE.search(norm, 0, start))
@@ -286,9 +290,9 @@ _HAN_ONLY = re.compile(r"[\u3400-\u9fff]+")
 
 SURE = 0.6  # a Chinese name that starts with no listed surname (禤, 麹) needs this confidence
 COMMON_FREQ, COMMON_SURE = 40, 0.95  # a word jieba has counted >= 40 times needs 0.95
-_TITLE_AFTER = re.compile(r"先生|女士|小姐|师傅|老师|经理|总|阿姨|大爷|大妈|同学|医生|律师|老板")
+_TITLE_AFTER = re.compile("|".join((*lx.ZH_NAME_SUFFIX_CUES, *lx.ZH_TITLES)))
 _TITLE_END = re.compile(rf"(?:{_TITLE_AFTER.pattern})$")
-_LATIN_LETTER = re.compile(r"[A-Za-z\u00C0-\u024F\u1E00-\u1EFF]")
+_LATIN_LETTER = re.compile(rf"[{_LATIN}]")
 
 
 def _cuts_word(norm: str, h: Detection) -> bool:

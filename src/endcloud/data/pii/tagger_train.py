@@ -344,27 +344,36 @@ def chinese_rows(values: Values, n: int) -> list[Row]:
     return rows
 
 
+def faker_names(locales, last: bool) -> set[str]:
+    """Every first name (and last name, with `last`) Faker's person providers of `locales` list,
+    lower-cased."""
+    import importlib
+
+    attrs = ("first_names", "first_names_male", "first_names_female", "first_names_nonbinary",
+             *(("last_names",) if last else ()))
+    names: set[str] = set()
+    for loc in locales:
+        try:
+            provider = importlib.import_module(f"faker.providers.person.{loc}").Provider
+        except ImportError:
+            continue
+        for attr in attrs:
+            v = provider.__dict__.get(attr)
+            if isinstance(v, (dict, list, tuple, set, frozenset)):
+                names |= {x.lower() for x in v if isinstance(x, str)}
+    return names
+
+
 def common_words(n: int = 30000) -> list[str]:
     """The `n` most frequent English words (wordfreq) that no Faker locale lists as a first or
     last name, nor the masker's lexicons (so Will, Grace, Baker are not among them): the model's
     `common` feature, shipped beside it as `<model>.words`."""
-    import importlib
-
     try:
         import wordfreq
         from faker.config import AVAILABLE_LOCALES
     except ImportError as e:
         raise SystemExit("training the PII tagger needs wordfreq and Faker: pip install 'endcloud[pii-train]'") from e
-    names = set(tg._GIVEN | tg._SURNAMES_EN)
-    for loc in AVAILABLE_LOCALES:
-        try:
-            provider = importlib.import_module(f"faker.providers.person.{loc}").Provider
-        except ImportError:
-            continue
-        for attr in ("first_names", "first_names_male", "first_names_female", "first_names_nonbinary", "last_names"):
-            v = provider.__dict__.get(attr)
-            if isinstance(v, (dict, list, tuple, set, frozenset)):
-                names |= {x.lower() for x in v if isinstance(x, str)}
+    names = set(tg._GIVEN | tg._SURNAMES_EN) | faker_names(AVAILABLE_LOCALES, last=True)
     return [w for w in wordfreq.top_n_list("en", n) if w.isalpha() and len(w) > 1 and w not in names]
 
 
@@ -379,7 +388,7 @@ _CITIES = ("Beijing", "Shanghai", "Guangzhou", "Shenzhen", "Hangzhou", "Chengdu"
            "Warsaw", "Krakow", "Prague", "Budapest", "Stockholm", "Oslo", "Copenhagen", "Helsinki", "Moscow",
            "New York", "Los Angeles", "Chicago", "Houston", "Seattle", "San Francisco", "Boston", "Denver",
            "Portland", "Miami", "Atlanta", "Toronto", "Vancouver", "Montreal", "Montréal", "Ottawa", "Calgary",
-           "Sydney", "Melbourne", "Brisbane", "Perth", "Auckland", "Wellington", "Christchurch", "Memphis", "Lagos")
+           "Sydney", "Melbourne", "Brisbane", "Perth", "Auckland", "Wellington", "Christchurch", "Memphis")
 
 
 def place_names() -> list[str]:
@@ -393,18 +402,9 @@ def place_names() -> list[str]:
     import faker.providers.address.en_GB as gb
     import faker.providers.address.en_US as us
 
-    import importlib
+    firsts = faker_names(("en_US", "en_GB", "en_IE", "en_AU", "fr_FR", "de_DE", "es_ES", "it_IT", "pt_BR",
+                           "nl_NL"), last=False)
 
-    firsts = set()
-    for loc in ("en_US", "en_GB", "en_IE", "en_AU", "fr_FR", "de_DE", "es_ES", "it_IT", "pt_BR", "nl_NL"):
-        try:
-            provider = importlib.import_module(f"faker.providers.person.{loc}").Provider
-        except ImportError:
-            continue
-        for attr in ("first_names", "first_names_male", "first_names_female"):
-            v = provider.__dict__.get(attr)
-            if isinstance(v, (dict, list, tuple, set, frozenset)):
-                firsts |= {x.lower() for x in v if isinstance(x, str)}
     def names(v) -> list[str]:
         return list(v.values() if isinstance(v, dict) else v)
 
