@@ -493,3 +493,45 @@ def test_passports_amex_local_phones_handles_order_lists(text, want):
 def test_titled_surnames_and_handles(text, want):
     r = MASKER.mask(text)
     assert r.text == want and r.sendable
+
+
+@pytest.mark.parametrize("text, want", [
+    # order references with letter groups, after more cues, in lists; Amazon's format
+    ("order ref AB-CN-2048173 never came", "order ref [ORDER_1] never came"),
+    ("Ticket number CS-88213, still open", "Ticket number [ORDER_1], still open"),
+    ("Delivery note DN-KR-40917 is missing", "Delivery note [ORDER_1] is missing"),
+    ("can you merge orders HK55102 and HK55117?", "can you merge orders [ORDER_1] and [ORDER_2]?"),
+    ("my order 302-5512098-1184403 is late", "my order [ORDER_1] is late"),
+    ("PO Box 3381, Halifax NS B3J 3K5", "[ADDRESS_1]"),  # a PO box is no purchase order
+    # regional IDs with their checksums; passports written in groups or a few words later
+    ("我的身分證字號A123456789，報關用", "我的身分證字號[ID_1]，報關用"),
+    ("香港身份证 A123456(3) 清关用", "香港身份证 [ID_1] 清关用"),
+    ("NRIC S1234567D for customs", "NRIC [ID_1] for customs"),
+    ("passport number 58 2293311 ok?", "passport number [ID_1] ok?"),
+    ("customs want the passport of the buyer: it is K7730112", "customs want the passport of the buyer: it is [ID_1]"),
+    # phones after their cue in local forms; Dutch mobiles
+    ("我系陈太，电话9123 4567", "我系[NAME_1]，电话[PHONE_1]"),
+    ("call me, phone 0722 481530.", "call me, phone [PHONE_1]."),
+    ("Bel me op 06-23456789", "Bel me op [PHONE_1]"),
+    # tracking after 快递; IBANs (mod 97) and bank accounts in groups; shop and stream IDs
+    ("快递YT7712045588812一直没动", "快递[TRACKING_1]一直没动"),
+    ("refund to IBAN GB82 WEST 1234 5698 7654 32 please", "refund to IBAN [ACCOUNT_1] please"),
+    ("开户行及账号：工商银行杭州分行 1202 0211 0990 0123", "开户行及账号：工商银行杭州分行 [ACCOUNT_1]"),
+    ("旺旺名tb_5510923，帮我查下", "旺旺名[ACCOUNT_1]，帮我查下"),
+    ("淘宝号abc小店2021，老顾客了", "淘宝号[ACCOUNT_1]，老顾客了"),
+    # not personal: a company's tax number, a checksum that fails, a cue without a value
+    ("TRN: 100298765400003", "TRN: 100298765400003"), ("税号 91330106MA2B0X1234", "税号 91330106MA2B0X1234"),
+    ("昵称改一下可以吗", "昵称改一下可以吗"),
+])
+def test_order_refs_regional_ids_local_phones_and_bank_accounts(text, want):
+    r = MASKER.mask(text)
+    assert r.text == want and r.sendable
+
+
+def test_regional_id_checksums():
+    from endcloud.data.pii.detectors import _hk_id_ok, _sg_id_ok, _tw_id_ok, iban_ok
+
+    assert _tw_id_ok("A123456789") and not _tw_id_ok("A123456788")
+    assert _hk_id_ok("A1234563") and not _hk_id_ok("A1234564")
+    assert _sg_id_ok("S1234567D") and not _sg_id_ok("S1234567E")
+    assert iban_ok("GB82 WEST 1234 5698 7654 32") and not iban_ok("GB82 WEST 1234 5698 7654 33")

@@ -250,6 +250,9 @@ def _blanked(norm: str, hits: list[Detection]) -> str:
     return "".join(out)
 
 
+_ACRONYM = re.compile(r"[A-Z]{2,5}")
+
+
 def _widen(norm: str, taken: list[tuple[int, int]], hits: list[Detection], hit: Detection) -> None:
     """Fit a model hit around what the rules took: it merges with the hits of its own type it
     overlaps, and gives way to anything else (a phone after an address, a kept value, a
@@ -268,8 +271,8 @@ def _widen(norm: str, taken: list[tuple[int, int]], hits: list[Detection], hit: 
             start += 1
         while end > start and not norm[end - 1].isalnum():
             end -= 1
-        if end - start < 2:
-            return
+        if end - start < 2 or _ACRONYM.fullmatch(norm[start:end]):
+            return  # "IBAN" of "IBAN DE89…", "PO" of "PO BW-2024-0611": the value's label
         hit = Detection(hit.type, start, end, norm[start:end])
         over = [t for t in taken if t[0] < hit.end and hit.start < t[1]]
         if not all(t in spans and spans[t].type == hit.type for t in over):

@@ -34,16 +34,18 @@ _INTL = (r"(?:\+|00)(?!86)[1-9][0-9]{0,2}[ \-]?(?:\([0-9]{1,4}\)[ \-]?)?[0-9]{1,
 _NANP = r"(?:\+?1[ \-.])?(?:\([2-9][0-9]{2}\)\s?|[2-9][0-9]{2}[\-. ])[0-9]{3}[\-. ][0-9]{4}"  # (555) 014-2231
 # UK, AU and Taiwan mobiles; Indian mobiles written 5 + 5
 _UK_MOBILE = (r"07[0-9]{3}[ \-]?[0-9]{3}[ \-]?[0-9]{3}|0[49][0-9]{2}[ \-]?[0-9]{3}[ \-]?[0-9]{3}"
-              r"|[6-9][0-9]{4}[ \-][0-9]{5}")
+              r"|[6-9][0-9]{4}[ \-][0-9]{5}|06[ \-]?[0-9]{8}")  # ... and Dutch mobiles
 _PAIRS = r"0[1-9](?:[ .\-][0-9]{2}){4}"  # France, Belgium-style national numbers: 06 12 34 56 78
 _PHONE_RE = re.compile(
     rf"(?<![0-9A-Za-z+])(?:{_MOBILE}|{_UK_MOBILE}|{_PAIRS}|{_LANDLINE}|{_INTL}{_EXT}|{_NANP}{_EXT})(?![0-9])")
 
 
-# a seven-digit local number right after a phone cue: "her number's 555-0148", "电话 555 0148"
+# right after a phone cue, any local number: "her number's 555-0148", "电话6123 8890" (Hong
+# Kong), "phone 0712 345678" (Kenya) - 7 to 15 digits in groups
 _LOCAL_PHONE_RE = re.compile(
-    r"(?:number|phone|call|text|tel|ph|mobile|cell|whatsapp|电话|手机)(?:'s|’s)?\s?(?:is|was|:)?\s?"
-    r"(?P<v>[0-9]{3}[\- ][0-9]{4})(?![0-9])", re.IGNORECASE)
+    r"(?:(?<![A-Za-z])(?:number|phone|call|text|tel|ph|mobile|cell|whatsapp)|电话|手机|联系方式|手机号码?)"
+    r"(?:'s|’s)?\s?(?:is|was|:|是|为)?\s?"
+    r"(?P<v>[0-9]{3,4}[\- ][0-9]{4}|\(?[0-9]{2,5}\)?[\- ]?[0-9]{3,4}[\- ]?[0-9]{3,4})(?![0-9])", re.IGNORECASE)
 
 
 def detect_phones(norm: str) -> list[Detection]:
@@ -118,13 +120,49 @@ def detect_ids(norm: str) -> list[Detection]:
             hits.append(Detection("ID", m.start(), m.end(), v))
     # Legacy 15-digit IDs carry no checksum; the embedded date is the only structure to check.
     hits += [Detection("ID", m.start(), m.end(), m.group()) for m in _ID15_RE.finditer(norm)]
-    hits += [Detection("ID", m.start("v"), m.end("v"), m.group("v").upper()) for m in _PASSPORT_RE.finditer(norm)]
+    hits += [Detection("ID", m.start(g), m.end(g), _id_key(m.group(g))) for m in _PASSPORT_RE.finditer(norm)
+             for g in ("v", "w") if m.group(g)]
+    hits += [Detection("ID", m.start(), m.end(), _id_key(m.group())) for rx, ok in _REGIONAL_IDS
+             for m in rx.finditer(norm) if ok(_id_key(m.group()))]
     return hits
 
 
+def _tw_id_ok(v: str) -> bool:
+    """Taiwan national ID: a letter (its two-digit area code) + 9 digits, weighted mod 10."""
+    codes = "ABCDEFGHJKLMNPQRSTUVXYWZIO"  # A=10 ... in this order
+    n = str(codes.index(v[0]) + 10) + v[1:]
+    return sum(int(c) * w for c, w in zip(n, (1, 9, 8, 7, 6, 5, 4, 3, 2, 1, 1))) % 10 == 0
+
+
+def _hk_id_ok(v: str) -> bool:
+    """Hong Kong identity card: 1-2 letters + 6 digits + a check digit (0-9 or A), mod 11."""
+    head, check = v[:-1], v[-1]
+    vals = [36] * (8 - len(head))  # one letter: a space (36) before it
+    vals += [ord(c) - 55 if c.isalpha() else int(c) for c in head]
+    total = sum(x * w for x, w in zip(vals, range(9, 1, -1)))
+    want = (11 - total % 11) % 11
+    return check == ("A" if want == 10 else str(want))
+
+
+def _sg_id_ok(v: str) -> bool:
+    """Singapore NRIC / FIN: S, T, F, G or M + 7 digits + a check letter."""
+    total = sum(int(c) * w for c, w in zip(v[1:8], (2, 7, 6, 5, 4, 3, 2))) + (4 if v[0] in "TG" else 3 if v[0] == "M" else 0)
+    table = "JZIHGFEDCBA" if v[0] in "ST" else "XWUTRQPNMLK" if v[0] in "FG" else "XWUTRQPNJLK"
+    return v[-1] == table[total % 11]
+
+
+_REGIONAL_IDS = (
+    (re.compile(r"(?<![0-9A-Za-z])[A-Z][12][0-9]{8}(?![0-9A-Za-z])"), _tw_id_ok),
+    (re.compile(r"(?<![0-9A-Za-z])[A-Z]{1,2}[0-9]{6}\s?\(?[0-9A]\)?(?![0-9A-Za-z])"), _hk_id_ok),
+    (re.compile(r"(?<![0-9A-Za-z])[STFGM][0-9]{7}[A-Z](?![0-9A-Za-z])"), _sg_id_ok),
+)
+
+
 _PASSPORT_RE = re.compile(
-    r"(?:passport|护照)\s?(?:number|no\.?|num|#|号码?)?\s?(?:is|was|:|是|为)?\s?(?P<v>[A-Za-z]{1,2}[0-9]{6,9})(?![0-9A-Za-z])",
-    re.IGNORECASE)
+    r"(?:passport|护照)\s?(?:number|no\.?|num|#|号码?)?\s?(?:is|was|:|是|为)?\s?"
+    r"(?P<v>[A-Za-z]{1,2}[0-9]{6,9}|[A-Za-z]{0,2}[0-9]{2}\s?[0-9]{6,7})(?![0-9A-Za-z])"
+    # a few words later: "the passport number of the receiver. It's E2345678K"
+    r"|(?i:passport|护照)[^\n]{0,40}?(?<![0-9A-Za-z])(?P<w>[A-Z]{1,2}[0-9]{6,9}[A-Z]?)(?![0-9A-Za-z])")
 
 
 _CARD_RE = re.compile(
@@ -164,19 +202,23 @@ def detect_cards(norm: str) -> list[Detection]:
 _SEP_WORD = r"\s?(?:#|no\.?|number|id)?\s?(?:是|为|:|#|is|was|=)?\s?(?:是|为|:|#)?\s?"
 _ORDER_CUE = (r"订单编号|订单号码?|订单|单据号|交易号|流水号|"
               r"order\s?(?:number|no\.?|num|id|#|ref(?:erence)?)?|purchase\s?(?:number|id|#)?"
-              r"|invoice\s?(?:number|no\.?|#)|reference\s?(?:number|no\.?|#)|ref\.?\s?#?")
+              r"|invoice\s?(?:number|no\.?|#)|reference\s?(?:number|no\.?|#)|ref\.?\s?#?"
+              r"|orders|(?<![A-Za-z])PO(?!\s?box)\s?(?:number|no\.?|#)?|purchase order|ticket\s?(?:number|no\.?|#|id)?"
+              r"|case\s?(?:number|no\.?|#|id)|RMA\s?(?:number|no\.?|#)?|delivery note|receipt\s?(?:number|no\.?|#)"
+              r"|number on the receipt|confirmation\s?(?:number|no\.?|#|code)|booking\s?(?:number|no\.?|ref|reference)")
 _ORDER_RE = re.compile(
-    rf"(?:{_ORDER_CUE}){_SEP_WORD}(?P<v>#?[A-Za-z]{{0,4}}[\-]?[0-9][0-9A-Za-z\-]{{3,30}}[0-9A-Za-z])"
+    rf"(?:{_ORDER_CUE}){_SEP_WORD}(?P<v>#?(?:[A-Za-z]{{1,4}}-){{0,3}}[A-Za-z]{{0,4}}[\-]?[0-9][0-9A-Za-z\-]{{3,30}}[0-9A-Za-z])"
     r"(?![0-9A-Za-z\-])", re.IGNORECASE)
 _DATE_LIKE = re.compile(r"(?:19|20)[0-9]{2}[\-/.]?[01]?[0-9][\-/.]?[0-3]?[0-9]")
 # Context-free: JD order ids are 10-12 digits (never starting with 0 or "1[3-9]" - those are
 # phones, caught first), Taobao ids 19 digits. Other lengths stay unmasked: the residue check
 # then fails the message closed.
 _BARE_ORDER_RE = re.compile(
-    r"(?<![0-9A-Za-z\-.])(?:[1-9][0-9]{9,11}|[1-9][0-9]{18})(?![0-9A-Za-z\-]|\.[0-9])")
+    r"(?<![0-9A-Za-z\-.])(?:[1-9][0-9]{9,11}|[1-9][0-9]{18}|[0-9]{3}-[0-9]{7}-[0-9]{7})"  # ... Amazon's
+    r"(?![0-9A-Za-z\-]|\.[0-9])")
 
 _TRACK_CUE = (rf"(?:{_alt(lx.CARRIERS)})\s?(?:快递|物流|速运|快运)?\s?(?:运单号?|单号|号码)?"
-              r"|运单号?码?|快递单号?|物流单号?|(?<!订)单号|tracking\s?(?:number|no\.?|num|id|#|code)?"
+              r"|运单号?码?|快递单号?|物流单号?|快递(?=[A-Z]{0,4}[0-9]{10})|(?<!订)单号|tracking\s?(?:number|no\.?|num|id|#|code)?"
               r"|waybill\s?(?:number|no\.?|#)?|shipment\s?(?:number|id|#)")
 _TRACK_CTX_RE = re.compile(
     rf"(?:{_TRACK_CUE}){_SEP_WORD}(?P<v>[A-Za-z]{{0,4}}[0-9](?:[0-9A-Za-z]| (?=[0-9])){{6,30}}[0-9A-Za-z])"
@@ -222,6 +264,10 @@ def detect_orders(norm: str) -> list[Detection]:
         if len(digits(v)) < 5 or _DATE_LIKE.fullmatch(v.lstrip("#")):  # "order #SO-58213": 5 digits
             continue
         hits.append(Detection("ORDER", m.start("v"), m.end("v"), _id_key(v)))
+        end = m.end()  # the next orders of a list of the same shape: "orders TW88102 and TW88117"
+        while (more := _SKU_MORE_RE.match(norm, end)) and _shape(more.group("v")) == _shape(v.lstrip("#")):
+            hits.append(Detection("ORDER", more.start("v"), more.end("v"), _id_key(more.group("v"))))
+            end = more.end()
     return hits
 
 
@@ -256,10 +302,12 @@ def detect_tracking(norm: str) -> list[Detection]:
 
 # a handle or shop nickname after its own cue: no digit needed, Han allowed ("昵称是 小鄢爱吃鱼")
 _HANDLE_CUE = (r"(?:handle|login(?:\s?(?:name|id))?|insta(?:gram)?|tiktok|discord|gamertag|psn(?:\sid)?|steam(?:\sid)?"
-               r"|snap(?:chat)?|telegram|昵称|淘宝名|淘宝昵称|淘宝账号|淘宝帐号|京东账号|抖音号?|小红书号?|会员名|微博)")
+               r"|snap(?:chat)?|telegram|昵称|淘宝名|淘宝昵称|淘宝账号|淘宝帐号|淘宝号|旺旺名|京东账号|抖音号?|快手号?|小红书号?"
+               r"|会员名|微博|直播间ID|直播间id)")
 _HANDLE_RE = re.compile(
-    rf"{_HANDLE_CUE}\s?(?:is|was|:|是|为|叫)?\s?(?P<v>@?[A-Za-z0-9_][A-Za-z0-9_.\-]{{2,29}}(?<![.\-]))(?![A-Za-z0-9_\-@])"
-    rf"|{_HANDLE_CUE}\s?(?:是|为|叫|:)\s?(?P<h>[\u4e00-\u9fffA-Za-z0-9_]{{2,12}})(?![A-Za-z0-9_\-@])", re.IGNORECASE)
+    rf"{_HANDLE_CUE}\s?(?:is|was|:|是|为|叫)?\s?(?P<v>@?[A-Za-z0-9_][A-Za-z0-9_.\-]{{2,29}}(?<![.\-]))(?![A-Za-z0-9_\-@\u4e00-\u9fff])"
+    rf"|{_HANDLE_CUE}(?:\s?(?:是|为|叫|:)\s?|(?=[\u4e00-\u9fffA-Za-z_]*[0-9]))(?P<h>[\u4e00-\u9fffA-Za-z0-9_]{{2,12}})"
+    r"(?![A-Za-z0-9_\-@])", re.IGNORECASE)  # no separator: "淘宝号jojo小铺2019" (with a digit)
 _HANDLE_NOT = frozenset({"is", "was", "the", "and", "name", "page", "account", "here", "please"})
 
 
@@ -267,9 +315,27 @@ _HANDLE_NOT = frozenset({"is", "was", "the", "and", "name", "page", "account", "
 _AT_HANDLE_RE = re.compile(r"(?<![A-Za-z0-9._%+\-@])@(?P<v>[A-Za-z0-9_][A-Za-z0-9_.]{1,29}(?<!\.)|[\u4e00-\u9fffA-Za-z0-9_]{2,20})")
 
 
+_IBAN_RE = re.compile(r"(?<![0-9A-Za-z])[A-Z]{2}[0-9]{2}(?:\s?[A-Z0-9]{4}){2,7}(?:\s?[A-Z0-9]{1,3})?(?![0-9A-Za-z])")
+# a bank account written in groups, within a few words after its cue: "开户行及账号：中国银行… 5702 6581 3324"
+_BANK_ACCOUNT_RE = re.compile(
+    r"(?:账号|帐号|账户|卡号|(?<![A-Za-z])account(?:\s?(?:number|no\.?|#))?)[^\n0-9]{0,24}?"
+    r"(?P<v>[0-9]{3,6}(?:[ \-][0-9]{3,6}){2,5})(?![0-9])", re.IGNORECASE)
+
+
+def iban_ok(v: str) -> bool:
+    """ISO 13616: the country and check digits moved to the end, letters as numbers, mod 97 == 1."""
+    v = v.replace(" ", "")
+    n = "".join(str(int(c, 36)) for c in v[4:] + v[:4])
+    return 15 <= len(v) <= 34 and int(n) % 97 == 1
+
+
 def detect_accounts(norm: str) -> list[Detection]:
-    hits = [Detection("ACCOUNT", m.start("v"), m.end("v"), m.group("v"))
-            for m in _ACCOUNT_RE.finditer(norm)]
+    hits = [Detection("ACCOUNT", m.start(), m.end(), _id_key(m.group()))
+            for m in _IBAN_RE.finditer(norm) if iban_ok(m.group())]
+    hits += [Detection("ACCOUNT", m.start("v"), m.end("v"), digits(m.group("v")))
+             for m in _BANK_ACCOUNT_RE.finditer(norm)]
+    hits += [Detection("ACCOUNT", m.start("v"), m.end("v"), m.group("v"))
+             for m in _ACCOUNT_RE.finditer(norm)]
     hits += [Detection("ACCOUNT", m.start(), m.end(), m.group("v")) for m in _AT_HANDLE_RE.finditer(norm)]
     for m in _HANDLE_RE.finditer(norm):
         g = "v" if m.group("v") else "h"
@@ -369,7 +435,8 @@ _HOTLINE_RE = re.compile(
 _SKU_RE = re.compile(
     r"(?:SKU|sku|商品编号|商品编码|商品ID|货号|款号|型号|model(?:\s?(?:#|no\.?|number))?|style\s?(?:#|no\.?)"
     r"|item\s?(?:#|no\.?|number)|product\s?(?:id|#|code)"
-    r"|条码|条形码|barcode|EAN|UPC|优惠码|优惠券码|券码|兑换码|promo\s?code|coupon\s?code|discount\s?code)"
+    r"|条码|条形码|barcode|EAN|UPC|优惠码|优惠券码|券码|兑换码|promo\s?code|coupon\s?code|discount\s?code"
+    r"|税号|纳税人识别号|TRN|VAT\s?(?:no\.?|number|id)?|tax\s?(?:id|number))"  # a company's tax number
     rf"{_SEP_WORD}(?P<v>[A-Za-z0-9][A-Za-z0-9\-]{{3,29}}|[A-Za-z][0-9]{{1,3}}\s[A-Z][A-Za-z0-9+]{{1,10}})(?![A-Za-z0-9\-])",
     re.IGNORECASE)  # S7 MaxV: a model name in two parts
 # the next codes of a list after one cue: "商品编号 100045678901 和 100045678902", "SKU 123, 456 or 789"
