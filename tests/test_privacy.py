@@ -535,3 +535,20 @@ def test_regional_id_checksums():
     assert _hk_id_ok("A1234563") and not _hk_id_ok("A1234564")
     assert _sg_id_ok("S1234567D") and not _sg_id_ok("S1234567E")
     assert iban_ok("GB82 WEST 1234 5698 7654 32") and not iban_ok("GB82 WEST 1234 5698 7654 33")
+
+
+@pytest.mark.parametrize("text, want", [
+    ("主播小雨说下单送赠品", "主播[NAME_1]说下单送赠品"),
+    ("我是新来的客服秋月，很高兴为您服务", "我是新来的客服[NAME_1]，很高兴为您服务"),
+    ("帮我女儿朵朵挑个书包", "帮我女儿[NAME_1]挑个书包"),
+    ("收件人：乌兰图雅\n电话：15147001234", "收件人：[NAME_1]\n电话：[PHONE_1]"),
+    ("收件人是我外婆叶赫那拉·秀珍，谢谢", "收件人是我外婆[NAME_1]，谢谢"),
+    ("收件人热依拉·买买提，新疆的", "收件人[NAME_1]，新疆的"),
+    # role words, time words and titles are no names
+    ("客服小姐，你好", "客服小姐，你好"), ("主播刚才说的链接呢", "主播刚才说的链接呢"),
+    ("我儿子在家", "我儿子在家"), ("邻居家门口", "邻居家门口"), ("《哈利·波特》有货吗", "《哈利·波特》有货吗"),
+    ("转到别的店家客服页面", "转到别的店家客服页面"),
+])
+def test_names_after_role_words_receivers_and_dotted_names(text, want):
+    r = MASKER.mask(text)
+    assert r.text == want and r.sendable

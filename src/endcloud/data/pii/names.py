@@ -32,6 +32,15 @@ _ZH_INTRO_RE = re.compile(
 _ZH_SURNAME_INTRO_RE = re.compile(rf"(?:我|本人|免贵)姓\s?(?P<v>{_SURNAME})")
 _ZH_PLACE_START = re.compile(_alt(lx.ZH_PLACES))
 _ZH_SIGNED_RE = re.compile(r"(?:落款|署名|签名)\s?[:是为]?\s?(?P<v>[\u4e00-\u9fff]{2,3})(?=[\s,.!?;]|$)")
+# a name after a role word (no surname needed), before a verb or the clause's end
+_ZH_ROLE_NAME_RE = re.compile(
+    rf"(?:{_alt(lx.ZH_ROLE_NAME_CUES)})(?P<v>(?![家门里外上下前后刚已正马就还都也又再才先领拿推发回找问])"
+    rf"{_GIVEN}{{2,3}}?)(?=说|讲|挑|收|签|在|[\s,.!?;(]|$)")
+# a name after a receiver's cue and a colon, up to the clause's end: 收件人：阿拉坦其其格
+_ZH_RECEIVER_RE = re.compile(
+    rf"(?:收件人|收货人|联系人|签收人|姓名)\s?:\s?(?P<v>{_GIVEN}{{2,8}}|{_GIVEN}{{1,6}}·{_GIVEN}{{1,6}})(?=[\s,.!?;(]|$)")
+# two names joined by "·": 爱新觉罗·淑慧, 阿依古丽·买买提 (Manchu, Uyghur and transliterated names)
+_ZH_DOT_NAME_RE = re.compile(rf"[{_HAN}]{{2,12}}·[{_HAN}]{{2,6}}(?![{_HAN}·])")
 _ZH_NUMERAL_TAIL = re.compile(r"一(?:下|个|件|些|点|样|直|起|共|次|天|单)")
 _ZH_NAME_SUFFIX_RE = re.compile(rf"(?P<v>{_SURNAME}{_GIVEN}{{0,2}}?)(?:{_alt(lx.ZH_NAME_SUFFIX_CUES)})")
 _EN_WORD = rf"(?:[A-Z]['’])?[A-Z{_LATIN_UPPER}][a-z{_LATIN_LOWER}]+(?:['\-][A-Z]?[a-z{_LATIN_LOWER}]+)?"  # O'Connor, José, Nguyễn
@@ -80,6 +89,19 @@ def detect_zh_names(norm: str) -> list[Detection]:
                 and not _in_not_name(norm, m.start("v"), m.end("v"), before=0):
             hits.append(Detection("NAME", m.start("v"), m.end("v"), v))
     hits += [Detection("NAME", m.start("v"), m.end("v"), m.group("v")) for m in _ZH_SIGNED_RE.finditer(norm)]
+    for rx in (_ZH_ROLE_NAME_RE, _ZH_RECEIVER_RE):
+        for m in rx.finditer(norm):
+            v = _SUFFIX_CUE_TAIL.sub("", m.group("v"))  # 收货人:叶先生 -> 叶
+            if _zh_intro_ok(v):
+                hits.append(Detection("NAME", m.start("v"), m.start("v") + len(v), v))
+    for m in _ZH_DOT_NAME_RE.finditer(norm):
+        dot = norm.index("·", m.start())
+        start = max(m.start(), dot - 4)  # 我外婆叶赫那拉·秀珍: the four characters before the dot,
+        while start < dot and norm[start] in lx.ZH_NAME_STOP:  # less a cue's end (收件人|热依拉·…)
+            start += 1
+        # (any characters: 那 and 买 end no name elsewhere, but 叶赫那拉 and 买买提 are names)
+        if dot - start >= 2 and norm.rfind("《", 0, start) <= norm.rfind("》", 0, start):  # not 《哈利·波特》
+            hits.append(Detection("NAME", start, m.end(), norm[start:m.end()]))
     hits = [h for h in hits if not _ZH_NUMERAL_TAIL.search(norm, h.start + 1, h.end + 1)]
     for cue_m in _ZH_NAME_SUFFIX_RE.finditer(norm):
         # The regex finds the leftmost surname; prefer the longest plausible name ending at the
