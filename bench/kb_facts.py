@@ -79,7 +79,7 @@ def recall(index_dir: Path, questions: list[dict], ks: tuple[int, ...] = (1, 3, 
     return {**{f"recall@{k}": round(hits[k] / len(answerable), 3) for k in ks}, "ms_per_query": round(ms, 1)}
 
 
-def unit_recall(index_dir: Path, questions: list[dict], rerank: float) -> str:
+def unit_recall(index_dir: Path, questions: list[dict], rerank: float, answer_type: float) -> str:
     """Recall of the expected fact in the 1 / 2 / 4 best units (knowledge/evidence.py) of the 5
     best chunks, and the time the units take per question: first sight (embedded) and again."""
     import numpy as np
@@ -98,7 +98,7 @@ def unit_recall(index_dir: Path, questions: list[dict], rerank: float) -> str:
         found = index.search(q["question"], 5)
         for when in ms:
             t0 = time.perf_counter()
-            units = evidence(q["question"], found, index.encoder, 4, reranker, rerank)
+            units = evidence(q["question"], found, index.encoder, 4, reranker, rerank, answer_type)
             ms[when].append((time.perf_counter() - t0) * 1000)
         for n in hits:
             hits[n] += any(all(any(norm(f) in norm(u.text) for f in fact) for fact in q["facts"])
@@ -170,7 +170,9 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("ENDCLOUD_N_THREADS") or 2))
     ap.add_argument("--out", default="")
-    ap.add_argument("--rerank", type=float, default=0.05, help="knowledge.rerank for --retrieval-only")
+    ap.add_argument("--rerank", type=float, default=KnowledgeConfig.rerank, help="knowledge.rerank for --retrieval-only")
+    ap.add_argument("--answer-type", type=float, default=KnowledgeConfig.answer_type,
+                    help="knowledge.answer_type for --retrieval-only")
     ap.add_argument("--knowledge", nargs="*", default=[], metavar="KEY=VALUE",
                     help="knowledge.* settings for the served systems (e.g. units=0 k=3)")
     args = ap.parse_args()
@@ -190,8 +192,9 @@ def main() -> None:
         print(f"retrieval [{enc}]: {res.chunks} chunks built in {time.perf_counter() - t0:.1f} s; "
               + ", ".join(f"{k} {v}" for k, v in recall(indexes[enc], questions).items()))
         if args.retrieval_only:
-            for w in sorted({0.0, args.rerank}):
-                print(f"  units [{enc}, rerank {w}]: {unit_recall(indexes[enc], questions, w)}")
+            for w, a in sorted({(0.0, 0.0), (args.rerank, 0.0), (args.rerank, args.answer_type)}):
+                print(f"  units [{enc}, rerank {w}, answer_type {a}]: "
+                      f"{unit_recall(indexes[enc], questions, w, a)}")
     if args.retrieval_only:
         return
     index = indexes[args.encoders[0]]

@@ -227,6 +227,31 @@ def test_evidence_units_and_ranking():
     assert {u.text: u.score for u in plain} == {u.text: u.score for u in moved}
 
 
+def test_units_holding_the_asked_kind_of_value_rank_first():
+    """"多少钱" asks for a price: the price field outranks the silk weight the encoder puts first;
+    a draft must state the best unit's value of the asked kind (misses_asked)."""
+    from endcloud.evaluate.encoders import get_encoder
+    from endcloud.knowledge.evidence import asked, evidence, misses_asked
+    from endcloud.knowledge.sources import table_chunks
+
+    mask = table_chunks([{"sku": "EM-1", "title": "真丝眼罩", "price": 89,
+                          "attributes": {"真丝眼罩面料": "22姆米真丝眼罩"}}], "c.jsonl")[0]
+
+    class H:
+        def __init__(self, chunk):
+            self.chunk = chunk
+
+    q = "真丝眼罩多少钱"
+    plain = evidence(q, [H(mask)], get_encoder("ngram"), 2)
+    typed = evidence(q, [H(mask)], get_encoder("ngram"), 2, answer_type=1.0)
+    assert "姆米" in plain[0].text and "89" in typed[0].text  # the test is able to fail
+    assert asked("几点前付款当天发?") and asked("How much is it?") and not asked("你好呀")
+    assert misses_asked(q, "亲，是22姆米的真丝哦", typed)  # a number, but not a price
+    assert misses_asked(q, "亲，这款是真丝的", typed)
+    assert not misses_asked(q, "亲，这款89元哦", typed)
+    assert not misses_asked("你好呀", "您好", typed)
+
+
 def test_placeholder_guard_restores_ours_and_flags_the_rest():
     from endcloud.data.privacy import Masker
 
@@ -287,3 +312,19 @@ def test_claims_tie_numbers_to_their_units():
     assert claims("A $4.50 label, within 11 days, 36 hours, 5 business days, 12% off") == {
         "$4.5", "11天", "36小时", "5工作日", "12%"}
     assert claims("运费为1元") - claims("1–2天送达，运费9元") == {"1元"}
+
+
+def test_fact_questions_are_any_question_but_small_talk():
+    import re
+
+    from endcloud.knowledge.config import FACT_PATTERNS
+
+    def fact(q: str) -> bool:
+        return any(re.search(p, q) for p in FACT_PATTERNS)
+
+    # questions no keyword list names ("当天", "which state") are fact questions too
+    for q in ("今天下午三点多付的款，当天能发走吗？", "Which state do my orders ship out of?",
+              "你好，请问退货运费多少？", "Is there a number I can call?", "功率是怎么分的"):
+        assert fact(q), q
+    for q in ("在吗？", "你好呀", "谢谢", "好的", "Are you a bot?", "hello?", "我很生气！"):
+        assert not fact(q), q

@@ -71,11 +71,61 @@ def units_of(chunk: Chunk) -> list[str]:
     return [f"{name}: {u}" if name and not u.startswith(name) else u for u in out]
 
 
+# What a question asks for, and how a value of that kind is written. The dense cosines of one
+# shop's units lie within a few hundredths of each other, so "多少钱" ranks the eye mask's silk
+# weight beside its price; a unit holding a value of the asked kind ranks above one that holds
+# none (`answer_type`), and a draft must state the best unit's value of that kind (turn.py).
+_N = r"\d+(?:[.,]\d+)*\s*"  # a whole number (the value's digits, not only its last one)
+_ASKS = {
+    "money": (r"多少钱|价格|价钱|售价|运费|邮费|费用|收费|多少元|多少块|便宜多少|补多少|"
+              r"(?i:how much|\bcosts?\b|\bprice|\bfees?\b|\bcharge)",
+              rf"{_N}(?:元|块)|[¥￥$]\s*{_N}|(?i:{_N}(?:usd|cny|yuan|dollars?)\b|(?:price|价格|售价)\s*[:：]\s*{_N})"),
+    "clock": (r"几点|截止|最晚几|(?i:what time|until when|by when|cut-?off|latest time|until what)",
+              rf"\d{{1,2}}\s*[:：]\s*\d{{2}}|\d{{1,2}}\s*点|(?i:{_N}(?:am|pm|a\.m\.|p\.m\.))"),
+    "duration": (r"几天|多少天|多久|多长时间|几个?小时|多少小时|几个?工作日|几周|几个月|"
+                 r"(?i:how long|how many (?:days|hours|weeks|months)|how (?:quickly|fast|soon)|window)",
+                 rf"{_N}个?(?:天|日|小时|工作日|周|月|分钟)|"
+                 rf"(?i:{_N}(?:days?|hours?|weeks?|months?|minutes?|business days?|working days?)\b)"),
+    "percent": (r"百分之|含量|比例|占比|(?i:percent|\bcontent\b|%)", rf"{_N}%"),
+    "length": (r"多大|尺寸|多少厘米|多长|多宽|多高|(?i:how big|\bsize\b|dimensions?|how (?:wide|tall))",
+               rf"{_N}(?:cm|厘米|mm|毫米|米|inch|英寸|\")"),
+    "weight": (r"多重|多少克|克重|几克|(?i:how heavy|\bweigh|\bgsm\b)",
+               rf"{_N}(?:g|克|kg|公斤|gsm|oz|斤)(?![a-z])"),
+}
+ASKS = {k: (re.compile(q), re.compile(v)) for k, (q, v) in _ASKS.items()}
+
+
+def asked(query: str) -> list[re.Pattern[str]]:
+    """How the values the question asks for are written (none: it asks for no amount)."""
+    return [value for question, value in ASKS.values() if question.search(query)]
+
+
+def holds_asked(query: str, text: str) -> bool:
+    return any(v.search(text) for v in asked(query))
+
+
+def misses_asked(query: str, reply: str, units: Sequence[Unit]) -> bool:
+    """The question asks for an amount of a kind the best units hold ("几个工作日", "多少钱"),
+    and the reply states none of the best unit's values of that kind: it took the wrong fact
+    (a refund's "11天" for a refund's working days) or none."""
+    from endcloud.evaluate.facts import numbers
+
+    if not units:
+        return False
+    for value in asked(query):
+        if any(value.search(u.text) for u in units):
+            best = numbers(" ".join(m.group(0) for m in value.finditer(units[0].text)))
+            said = numbers(" ".join(m.group(0) for m in value.finditer(reply)))
+            return not best & said
+    return False
+
+
 def evidence(query: str, hits: Sequence[Hit], encoder: Encoder, n: int,
-             reranker: Scorer | None = None, weight: float = 0.0) -> list[Unit]:
+             reranker: Scorer | None = None, weight: float = 0.0, answer_type: float = 0.0) -> list[Unit]:
     """The `n` units of `hits` closest to `query`, best first: ranked by dense cosine, plus
     `weight` times the `reranker`'s score (the trained matcher's Match(query, unit): does this
-    sentence answer that question?). `Unit.score` stays the cosine (a relevance level)."""
+    sentence answer that question?), plus `answer_type` when the unit holds a value of the kind
+    the question asks for. `Unit.score` stays the cosine (a relevance level)."""
     pairs = [(h.chunk, u) for h in hits for u in units_of(h.chunk)]
     if not pairs or n <= 0:
         return []
@@ -85,7 +135,9 @@ def evidence(query: str, hits: Sequence[Hit], encoder: Encoder, n: int,
     rank = cosine
     if reranker is not None and weight:
         match = np.asarray(reranker.score([query] * len(pairs), [u.split(": ", 1)[-1] for _, u in pairs]))
-        rank = cosine + weight * match
+        rank = rank + weight * match
+    if answer_type and asked(query):
+        rank = rank + answer_type * np.array([holds_asked(query, u) for _, u in pairs], dtype=float)
     order = np.argsort(-rank, kind="stable")[:n]
     return [Unit(pairs[i][0], pairs[i][1], float(cosine[i])) for i in order]
 

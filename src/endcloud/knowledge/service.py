@@ -99,7 +99,7 @@ class ShopKnowledge:
             out.version = index.version
             if self.cfg.units:
                 out.units = evidence(query, out.hits, index.encoder, self.cfg.units,
-                                     self._reranker(), self.cfg.rerank)
+                                     self._reranker(), self.cfg.rerank, self.cfg.answer_type)
         out.memory = self.memory.search(query, 2) if len(self.memory) else []
         best = max(out.memory, key=lambda h: h.dense, default=None)
         if (self.cfg.memory_as_is and best is not None and best.dense >= self.cfg.memory_threshold

@@ -240,7 +240,8 @@ class ServiceTurn:
     def _off_evidence(self, reply: str) -> bool:
         """A fact question answered with an amount ("9元", "36小时", "$4.5") or a number that the
         quotable units (the closest sentences of the shop) do not hold, while they hold one: the
-        model took it from a distractor chunk ("运费为1元" from a size chart)."""
+        model took it from a distractor chunk ("运费为1元" from a size chart). Or one that asks
+        for an amount and does not state the best unit's ("几个工作日" answered with "11天")."""
         kb = self.svc.knowledge
         if kb is None or not kb.cfg.strict_evidence:
             return False
@@ -248,11 +249,13 @@ class ServiceTurn:
         if not units:
             return False
         from endcloud.evaluate.facts import claims, numbers
+        from endcloud.knowledge.evidence import misses_asked
 
         evidence = " ".join(u.text for u in units) + " " + self.query
         if not numbers(evidence):
             return False
-        return bool(claims(reply) - claims(evidence) or numbers(reply) - numbers(evidence))
+        return bool(claims(reply) - claims(evidence) or numbers(reply) - numbers(evidence)
+                    or misses_asked(self.query, reply, units))
 
     def _handoff(self) -> str:
         """What the customer is told when a person takes over: the expected wait (or the opening
