@@ -318,7 +318,7 @@ _AT_HANDLE_RE = re.compile(r"(?<![A-Za-z0-9._%+\-@])@(?P<v>[A-Za-z0-9_][A-Za-z0-
 _IBAN_RE = re.compile(r"(?<![0-9A-Za-z])[A-Z]{2}[0-9]{2}(?:\s?[A-Z0-9]{4}){2,7}(?:\s?[A-Z0-9]{1,3})?(?![0-9A-Za-z])")
 # a bank account written in groups, within a few words after its cue: "开户行及账号：中国银行… 5702 6581 3324"
 _BANK_ACCOUNT_RE = re.compile(
-    r"(?:账号|帐号|账户|卡号|(?<![A-Za-z])account(?:\s?(?:number|no\.?|#))?)[^\n0-9]{0,24}?"
+    r"(?:账号|帐号|账户|(?<![A-Za-z])account(?:\s?(?:number|no\.?|#))?)[^\n0-9]{0,24}?"
     r"(?P<v>[0-9]{3,6}(?:[ \-][0-9]{3,6}){2,5})(?![0-9])", re.IGNORECASE)
 
 
@@ -435,8 +435,7 @@ _HOTLINE_RE = re.compile(
 _SKU_RE = re.compile(
     r"(?:SKU|sku|商品编号|商品编码|商品ID|货号|款号|型号|model(?:\s?(?:#|no\.?|number))?|style\s?(?:#|no\.?)"
     r"|item\s?(?:#|no\.?|number)|product\s?(?:id|#|code)"
-    r"|条码|条形码|barcode|EAN|UPC|优惠码|优惠券码|券码|兑换码|promo\s?code|coupon\s?code|discount\s?code"
-    r"|税号|纳税人识别号|TRN|VAT\s?(?:no\.?|number|id)?|tax\s?(?:id|number))"  # a company's tax number
+    r"|条码|条形码|barcode|EAN|UPC|优惠码|优惠券码|券码|兑换码|promo\s?code|coupon\s?code|discount\s?code)"
     rf"{_SEP_WORD}(?P<v>[A-Za-z0-9][A-Za-z0-9\-]{{3,29}}|[A-Za-z][0-9]{{1,3}}\s[A-Z][A-Za-z0-9+]{{1,10}})(?![A-Za-z0-9\-])",
     re.IGNORECASE)  # S7 MaxV: a model name in two parts
 # the next codes of a list after one cue: "商品编号 100045678901 和 100045678902", "SKU 123, 456 or 789"
