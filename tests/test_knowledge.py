@@ -252,6 +252,21 @@ def test_units_holding_the_asked_kind_of_value_rank_first():
     assert not misses_asked("你好呀", "您好", typed)
 
 
+def test_a_quote_holds_the_asked_kind_of_value():
+    from endcloud.knowledge.evidence import Unit, quotable
+    from endcloud.knowledge.sources import make_chunk
+
+    c = make_chunk("c.jsonl", "product", "Canvas Tote", "")
+    units = [Unit(c, t, s) for t, s in (("Canvas Tote: fits: a 15-inch laptop", 0.92),
+                                        ("Canvas Tote: description: roomy for a 15-inch laptop", 0.90),
+                                        ("Canvas Tote: pockets: one zip pocket", 0.86),
+                                        ("Canvas Tote: price: 17 USD", 0.85))]
+    q = "What does the canvas tote cost, and will a 15-inch laptop fit?"
+    assert [u.text for u in quotable(units, 2, 0.83, q)] == [units[0].text, units[3].text]
+    assert quotable(units, 2, 0.83) == units[:2]  # no question: the two best
+    assert quotable(units, 2, 0.88, q) == units[:2]  # the price is not close enough to quote
+
+
 def test_placeholder_guard_restores_ours_and_flags_the_rest():
     from endcloud.data.privacy import Masker
 

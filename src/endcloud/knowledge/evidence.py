@@ -105,16 +105,15 @@ def holds_asked(query: str, text: str) -> bool:
 
 
 def misses_asked(query: str, reply: str, units: Sequence[Unit]) -> bool:
-    """The question asks for an amount of a kind the best units hold ("几个工作日", "多少钱"),
-    and the reply states none of the best unit's values of that kind: it took the wrong fact
-    (a refund's "11天" for a refund's working days) or none."""
+    """The question asks for an amount of a kind the units hold ("几个工作日", "多少钱"), and
+    the reply states none of the values of that kind of the best unit holding one: it took the
+    wrong fact (a refund's "11天" for a refund's working days) or none."""
     from endcloud.evaluate.facts import numbers
 
-    if not units:
-        return False
     for value in asked(query):
-        if any(value.search(u.text) for u in units):
-            best = numbers(" ".join(m.group(0) for m in value.finditer(units[0].text)))
+        holder = next((u for u in units if value.search(u.text)), None)  # the best one holding it
+        if holder is not None:
+            best = numbers(" ".join(m.group(0) for m in value.finditer(holder.text)))
             said = numbers(" ".join(m.group(0) for m in value.finditer(reply)))
             return not best & said
     return False
@@ -149,9 +148,18 @@ QUOTE = {
 }
 
 
-def quotable(units: Sequence[Unit], n: int, min_score: float) -> list[Unit]:
-    """The best `n` units that are each at least `min_score` close to the question."""
-    return [u for u in units[:n] if u.score >= min_score]
+def quotable(units: Sequence[Unit], n: int, min_score: float, query: str = "") -> list[Unit]:
+    """The best `n` units that are each at least `min_score` close to the question. When the
+    question asks for an amount of a kind none of them holds ("What does the tote cost, and will
+    a laptop fit?" - both best units are about the laptop), the last gives way to the best
+    lower unit that holds one (the price)."""
+    out = [u for u in units[:n] if u.score >= min_score]
+    for value in asked(query)[:1]:
+        if out and not any(value.search(u.text) for u in out):
+            holder = next((u for u in units[n:] if u.score >= min_score and value.search(u.text)), None)
+            if holder is not None:
+                out[-1] = holder
+    return out
 
 
 def quote(units: Sequence[Unit], lang: str) -> str | None:

@@ -228,7 +228,7 @@ class ServiceTurn:
         kb, found = self.svc.knowledge, self.found
         if kb is None or found is None or not kb.cfg.quote or not found.needs_facts:
             return []
-        return quotable(found.units, kb.cfg.quote_units, kb.cfg.quote_min)
+        return quotable(found.units, kb.cfg.quote_units, kb.cfg.quote_min, self.query)
 
     def _states_no_fact(self, reply: str) -> bool:
         """A fact question answered without a single number while the shop's sentences at hand

@@ -38,7 +38,7 @@ _ZH_ROLE_NAME_RE = re.compile(
     rf"{_GIVEN}{{2,3}}?)(?=说|讲|挑|收|签|在|[\s,.!?;(]|$)")
 # a name after a receiver's cue and a colon, up to the clause's end: 收件人：阿拉坦其其格
 _ZH_RECEIVER_RE = re.compile(
-    rf"(?:收件人|收货人|联系人|签收人|姓名)\s?:\s?(?P<v>{_GIVEN}{{2,8}}|{_GIVEN}{{1,6}}·{_GIVEN}{{1,6}})(?=[\s,.!?;(]|$)")
+    rf"(?:收件人|收货人|联系人|签收人|姓名)\s?:\s?(?P<v>{_GIVEN}{{2,8}})(?=[\s,.!?;(]|$)")
 # two names joined by "·": 爱新觉罗·淑慧, 阿依古丽·买买提 (Manchu, Uyghur and transliterated names)
 _ZH_DOT_NAME_RE = re.compile(rf"[{_HAN}]{{2,12}}·[{_HAN}]{{2,6}}(?![{_HAN}·])")
 _ZH_NUMERAL_TAIL = re.compile(r"一(?:下|个|件|些|点|样|直|起|共|次|天|单)")
